@@ -1,0 +1,1 @@
+"""MultiCellPose app: NiceGUI pages over a Backend (never torch or cellpose directly)."""

@@ -1,0 +1,209 @@
+"""Label files: ``_seg.npy`` / ``_pred.npy`` (upstream cellpose GUI compatible) and ``_masks``/``_classes`` TIFFs.
+
+A ``_seg.npy`` is a pickled dict, as upstream cellpose writes it; load one only from your own
+disk. We write every key the upstream GUI reads (``masks``, ``outlines``, ``colors``,
+``filename``, ``flows``, ``ismanual``, ``manual_changes``, ``model_path``, thresholds,
+``normalize_params``, ``restore``, ``ratio``, ``diameter``, ``chan_choose``) plus our own
+``classes``, ``classes_map``, ``class_names`` and ``class_colors``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+from ..atomic import atomic_write_bytes
+from ..errors import LabelFileError
+from ..filenames import masks_tiff_pair
+from .labelset import LabelSet, mask_dtype
+
+FORMAT_VERSION = 1
+_NORMALIZE_PARAMS = {"lowhigh": None, "percentile": [1.0, 99.0], "normalize": True, "norm3D": True,
+                     "sharpen_radius": 0, "smooth_radius": 0, "tile_norm_blocksize": 0,
+                     "tile_norm_smooth3D": 1, "invert": False}
+
+
+def to_seg_dict(labelset: LabelSet, image_path: str | os.PathLike | None = None) -> dict:
+    """The dict written to ``_seg.npy``: upstream GUI keys plus class keys."""
+    masks = labelset.masks
+    n = labelset.max_id
+    outlines = np.where(find_boundaries(masks, mode="inner"), masks, 0).astype(masks.dtype)
+    colors = _instance_colors(n)
+    return {
+        "masks": masks,
+        "outlines": outlines,
+        "colors": colors,
+        "filename": str(Path(image_path).resolve()) if image_path else "",
+        "flows": labelset.flows if labelset.flows is not None else [],
+        "ismanual": np.ones(n, bool),
+        "manual_changes": [],
+        "model_path": 0,
+        "flow_threshold": 0.4 if labelset.flow_threshold is None else float(labelset.flow_threshold),
+        "cellprob_threshold": 0.0 if labelset.cellprob_threshold is None else float(labelset.cellprob_threshold),
+        "normalize_params": dict(_NORMALIZE_PARAMS),
+        "restore": None,
+        "ratio": 1.0,
+        "diameter": float(labelset.diameter),
+        "chan_choose": [0, 0],
+        "classes": labelset.classes.copy(),
+        "classes_map": labelset.class_map().astype(np.uint16),
+        "class_names": list(labelset.class_names),
+        "class_colors": list(labelset.class_colors),
+        "mcp_format": FORMAT_VERSION,
+    }
+
+
+def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | os.PathLike | None = None) -> Path:
+    """Write a label set to ``_seg.npy`` / ``_pred.npy`` atomically.
+
+    Parameters
+    ----------
+    path
+        Destination (see :func:`mcp_core.filenames.label_path`).
+    labelset
+        What to write.
+    image_path
+        The image the labels belong to; stored as ``filename`` so the upstream GUI finds it.
+
+    Raises
+    ------
+    MCPError
+        When the disk is full or the folder is not writable (the old file is intact).
+    """
+    path = Path(path)
+    buf = io.BytesIO()
+    np.save(buf, to_seg_dict(labelset, image_path), allow_pickle=True)
+    atomic_write_bytes(path, buf.getbuffer())
+    return path
+
+
+def load_labels(path: str | os.PathLike) -> LabelSet:
+    """Read labels from ``_seg.npy``/``_pred.npy`` (ours or upstream cellpose's) or a ``_masks`` TIFF/PNG.
+
+    Upstream files load as masks with every class 0 ("unassigned"). For a ``_masks`` file the
+    ``_classes`` file beside it, if any, is a per-pixel class map, reduced to one class per mask
+    by majority vote.
+
+    Raises
+    ------
+    LabelFileError
+        When the file is missing, unreadable or inconsistent.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LabelFileError(f"Label file {path} does not exist.")
+    if path.suffix.lower() == ".npy":
+        return _load_seg(path)
+    return _load_masks_image(path)
+
+
+def load_labels_for(image_path: str | os.PathLike, frame: str = "", kind: str = "seg") -> LabelSet | None:
+    """Labels of one frame of an image, from ``_seg.npy``/``_pred.npy`` or a ``_masks`` pair; ``None`` if none."""
+    from ..filenames import label_path
+
+    npy = label_path(image_path, frame, kind)  # type: ignore[arg-type]
+    if npy.exists():
+        return load_labels(npy)
+    if kind == "seg" and not frame:
+        pair = masks_tiff_pair(image_path)
+        if pair:
+            return load_labels(pair[0])
+    return None
+
+
+def _load_seg(path: Path) -> LabelSet:
+    try:
+        raw = np.load(path, allow_pickle=True)
+        dat = raw.item() if raw.dtype == object and raw.shape == () else None
+    except Exception as exc:
+        raise LabelFileError(f"{path} is not a readable label file: {exc}.") from exc
+    if not isinstance(dat, dict) or "masks" not in dat:
+        raise LabelFileError(f"{path} is not a cellpose label file (no 'masks' entry).")
+    masks = np.asarray(dat["masks"]).squeeze()
+    if masks.ndim != 2:
+        raise LabelFileError(f"{path} holds masks of shape {masks.shape}; only 2-D label sets are supported.")
+    masks = masks.astype(mask_dtype(int(masks.max(initial=0))), copy=False)
+    classes = dat.get("classes")
+    if classes is not None:
+        classes = np.asarray(classes)
+        if classes.ndim != 1 or len(classes) < int(masks.max(initial=0)) + 1:
+            raise LabelFileError(f"{path}: 'classes' has {len(classes)} entries for mask ids up to {masks.max()}.")
+    elif "classes_map" in dat:
+        classes = majority_class(masks, np.asarray(dat["classes_map"]))
+    names = list(dat.get("class_names") or ["unassigned"])
+    ls = LabelSet(masks, classes, names, list(dat.get("class_colors") or []))
+    flows = dat.get("flows")
+    ls.flows = flows if isinstance(flows, list) and len(flows) else None
+    diameter = dat.get("diameter")
+    try:
+        ls.diameter = float(diameter) if diameter is not None else float("nan")
+    except (TypeError, ValueError):
+        ls.diameter = float("nan")
+    ls.flow_threshold = _float_or_none(dat.get("flow_threshold"))
+    ls.cellprob_threshold = _float_or_none(dat.get("cellprob_threshold"))
+    return ls
+
+
+def _load_masks_image(path: Path) -> LabelSet:
+
+    try:
+        masks = _read_plain(path)
+    except Exception as exc:
+        raise LabelFileError(f"{path} is not a readable masks image: {exc}.") from exc
+    if masks.ndim != 2 or masks.dtype.kind not in "ui":
+        raise LabelFileError(f"{path} must be a 2-D integer label image, got {masks.dtype} {masks.shape}.")
+    classes = None
+    stem = path.name[: path.name.lower().rfind("_masks")]
+    for ext in (path.suffix, ".tif", ".tiff", ".png"):
+        cpath = path.with_name(f"{stem}_classes{ext}")
+        if cpath.exists():
+            cmap = _read_plain(cpath)
+            if cmap.shape != masks.shape:
+                raise LabelFileError(f"{cpath} has shape {cmap.shape}, but {path.name} has {masks.shape}.")
+            classes = majority_class(masks, cmap)
+            break
+    return LabelSet(masks, classes)
+
+
+def _read_plain(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        return np.asarray(tifffile.imread(path)).squeeze()
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im).squeeze()
+
+
+def majority_class(masks: np.ndarray, class_map: np.ndarray) -> np.ndarray:
+    """Class per mask id: the most frequent non-zero value of *class_map* over the mask's pixels.
+
+    Vectorised: one ``bincount`` over (mask id, class) pairs, no loop over masks.
+    """
+    masks = np.asarray(masks).ravel()
+    cmap = np.asarray(class_map).ravel().astype(np.int64)
+    n_ids = int(masks.max(initial=0)) + 1
+    n_cls = int(cmap.max(initial=0)) + 1
+    fg = (masks > 0) & (cmap > 0)
+    counts = np.bincount(masks[fg].astype(np.int64) * n_cls + cmap[fg], minlength=n_ids * n_cls).reshape(n_ids, n_cls)
+    out = counts.argmax(axis=1).astype(np.uint16)
+    out[counts.max(axis=1) == 0] = 0
+    out[0] = 0
+    return out
+
+
+def _float_or_none(v) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _instance_colors(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(64, 256, size=(n, 3)).astype(np.uint8)

@@ -1,0 +1,441 @@
+"""The label set of one frame: instance masks, a class per mask, and the edits the canvas makes.
+
+Overlap rule: a new polygon takes only pixels that belong to no mask yet; it never
+overwrites an existing mask. Mask ids are ``1..n`` (0 = background); ``classes[i]`` is the
+class id of mask ``i`` (0 = unassigned) and ``class_names[0]`` names that "unassigned"
+class. Every edit records a sparse delta (changed pixel positions with old and new
+values, plus the old and new class table) so undo/redo cost memory in proportion to the
+edit, not to the image.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from skimage.draw import disk, line as draw_line, polygon as draw_polygon
+
+from ..errors import LabelFileError, ParameterError
+
+DEFAULT_CLASS_COLORS = ("#808080", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+                        "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
+UINT16_MAX_ID = np.iinfo(np.uint16).max
+
+
+def default_color(class_id: int) -> str:
+    """A distinct default colour for *class_id*."""
+    return DEFAULT_CLASS_COLORS[class_id % len(DEFAULT_CLASS_COLORS)]
+
+
+def mask_dtype(max_id: int) -> np.dtype:
+    """``uint16`` while ids fit, ``uint32`` past 65535 objects."""
+    return np.dtype(np.uint16) if max_id <= UINT16_MAX_ID else np.dtype(np.uint32)
+
+
+@dataclass
+class Delta:
+    """One undoable edit: changed pixels inside ``box`` and the class tables before/after."""
+
+    box: tuple[slice, slice]
+    flat: np.ndarray
+    old: np.ndarray
+    new: np.ndarray
+    old_classes: np.ndarray
+    new_classes: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.flat.nbytes + self.old.nbytes + self.new.nbytes + self.old_classes.nbytes + self.new_classes.nbytes
+
+
+@dataclass
+class LabelSet:
+    """Instance masks and their classes for one frame.
+
+    Attributes
+    ----------
+    masks
+        ``(Y, X)`` ``uint16`` (``uint32`` past 65535 objects), 0 = background.
+    classes
+        ``(max_id + 1,)`` class id per mask id; ``classes[0]`` is always 0.
+    class_names, class_colors
+        Name and ``#rrggbb`` colour per class id, index 0 being "unassigned".
+    flows
+        Optional cellpose-style flows (kept as given, saved for the upstream GUI).
+    diameter, flow_threshold, cellprob_threshold
+        Optional values saved with the labels.
+    max_undo
+        How many edits undo remembers.
+    """
+
+    masks: np.ndarray
+    classes: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=lambda: ["unassigned"])
+    class_colors: list[str] = field(default_factory=list)
+    flows: list | None = None
+    diameter: float = float("nan")
+    flow_threshold: float | None = None
+    cellprob_threshold: float | None = None
+    max_undo: int = 200
+
+    def __post_init__(self) -> None:
+        masks = np.asarray(self.masks)
+        if masks.ndim != 2:
+            raise LabelFileError(f"masks must be 2-D (Y, X), got shape {masks.shape}.")
+        if masks.dtype.kind not in "ui" or (masks.size and masks.min() < 0):
+            raise LabelFileError(f"masks must hold non-negative integer ids, got dtype {masks.dtype}.")
+        top = int(masks.max()) if masks.size else 0
+        self.masks = np.ascontiguousarray(masks, dtype=mask_dtype(top))
+        classes = np.zeros(top + 1, np.uint16) if self.classes is None else np.asarray(self.classes, np.uint16)
+        if classes.ndim != 1:
+            raise LabelFileError(f"classes must be 1-D (one class per mask id), got shape {classes.shape}.")
+        if len(classes) < top + 1:
+            classes = np.concatenate([classes, np.zeros(top + 1 - len(classes), np.uint16)])
+        self.classes = classes.copy()
+        self.classes[0] = 0
+        self.class_names = list(self.class_names) or ["unassigned"]
+        colors = list(self.class_colors)
+        self.class_colors = colors + [default_color(i) for i in range(len(colors), len(self.class_names))]
+        if int(self.classes.max(initial=0)) >= len(self.class_names):
+            self.class_names += [f"class {i}" for i in range(len(self.class_names), int(self.classes.max()) + 1)]
+            self.class_colors += [default_color(i) for i in range(len(self.class_colors), len(self.class_names))]
+        self._undo: collections.deque[Delta] = collections.deque(maxlen=self.max_undo)
+        self._redo: list[Delta] = []
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.masks.shape  # type: ignore[return-value]
+
+    @property
+    def max_id(self) -> int:
+        return len(self.classes) - 1
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Mask ids present in ``masks`` (sorted)."""
+        present = np.zeros(len(self.classes), bool)
+        present[self.masks.ravel()] = True
+        present[0] = False
+        return np.flatnonzero(present)
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def class_map(self) -> np.ndarray:
+        """``(Y, X)`` class id of every pixel (0 on background and unassigned masks)."""
+        return self.classes[self.masks]
+
+    def class_of(self, mask_id: int) -> int:
+        return int(self.classes[mask_id]) if 0 < mask_id < len(self.classes) else 0
+
+    def copy(self) -> LabelSet:
+        """A copy without undo history."""
+        return LabelSet(self.masks.copy(), self.classes.copy(), list(self.class_names), list(self.class_colors),
+                        self.flows, self.diameter, self.flow_threshold, self.cellprob_threshold, self.max_undo)
+
+    # ------------------------------------------------------------------ classes
+    def add_class(self, name: str, color: str | None = None) -> int:
+        """Append a class; returns its id."""
+        if name in self.class_names:
+            raise ParameterError(f"A class named {name!r} exists already.")
+        self.class_names.append(name)
+        self.class_colors.append(color or default_color(len(self.class_names) - 1))
+        return len(self.class_names) - 1
+
+    def remove_class(self, class_id: int) -> None:
+        """Remove a class: its masks become unassigned (0) and higher class ids shift down by one.
+
+        Undoable as a class-table edit.
+        """
+        if not 0 < class_id < len(self.class_names):
+            raise ParameterError(f"There is no class {class_id} to remove.")
+        new = self.classes.copy()
+        new[new == class_id] = 0
+        new[new > class_id] -= 1
+        self._record_classes(new)
+        del self.class_names[class_id]
+        del self.class_colors[class_id]
+
+    # -------------------------------------------------------------------- edits
+    def add_polygon(self, points: Sequence[Sequence[float]], class_id: int = 0) -> int:
+        """Fill a closed polygon ``[(x, y), ...]`` as a new mask on pixels no mask owns yet.
+
+        Returns
+        -------
+        int
+            The new mask id, or 0 when the polygon covers no free pixel.
+        """
+        pts = np.asarray(points, float)
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+            raise ParameterError("A polygon needs at least three (x, y) points.")
+        rr, cc = draw_polygon(pts[:, 1], pts[:, 0], shape=self.shape)
+        er, ec = _outline_pixels(pts, self.shape)
+        rr, cc = np.concatenate([rr, er]), np.concatenate([cc, ec])
+        free = self.masks[rr, cc] == 0
+        rr, cc = rr[free], cc[free]
+        if rr.size == 0:
+            return 0
+        new_id = self.max_id + 1
+        self._check_class(class_id)
+        return self._paint(rr, cc, new_id, class_id)
+
+    def add_mask(self, region: np.ndarray, class_id: int = 0) -> int:
+        """Add a boolean ``(Y, X)`` region as a new mask on pixels no mask owns yet; returns its id or 0."""
+        region = np.asarray(region, bool)
+        if region.shape != self.shape:
+            raise ParameterError(f"Region shape {region.shape} differs from the masks' {self.shape}.")
+        rr, cc = np.nonzero(region & (self.masks == 0))
+        if rr.size == 0:
+            return 0
+        self._check_class(class_id)
+        return self._paint(rr, cc, self.max_id + 1, class_id)
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Delete masks; returns how many pixels were cleared."""
+        ids = self._valid_ids(ids)
+        if ids.size == 0:
+            return 0
+        lut = np.zeros(len(self.classes), bool)
+        lut[ids] = True
+        box = _bbox_of(lut[self.masks])
+        if box is None:
+            return 0
+        sub = self.masks[box]
+        hit = lut[sub]
+        new = self.classes.copy()
+        new[ids] = 0
+        return self._apply(box, np.flatnonzero(hit), np.zeros(int(hit.sum()), self.masks.dtype), new)
+
+    def assign_class(self, ids: Iterable[int], class_id: int) -> None:
+        """Set the class of masks."""
+        self._check_class(class_id)
+        ids = self._valid_ids(ids)
+        new = self.classes.copy()
+        new[ids] = class_id
+        self._record_classes(new)
+
+    def merge(self, ids: Iterable[int]) -> int:
+        """Merge masks into the smallest of their ids (which keeps its class); returns that id."""
+        ids = self._valid_ids(ids)
+        if ids.size < 2:
+            return int(ids[0]) if ids.size else 0
+        keep, others = int(ids.min()), ids[ids != ids.min()]
+        lut = np.zeros(len(self.classes), bool)
+        lut[others] = True
+        box = _bbox_of(lut[self.masks])
+        if box is None:
+            return keep
+        hit = lut[self.masks[box]]
+        new = self.classes.copy()
+        new[others] = 0
+        self._apply(box, np.flatnonzero(hit), np.full(int(hit.sum()), keep, self.masks.dtype), new)
+        return keep
+
+    def split(self, mask_id: int, line: Sequence[Sequence[float]]) -> list[int]:
+        """Cut a mask along a polyline ``[(x, y), ...]``.
+
+        Pixels on the line go to the nearest resulting piece; the largest piece keeps the id
+        and every piece keeps the class.
+
+        Returns
+        -------
+        list of int
+            The ids of the pieces (just ``[mask_id]`` when the line does not cut it in two).
+        """
+        if mask_id not in set(self._valid_ids([mask_id]).tolist()):
+            raise ParameterError(f"There is no mask {mask_id} to split.")
+        box = _bbox_of(self.masks == mask_id, pad=1, shape=self.shape)
+        sub = self.masks[box]
+        region = sub == mask_id
+        pts = np.asarray(line, float) - [box[1].start, box[0].start]
+        cut = np.zeros_like(region)
+        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+            rr, cc = draw_line(int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
+            ok = (rr >= 0) & (rr < cut.shape[0]) & (cc >= 0) & (cc < cut.shape[1])
+            cut[rr[ok], cc[ok]] = True
+        pieces, n = ndimage.label(region & ~cut)
+        if n < 2:
+            return [mask_id]
+        # Line pixels join the nearest piece.
+        _, (ri, ci) = ndimage.distance_transform_edt(pieces == 0, return_indices=True)
+        pieces = np.where(region, pieces[ri, ci], 0)
+        sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
+        order = np.argsort(-sizes) + 1  # piece labels by size, largest first
+        ids = [mask_id] + list(range(self.max_id + 1, self.max_id + n))
+        lut = np.zeros(n + 1, np.int64)
+        lut[order] = ids
+        new_sub = np.where(region, lut[pieces], sub)
+        changed = np.flatnonzero(new_sub != sub)
+        new_classes = np.concatenate([self.classes, np.full(n - 1, self.classes[mask_id], np.uint16)])
+        self._apply(box, changed, new_sub.ravel()[changed], new_classes)
+        return ids
+
+    def erase(self, points: Sequence[Sequence[float]], radius: float) -> int:
+        """Erase with a round brush of *radius* along a stroke ``[(x, y), ...]``; returns pixels cleared."""
+        if radius <= 0:
+            raise ParameterError(f"Brush radius must be positive, got {radius}.")
+        pts = np.asarray(points, float).reshape(-1, 2)
+        brush = np.zeros(self.shape, bool)
+        prev = None
+        for x, y in pts:
+            steps = [(x, y)] if prev is None else np.linspace(prev, (x, y), max(2, int(np.hypot(x - prev[0], y - prev[1]) / max(radius / 2, 0.5)) + 1))
+            for sx, sy in steps:
+                rr, cc = disk((sy, sx), radius, shape=self.shape)
+                brush[rr, cc] = True
+            prev = (x, y)
+        box = _bbox_of(brush & (self.masks > 0))
+        if box is None:
+            return 0
+        hit = brush[box] & (self.masks[box] > 0)
+        return self._apply(box, np.flatnonzero(hit), np.zeros(int(hit.sum()), self.masks.dtype), self.classes.copy())
+
+    def replace(self, masks: np.ndarray, classes: np.ndarray | None = None, keep_existing: bool = False) -> None:
+        """Replace all masks (e.g. by a model run) as one undoable edit.
+
+        Parameters
+        ----------
+        masks, classes
+            The new masks and their class per id.
+        keep_existing
+            Keep current masks and add only new masks on free pixels (ids shifted past the current ones).
+        """
+        masks = np.asarray(masks)
+        if masks.shape != self.shape:
+            raise ParameterError(f"New masks have shape {masks.shape}, the image is {self.shape}.")
+        top = int(masks.max(initial=0))
+        classes = np.zeros(top + 1, np.uint16) if classes is None else np.asarray(classes, np.uint16)
+        if keep_existing:
+            offset = self.max_id
+            shifted = np.where(masks > 0, masks.astype(np.int64) + offset, 0)
+            target = np.where(self.masks > 0, self.masks, shifted)
+            new_classes = np.concatenate([self.classes, classes[1:]])
+        else:
+            target = masks.astype(np.int64)
+            new_classes = classes.copy()
+        box = (slice(0, self.shape[0]), slice(0, self.shape[1]))
+        changed = np.flatnonzero(target.ravel() != self.masks.ravel())
+        self._apply(box, changed, target.ravel()[changed], new_classes)
+
+    def renumber(self) -> dict[int, int]:
+        """Make ids contiguous ``1..n`` in order of first appearance; returns ``{old: new}``."""
+        ids = self.ids
+        lut = np.zeros(len(self.classes), np.int64)
+        lut[ids] = np.arange(1, len(ids) + 1)
+        new_classes = np.zeros(len(ids) + 1, np.uint16)
+        new_classes[1:] = self.classes[ids]
+        new = lut[self.masks]
+        changed = np.flatnonzero(new.ravel() != self.masks.ravel())
+        box = (slice(0, self.shape[0]), slice(0, self.shape[1]))
+        self._apply(box, changed, new.ravel()[changed], new_classes)
+        return {int(o): int(n) for o, n in zip(ids, range(1, len(ids) + 1))}
+
+    # -------------------------------------------------------------- undo / redo
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> tuple[slice, slice] | None:
+        """Undo the last edit; returns the box that changed (``None`` if nothing to undo)."""
+        if not self._undo:
+            return None
+        d = self._undo.pop()
+        self._set_pixels(d.box, d.flat, d.old)
+        self.classes = d.old_classes.copy()
+        self._redo.append(d)
+        return d.box
+
+    def redo(self) -> tuple[slice, slice] | None:
+        """Redo the last undone edit; returns the box that changed."""
+        if not self._redo:
+            return None
+        d = self._redo.pop()
+        self._set_pixels(d.box, d.flat, d.new)
+        self.classes = d.new_classes.copy()
+        self._undo.append(d)
+        return d.box
+
+    @property
+    def history_nbytes(self) -> int:
+        """Memory held by undo and redo deltas."""
+        return sum(d.nbytes for d in self._undo) + sum(d.nbytes for d in self._redo)
+
+    # ---------------------------------------------------------------- internals
+    def _check_class(self, class_id: int) -> None:
+        if not 0 <= class_id < len(self.class_names):
+            raise ParameterError(f"There is no class {class_id} (classes: {', '.join(self.class_names)}).")
+
+    def _valid_ids(self, ids: Iterable[int]) -> np.ndarray:
+        arr = np.unique(np.asarray(list(ids), np.int64))
+        return arr[(arr > 0) & (arr < len(self.classes))]
+
+    def _paint(self, rr: np.ndarray, cc: np.ndarray, new_id: int, class_id: int) -> int:
+        box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
+        width = box[1].stop - box[1].start
+        flat = (rr - box[0].start) * width + (cc - box[1].start)
+        new_classes = np.concatenate([self.classes, np.zeros(new_id + 1 - len(self.classes), np.uint16)])
+        new_classes[new_id] = class_id
+        self._apply(box, np.unique(flat), np.full(len(np.unique(flat)), new_id, np.int64), new_classes)
+        return new_id
+
+    def _apply(self, box, flat: np.ndarray, values: np.ndarray, new_classes: np.ndarray) -> int:
+        top = max(len(new_classes) - 1, int(values.max(initial=0)))
+        if mask_dtype(top) != self.masks.dtype and top > UINT16_MAX_ID:
+            self.masks = self.masks.astype(np.uint32)
+        sub = self.masks[box]
+        old = sub.ravel()[flat].copy()
+        new = values.astype(self.masks.dtype)
+        self._set_pixels(box, flat, new)
+        self._undo.append(Delta(box, flat.astype(np.int64), old, new, self.classes.copy(), new_classes.copy()))
+        self._redo.clear()
+        self.classes = new_classes.astype(np.uint16)
+        return len(flat)
+
+    def _record_classes(self, new_classes: np.ndarray) -> None:
+        empty = np.zeros(0, np.int64)
+        self._undo.append(Delta((slice(0, 0), slice(0, 0)), empty, empty.astype(self.masks.dtype),
+                                empty.astype(self.masks.dtype), self.classes.copy(), new_classes.copy()))
+        self._redo.clear()
+        self.classes = new_classes.astype(np.uint16)
+
+    def _set_pixels(self, box, flat: np.ndarray, values: np.ndarray) -> None:
+        if flat.size == 0:
+            return
+        sub = self.masks[box]
+        if sub.flags.c_contiguous:
+            sub.reshape(-1)[flat] = values
+        else:
+            rows, cols = np.unravel_index(flat, sub.shape)
+            sub[rows, cols] = values
+
+
+def _bbox_of(mask: np.ndarray, pad: int = 0, shape: tuple[int, int] | None = None) -> tuple[slice, slice] | None:
+    """Bounding box of the true pixels of a boolean image (``None`` when empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    shape = shape or mask.shape
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, shape[0])),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, shape[1])))
+
+
+def _outline_pixels(pts: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels on the closed polygon's edges, so thin polygons still fill."""
+    rows, cols = [], []
+    closed = np.vstack([pts, pts[:1]])
+    for (x0, y0), (x1, y1) in zip(closed[:-1], closed[1:]):
+        rr, cc = draw_line(int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
+        rows.append(rr)
+        cols.append(cc)
+    rr, cc = np.concatenate(rows), np.concatenate(cols)
+    ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+    return rr[ok], cc[ok]

@@ -1,0 +1,157 @@
+"""Parameters and results that cross the Backend seam: plain, serialisable, validated.
+
+The GUI, the CLI, scripts and the server all build these same objects, so defaults live
+here and nowhere else. Parameter classes are pydantic dataclasses: constructing one with a
+bad value raises a ``pydantic.ValidationError`` naming the field, and ``json_schema(cls)``
+gives the schema a form can be built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, TypeAdapter
+from pydantic.dataclasses import dataclass as pdataclass
+
+JobKind = Literal["train", "batch"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+EventKind = Literal["progress", "loss", "log", "artifact", "done", "failed", "state"]
+ModelScope = Literal["builtin", "user", "shared"]
+
+
+@pdataclass
+class SegmentParams:
+    """How to segment. ``diameter=0`` means the model's own; ``niter=0`` lets cellpose choose."""
+
+    model: str = "cpsam"
+    diameter: float = Field(0.0, ge=0, le=1000, description="Object diameter in pixels; 0 uses the model's own.")
+    flow_threshold: float = Field(0.4, ge=0, le=10, description="Maximum flow error of a kept mask.")
+    cellprob_threshold: float = Field(0.0, ge=-12, le=12, description="Pixels above this cell probability logit are foreground.")
+    min_size: int = Field(15, ge=0, description="Masks smaller than this many pixels are removed.")
+    normalize: tuple[float, float] = Field((1.0, 99.0), description="Lower and upper intensity percentiles mapped to 0 and 1.")
+    channels: list[int] | None = Field(None, description="Image channels fed to the model (up to 3); all by default.")
+    bsize: int = Field(256, ge=32, le=2048, description="Tile size in pixels.")
+    batch_size: int = Field(8, ge=1, le=512, description="Tiles per forward pass.")
+    tile_overlap: float = Field(0.1, ge=0, le=0.5, description="Fraction of overlap between tiles.")
+    augment: bool = Field(False, description="Average over flipped tiles (slower, smoother).")
+    niter: int = Field(0, ge=0, le=10000, description="Dynamics iterations; 0 chooses from the diameter.")
+    return_flows: bool = Field(False, description="Return flows and cell probability too.")
+
+
+@pdataclass
+class TrainParams:
+    """How to train. Either ``test_ratio`` or ``test_dir`` defines the test split."""
+
+    model_name: str = "my_model"
+    base_model: str = "cpsam"
+    class_names: list[str] = Field(default_factory=lambda: ["background"])
+    class_colors: list[str] = Field(default_factory=list)
+    epochs: int = Field(100, ge=1, le=100000)
+    batch_size: int = Field(8, ge=1, le=512)
+    bsize: int = Field(256, ge=32, le=2048)
+    learning_rate: float = Field(1e-5, gt=0, le=1)
+    weight_decay: float = Field(0.1, ge=0, le=10)
+    rescale: bool = True
+    scale_range: float = Field(0.5, ge=0, le=2, description="Random rescaling range around 1.")
+    seg_loss_weight: float = Field(1.0, ge=0)
+    class_loss_weight: float = Field(1.0, ge=0)
+    use_lora: bool = False
+    lora_blocks: int = Field(4, ge=0, le=64)
+    lora_rank: int = Field(8, ge=1, le=256)
+    unfreeze_blocks: int = Field(0, ge=0, le=64, description="Train only the last N encoder blocks (0 = all).")
+    test_ratio: float = Field(0.2, ge=0, lt=1)
+    test_dir: str | None = None
+    min_train_masks: int = Field(5, ge=0)
+    replay_dir: str | None = None
+    replay_fraction: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+    save_path: str | None = None
+    device: str | None = None
+    train_debug_steps: int = Field(0, ge=0, description="Stop each epoch after N steps (debugging).")
+
+
+@dataclasses.dataclass
+class SegmentResult:
+    """Segmentation of one image (or frame)."""
+
+    masks: np.ndarray
+    classes: np.ndarray
+    class_names: list[str]
+    class_map: np.ndarray | None = None
+    flows: np.ndarray | None = None
+    cellprob: np.ndarray | None = None
+    diameter: float = 0.0
+    image: str = ""
+    frame: str = ""
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """A model a backend can run."""
+
+    name: str
+    path: str = ""
+    class_names: list[str] = dataclasses.field(default_factory=list)
+    class_colors: list[str] = dataclasses.field(default_factory=list)
+    scope: ModelScope = "builtin"
+    architecture: str = "cpsam"
+    available: bool = True
+    note: str = ""
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class BackendInfo:
+    """What a backend is and runs on."""
+
+    kind: Literal["local", "remote"]
+    device: str
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    host: str = "localhost"
+    limits: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class JobEvent:
+    """One numbered event of a job; ``seq`` starts at 1 and has no gaps, so a client can re-attach."""
+
+    seq: int
+    job_id: str
+    kind: EventKind
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    time: float = dataclasses.field(default_factory=time.time)
+
+
+@dataclasses.dataclass
+class JobInfo:
+    """State of a job."""
+
+    job_id: str
+    kind: JobKind
+    state: JobState = "queued"
+    created: float = dataclasses.field(default_factory=time.time)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    result: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str = ""
+
+
+@dataclasses.dataclass
+class Usage:
+    """Storage a backend uses for the current user."""
+
+    bytes_used: int = 0
+    quota_bytes: int | None = None
+    files: int = 0
+
+
+def json_schema(cls: type) -> dict:
+    """JSON schema of a parameter class (types, defaults, bounds, help text)."""
+    return TypeAdapter(cls).json_schema()
+
+
+def to_dict(obj: Any) -> dict:
+    """A parameter or info object as a plain dict."""
+    return dataclasses.asdict(obj)

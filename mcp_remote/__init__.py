@@ -1,0 +1,1 @@
+"""Remote GPU backend: gRPC server, RemoteBackend client, SSH tunnel."""

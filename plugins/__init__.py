@@ -1,0 +1,1 @@
+"""Built-in measurement plugins (installed as ``mcp_plugins``), registered like third-party ones."""
