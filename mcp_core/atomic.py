@@ -42,7 +42,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except OSError as exc:
         raise MCPError(f"Cannot write {path}: {exc.strerror or exc} (folder {path.parent}).") from exc
     try:
-        with os.fdopen(fd, mode) as fh:
+        os.close(fd)
+        with open(tmp, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,0 +1,26 @@
+"""Shared fixtures: synthetic data and the real third-party files in ../shared/fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    """The shared real-file fixtures folder; skips the test when it is absent (a user's clone)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES}")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture
+def sample():
+    """A small 2-class, 2-channel synthetic image with its ground-truth label set."""
+    from mcp_core.synthetic import make_sample
+
+    return make_sample(seed=1, shape=(128, 128))
