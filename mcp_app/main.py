@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mcp_core.backend import default_home
 
+from .project import Project
 from .state import AppState
 
 
@@ -29,7 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(args: argparse.Namespace) -> int:
     """Serve the app; returns when the server stops."""
-    from nicegui import app, ui
+    from nicegui import ui
 
     from . import pages
 
@@ -37,11 +38,11 @@ def launch(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"error: {folder} is not a folder")
         return 2
-    state = AppState(folder=folder.resolve())
+    state = AppState(project=Project.open(folder))
+    state.recent.add(state.project.folder)
     pages.register(state, token=args.token)
     port = args.port or free_port(args.host)
     print(f"MultiCellPose on http://{args.host}:{port}/  (project {state.folder})", flush=True)
-    app.on_shutdown(state.close)
     ui.run(host=args.host, port=port, title="MultiCellPose", show=not (args.no_browser or args.native),
            native=args.native, reload=False, reconnect_timeout=30, favicon="🔬", storage_secret=args.token or "mcp")
     return 0

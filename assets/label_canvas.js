@@ -1,0 +1,434 @@
+// Annotation canvas: the browser holds the label image and draws it; Python owns the labels.
+// The browser fetches the label ids once (raw little-endian uint32, gzip over HTTP), colours them
+// itself (by class or by instance), draws contours, lassos and selections locally, and emits only
+// finished actions. Python answers an edit with a patch of the changed box.
+
+const FILL_ALPHA = 80;
+const EDGE_ALPHA = 230;
+const CLOSE_PX = 8; // screen pixels from the start point that close a contour
+
+function hexToRgb(hex) {
+  const v = parseInt(hex.replace("#", ""), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+function instanceColor(id) {
+  // A stable pseudo-random bright colour per mask id.
+  let h = (id * 2654435761) >>> 0;
+  return [64 + (h & 127) + 64 * ((h >> 7) & 1), 64 + ((h >> 8) & 191), 64 + ((h >> 16) & 191)];
+}
+
+function b64ToBytes(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export default {
+  template: `<div ref="wrap" tabindex="0" class="mcp-canvas"
+      style="position:relative;overflow:hidden;width:100%;height:100%;outline:none;background:#111;cursor:crosshair"
+      @contextmenu.prevent @mouseenter="$refs.wrap.focus({preventScroll:true})">
+      <canvas ref="view" style="position:absolute;left:0;top:0"></canvas>
+    </div>`,
+  props: {
+    colorMode: { type: String, default: "class" },
+    overlay: { type: Boolean, default: true },
+    tool: { type: String, default: "select" },
+    brush: { type: Number, default: 6 },
+    currentClass: { type: Number, default: 1 },
+    fillAlpha: { type: Number, default: FILL_ALPHA },
+  },
+  data() {
+    return { loaded: false };
+  },
+  mounted() {
+    this.W = 0;
+    this.H = 0;
+    this.labels = new Uint32Array(0);
+    this.classes = new Uint32Array(1);
+    this.palette = [[128, 128, 128]];
+    this.selection = new Set();
+    this.scale = 1;
+    this.tx = 0;
+    this.ty = 0;
+    this.imgCanvas = document.createElement("canvas");
+    this.ovCanvas = document.createElement("canvas");
+    this.path = null; // points of the stroke being drawn (image coordinates)
+    this.mode = null; // contour | lasso | rect | erase | split | pan
+    this.pending = null; // performance.now() of the last finished action
+    this.cursor = null;
+    window.mcpLatency = window.mcpLatency || [];
+    const view = this.$refs.view;
+    view.addEventListener("mousedown", this.onDown);
+    window.addEventListener("mousemove", this.onMove);
+    window.addEventListener("mouseup", this.onUp);
+    view.addEventListener("wheel", this.onWheel, { passive: false });
+    this.$refs.wrap.addEventListener("keydown", this.onKey);
+    this.$refs.wrap.addEventListener("keyup", (e) => { if (e.key === " ") this.spaceDown = false; });
+    this.resizeObserver = new ResizeObserver(() => this.resize());
+    this.resizeObserver.observe(this.$refs.wrap);
+    this.resize();
+    this.$emit("ready", {});
+  },
+  unmounted() {
+    window.removeEventListener("mousemove", this.onMove);
+    window.removeEventListener("mouseup", this.onUp);
+    this.resizeObserver.disconnect();
+  },
+  watch: {
+    colorMode() { this.renderBox(0, 0, this.W, this.H); },
+    fillAlpha() { this.renderBox(0, 0, this.W, this.H); },
+    overlay() { this.draw(); },
+    tool() { this.path = null; this.mode = null; this.draw(); },
+    brush() { this.draw(); },
+  },
+  methods: {
+    // ------------------------------------------------------------ called from Python
+    async load(imageUrl, labelsUrl, classes, colors, keepView) {
+      const [img, buf] = await Promise.all([this.fetchImage(imageUrl), this.fetchLabels(labelsUrl)]);
+      const sizeChanged = img.width !== this.W || img.height !== this.H;
+      this.W = img.width;
+      this.H = img.height;
+      this.imgCanvas.width = this.W;
+      this.imgCanvas.height = this.H;
+      this.imgCanvas.getContext("2d").drawImage(img, 0, 0);
+      this.labels = buf;
+      this.ovCanvas.width = this.W;
+      this.ovCanvas.height = this.H;
+      this.ovCtx = this.ovCanvas.getContext("2d");
+      this.ovData = this.ovCtx.createImageData(this.W, this.H);
+      this.selection.clear();
+      this.path = null;
+      this.mode = null;
+      this.setClassTable(classes, colors, false);
+      this.renderBox(0, 0, this.W, this.H);
+      if (sizeChanged || !keepView) this.fit();
+      this.loaded = true;
+      this.draw();
+      window.mcpLoadedAt = performance.now();
+      return { width: this.W, height: this.H };
+    },
+    async setImage(imageUrl) {
+      const img = await this.fetchImage(imageUrl);
+      this.imgCanvas.getContext("2d").drawImage(img, 0, 0);
+      this.draw();
+    },
+    setClassTable(classes, colors, render = true) {
+      this.classes = Uint32Array.from(classes);
+      this.palette = colors.map(hexToRgb);
+      if (render) this.renderBox(0, 0, this.W, this.H);
+    },
+    applyPatch(patch) {
+      // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, classes?: [...], colors?: [...]}
+      if (patch.classes) {
+        this.classes = Uint32Array.from(patch.classes);
+        if (patch.colors) this.palette = patch.colors.map(hexToRgb);
+      }
+      if (patch.w > 0 && patch.h > 0) {
+        if (patch.data) {
+          const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
+          for (let r = 0; r < patch.h; r++) {
+            this.labels.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (patch.y + r) * this.W + patch.x);
+          }
+        }
+        for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);
+        this.renderBox(patch.x - 1, patch.y - 1, patch.w + 2, patch.h + 2);
+      }
+      this.draw();
+      if (this.pending !== null) {
+        window.mcpLatency.push(performance.now() - this.pending);
+        this.pending = null;
+      }
+      return true;
+    },
+    setSelection(ids) {
+      this.selection = new Set(ids);
+      this.renderBox(0, 0, this.W, this.H);
+      this.draw();
+    },
+    highlight(id) {
+      // Centre the view on a mask and select it.
+      let sx = 0, sy = 0, n = 0;
+      for (let i = 0; i < this.labels.length; i++) {
+        if (this.labels[i] === id) { sx += i % this.W; sy += (i / this.W) | 0; n++; }
+      }
+      if (!n) return false;
+      const rect = this.$refs.wrap.getBoundingClientRect();
+      this.tx = rect.width / 2 - (sx / n) * this.scale;
+      this.ty = rect.height / 2 - (sy / n) * this.scale;
+      this.setSelection([id]);
+      return true;
+    },
+    fit() {
+      const rect = this.$refs.wrap.getBoundingClientRect();
+      if (!this.W || !rect.width) return;
+      this.scale = Math.min(rect.width / this.W, rect.height / this.H);
+      this.tx = (rect.width - this.W * this.scale) / 2;
+      this.ty = (rect.height - this.H * this.scale) / 2;
+      this.draw();
+    },
+    viewState() {
+      return { scale: this.scale, tx: this.tx, ty: this.ty, W: this.W, H: this.H, selection: [...this.selection] };
+    },
+    // ------------------------------------------------------------------- loading
+    fetchImage(url) {
+      return new Promise((resolve, reject) => {
+        const img = new Image();
+        img.onload = () => resolve(img);
+        img.onerror = () => reject(new Error("image failed to load: " + url));
+        img.src = url;
+      });
+    },
+    async fetchLabels(url) {
+      const resp = await fetch(url);
+      if (!resp.ok) throw new Error("labels failed to load: " + resp.status);
+      return new Uint32Array(await resp.arrayBuffer());
+    },
+    // ----------------------------------------------------------------- rendering
+    colorOf(id) {
+      if (this.colorMode === "instance") return instanceColor(id);
+      const cls = id < this.classes.length ? this.classes[id] : 0;
+      return this.palette[cls] || this.palette[0];
+    },
+    renderBox(x0, y0, w, h) {
+      if (!this.ovData) return;
+      const W = this.W, H = this.H, L = this.labels, d = this.ovData.data;
+      x0 = Math.max(0, x0); y0 = Math.max(0, y0);
+      const x1 = Math.min(W, x0 + w), y1 = Math.min(H, y0 + h);
+      const fill = this.fillAlpha, sel = this.selection, hasSel = sel.size > 0;
+      let lastId = -1, col = null, selected = false;
+      for (let y = y0; y < y1; y++) {
+        let i = y * W + x0;
+        for (let x = x0; x < x1; x++, i++) {
+          const id = L[i];
+          const o = i * 4;
+          if (id === 0) { d[o + 3] = 0; continue; }
+          if (id !== lastId) { col = this.colorOf(id); selected = hasSel && sel.has(id); lastId = id; }
+          const edge = (x > 0 && L[i - 1] !== id) || (x < W - 1 && L[i + 1] !== id) ||
+                       (y > 0 && L[i - W] !== id) || (y < H - 1 && L[i + W] !== id);
+          if (selected && edge) { d[o] = 255; d[o + 1] = 255; d[o + 2] = 255; d[o + 3] = 255; continue; }
+          d[o] = col[0]; d[o + 1] = col[1]; d[o + 2] = col[2];
+          d[o + 3] = edge ? EDGE_ALPHA : (selected ? Math.min(255, fill + 70) : fill);
+        }
+      }
+      this.ovCtx.putImageData(this.ovData, 0, 0, x0, y0, x1 - x0, y1 - y0);
+    },
+    resize() {
+      const rect = this.$refs.wrap.getBoundingClientRect();
+      const view = this.$refs.view;
+      view.width = Math.max(1, rect.width);
+      view.height = Math.max(1, rect.height);
+      this.draw();
+    },
+    draw() {
+      const view = this.$refs.view;
+      if (!view) return;
+      const ctx = view.getContext("2d");
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, view.width, view.height);
+      if (!this.W) return;
+      ctx.imageSmoothingEnabled = false;
+      ctx.setTransform(this.scale, 0, 0, this.scale, this.tx, this.ty);
+      ctx.drawImage(this.imgCanvas, 0, 0);
+      if (this.overlay) ctx.drawImage(this.ovCanvas, 0, 0);
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      const toScreen = (p) => [p[0] * this.scale + this.tx, p[1] * this.scale + this.ty];
+      if (this.path && this.path.length) {
+        ctx.lineWidth = 2;
+        ctx.strokeStyle = this.mode === "lasso" ? "#ff4040" : this.mode === "split" ? "#ffd000" :
+          this.mode === "erase" ? "rgba(255,255,255,0.5)" : "#ffffff";
+        if (this.mode === "rect") {
+          const a = toScreen(this.path[0]), b = toScreen(this.path[this.path.length - 1]);
+          ctx.setLineDash([5, 4]);
+          ctx.strokeRect(a[0], a[1], b[0] - a[0], b[1] - a[1]);
+          ctx.setLineDash([]);
+        } else {
+          if (this.mode === "erase") ctx.lineWidth = 2 * this.brush * this.scale;
+          ctx.lineCap = "round";
+          ctx.lineJoin = "round";
+          ctx.beginPath();
+          this.path.forEach((p, k) => { const s = toScreen(p); k ? ctx.lineTo(s[0], s[1]) : ctx.moveTo(s[0], s[1]); });
+          if (this.mode === "lasso") ctx.closePath();
+          ctx.stroke();
+          if (this.mode === "contour") {
+            const s = toScreen(this.path[0]);
+            ctx.beginPath();
+            ctx.arc(s[0], s[1], CLOSE_PX, 0, 2 * Math.PI);
+            ctx.stroke();
+          }
+        }
+      }
+      if (this.tool === "eraser" && this.cursor) {
+        const s = toScreen(this.cursor);
+        ctx.strokeStyle = "#ffffff";
+        ctx.lineWidth = 1;
+        ctx.beginPath();
+        ctx.arc(s[0], s[1], this.brush * this.scale, 0, 2 * Math.PI);
+        ctx.stroke();
+      }
+    },
+    // -------------------------------------------------------------------- input
+    toImage(e) {
+      const rect = this.$refs.view.getBoundingClientRect();
+      return [(e.clientX - rect.left - this.tx) / this.scale, (e.clientY - rect.top - this.ty) / this.scale];
+    },
+    idAt(p) {
+      const x = Math.floor(p[0]), y = Math.floor(p[1]);
+      if (x < 0 || y < 0 || x >= this.W || y >= this.H) return 0;
+      return this.labels[y * this.W + x];
+    },
+    onDown(e) {
+      if (!this.loaded) return;
+      const p = this.toImage(e);
+      this.downAt = [e.clientX, e.clientY];
+      if (e.button === 2) {
+        if (this.mode === "contour") { this.finishContour(); return; }
+        this.mode = "contour";
+        this.path = [p];
+        this.movedAway = false;
+        this.draw();
+        return;
+      }
+      if (this.mode === "contour") return; // tracing: ignore other buttons
+      if (e.button === 1 || this.tool === "pan" || this.spaceDown) {
+        this.mode = "pan";
+        this.panFrom = [e.clientX - this.tx, e.clientY - this.ty];
+        e.preventDefault();
+        return;
+      }
+      if (e.button !== 0) return;
+      if (e.ctrlKey || e.metaKey || e.shiftKey) {
+        this.modClick = { ctrl: e.ctrlKey || e.metaKey, shift: e.shiftKey, p };
+        return;
+      }
+      const modes = { select: "rect", lasso: "lasso", eraser: "erase", split: "split" };
+      this.mode = modes[this.tool] || "rect";
+      this.path = [p];
+      this.draw();
+    },
+    onMove(e) {
+      if (!this.loaded) return;
+      const p = this.toImage(e);
+      this.cursor = p;
+      if (this.mode === "pan") {
+        this.tx = e.clientX - this.panFrom[0];
+        this.ty = e.clientY - this.panFrom[1];
+        this.draw();
+        return;
+      }
+      if (!this.mode || !this.path) { if (this.tool === "eraser") this.draw(); return; }
+      const last = this.path[this.path.length - 1];
+      if (Math.hypot(p[0] - last[0], p[1] - last[1]) * this.scale < 2) return;
+      if (this.mode === "rect") this.path = [this.path[0], p];
+      else this.path.push(p);
+      if (this.mode === "contour") {
+        const s0 = this.path[0];
+        const dist = Math.hypot(p[0] - s0[0], p[1] - s0[1]) * this.scale;
+        if (dist > 3 * CLOSE_PX) this.movedAway = true;
+        if (this.movedAway && dist < CLOSE_PX && this.path.length > 4) { this.finishContour(); return; }
+      }
+      this.draw();
+    },
+    onUp(e) {
+      if (!this.loaded) return;
+      if (this.modClick) {
+        const { ctrl, shift, p } = this.modClick;
+        this.modClick = null;
+        const id = this.idAt(p);
+        if (!id) return;
+        this.pending = performance.now();
+        if (ctrl) this.$emit("delete", { ids: [id] });
+        else if (shift) {
+          const ids = this.selection.has(id) ? [...this.selection] : [id];
+          this.$emit("assign", { ids, class_id: this.currentClass });
+        }
+        return;
+      }
+      const mode = this.mode;
+      if (!mode || mode === "contour") return;
+      const path = this.path || [];
+      this.mode = null;
+      this.path = null;
+      if (mode === "pan") return;
+      const moved = this.downAt && Math.hypot(e.clientX - this.downAt[0], e.clientY - this.downAt[1]) > 3;
+      if (mode === "rect") {
+        if (!moved) {
+          const id = this.idAt(path[0]);
+          this.setSelection(id ? [id] : []);
+        } else {
+          this.setSelection(this.idsInRect(path[0], path[path.length - 1]));
+        }
+        this.$emit("select", { ids: [...this.selection] });
+      } else if (mode === "lasso" && path.length > 2) {
+        this.pending = performance.now();
+        this.$emit("lasso", { points: path });
+      } else if (mode === "erase") {
+        this.pending = performance.now();
+        this.$emit("erase", { points: path, radius: this.brush });
+      } else if (mode === "split" && path.length > 1) {
+        const id = this.dominantIdAlong(path);
+        if (id) { this.pending = performance.now(); this.$emit("split", { id, points: path }); }
+      }
+      this.draw();
+    },
+    finishContour() {
+      const path = this.path;
+      this.mode = null;
+      this.path = null;
+      this.draw();
+      if (path && path.length > 2) {
+        this.pending = performance.now();
+        this.$emit("polygon", { points: path, class_id: this.currentClass });
+      }
+    },
+    idsInRect(a, b) {
+      const x0 = Math.max(0, Math.floor(Math.min(a[0], b[0]))), x1 = Math.min(this.W, Math.ceil(Math.max(a[0], b[0])));
+      const y0 = Math.max(0, Math.floor(Math.min(a[1], b[1]))), y1 = Math.min(this.H, Math.ceil(Math.max(a[1], b[1])));
+      const ids = new Set();
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) { const id = this.labels[y * this.W + x]; if (id) ids.add(id); }
+      return [...ids];
+    },
+    dominantIdAlong(path) {
+      const counts = new Map();
+      for (let k = 1; k < path.length; k++) {
+        const [x0, y0] = path[k - 1], [x1, y1] = path[k];
+        const n = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0)));
+        for (let s = 0; s <= n; s++) {
+          const id = this.idAt([x0 + (x1 - x0) * s / n, y0 + (y1 - y0) * s / n]);
+          if (id) counts.set(id, (counts.get(id) || 0) + 1);
+        }
+      }
+      let best = 0, bestN = 0;
+      counts.forEach((n, id) => { if (n > bestN) { best = id; bestN = n; } });
+      return best;
+    },
+    onWheel(e) {
+      e.preventDefault();
+      const rect = this.$refs.view.getBoundingClientRect();
+      const mx = e.clientX - rect.left, my = e.clientY - rect.top;
+      const f = Math.exp(-e.deltaY * 0.0015);
+      const s = Math.min(64, Math.max(0.02, this.scale * f));
+      this.tx = mx - (mx - this.tx) * (s / this.scale);
+      this.ty = my - (my - this.ty) * (s / this.scale);
+      this.scale = s;
+      this.draw();
+    },
+    onKey(e) {
+      if (e.key === "," || e.key === ".") {
+        const b = Math.max(1, Math.min(200, this.brush + (e.key === "." ? 1 : -1) * Math.max(1, Math.round(this.brush * 0.2))));
+        this.$emit("brush", { size: b });
+        e.preventDefault();
+      } else if (e.key === "Escape") {
+        this.mode = null;
+        this.path = null;
+        this.setSelection([]);
+      } else if (e.key === " ") {
+        this.spaceDown = true;
+        e.preventDefault();
+      } else if (e.key === "f") {
+        this.fit();
+      }
+    },
+  },
+};

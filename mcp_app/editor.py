@@ -1,0 +1,256 @@
+"""The editing session behind a canvas: one frame's image and labels, edits as patches, autosave.
+
+Pure Python (no UI): pages call these methods from canvas events and send the returned
+:class:`Patch` to the browser. Labels are the source of truth here; the browser only draws.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from skimage.draw import polygon as draw_polygon
+
+from mcp_core.filenames import LabelKind, label_path
+from mcp_core.io import open_image
+from mcp_core.labels import LabelSet, save_labels
+
+from .project import Item, Project
+
+
+@dataclass
+class Patch:
+    """What the browser must redraw: the box's label ids (raw uint32, base64) and maybe the class table."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    data: str = ""
+    classes: list[int] | None = None
+    colors: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Display:
+    """How the image is shown: which channel feeds red, green and blue, and per-channel contrast."""
+
+    rgb: list[int | None] = field(default_factory=lambda: [0, 1, 2])
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+
+
+class Editor:
+    """Edit the labels of one item at a time, of kind ``"seg"`` (labels) or ``"pred"`` (predictions)."""
+
+    def __init__(self, project: Project, kind: LabelKind = "seg") -> None:
+        self.project = project
+        self.kind = kind
+        self.item: Item | None = None
+        self.image: np.ndarray | None = None
+        self.labels: LabelSet | None = None
+        self.display = Display()
+        self.dirty = False
+        self.version = 0
+        self._lock = threading.Lock()
+
+    # --------------------------------------------------------------------- open
+    @property
+    def label_file(self) -> Path | None:
+        return label_path(self.item.path, self.item.frame, self.kind) if self.item else None
+
+    def open(self, item: Item) -> None:
+        """Load an item's image and labels (empty labels if it has none). Call :meth:`save` first."""
+        with open_image(item.path) as src:
+            image = src.read(item.frame)
+        from mcp_core.labels import load_labels_for
+
+        loaded = load_labels_for(item.path, item.frame, self.kind)
+        labels = self.project.adopt(loaded) if loaded is not None else LabelSet(
+            np.zeros(image.shape[:2], np.uint16), None, list(self.project.class_names), list(self.project.class_colors))
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"The labels in {label_path(item.path, item.frame, self.kind).name} have shape "
+                             f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
+        self.item, self.image, self.labels = item, image, labels
+        self.dirty = False
+        self.version += 1
+        n = image.shape[2]
+        if len(self.display.low) != n:
+            self.display = Display(rgb=[0, 1 if n > 1 else None, 2 if n > 2 else None])
+            self.auto_contrast()
+
+    # ------------------------------------------------------------------ display
+    def auto_contrast(self, low_pct: float = 1.0, high_pct: float = 99.8) -> None:
+        img = self.image
+        sub = img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)]
+        self.display.low = [float(np.percentile(sub[..., c], low_pct)) for c in range(img.shape[2])]
+        self.display.high = [float(max(np.percentile(sub[..., c], high_pct), self.display.low[c] + 1e-6))
+                             for c in range(img.shape[2])]
+
+    def render(self) -> bytes:
+        """The display image as JPEG (RGB from the chosen channels and contrast)."""
+        from PIL import Image
+
+        img = self.image
+        h, w = img.shape[:2]
+        out = np.zeros((h, w, 3), np.uint8)
+        grey = img.shape[2] == 1 or sum(c is not None for c in self.display.rgb) == 1
+        for k, c in enumerate(self.display.rgb):
+            if c is None or c >= img.shape[2]:
+                continue
+            lo, hi = self.display.low[c], self.display.high[c]
+            chan = np.clip((img[..., c].astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+            if grey:
+                out[:] = chan[..., None]
+                break
+            out[..., k] = chan
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    def label_bytes(self) -> bytes:
+        """All label ids as gzip-compressed little-endian uint32 (the browser's label buffer)."""
+        return gzip.compress(self.labels.masks.astype("<u4").tobytes(), compresslevel=1)
+
+    def class_table(self) -> tuple[list[int], list[str]]:
+        return self.labels.classes.astype(int).tolist(), list(self.labels.class_colors)
+
+    # -------------------------------------------------------------------- edits
+    def add_polygon(self, points: Sequence[Sequence[float]], class_id: int) -> Patch | None:
+        new = self.labels.add_polygon(points, class_id)
+        return self._patch_ids([new], classes=True) if new else None
+
+    def delete(self, ids: Sequence[int]) -> Patch | None:
+        box = self._box_of(ids)
+        if box is None or not self.labels.delete(ids):
+            return None
+        return self._patch(box, classes=True)
+
+    def assign(self, ids: Sequence[int], class_id: int) -> Patch | None:
+        box = self._box_of(ids)
+        if box is None:
+            return None
+        self.labels.assign_class(ids, class_id)
+        return self._patch(box, classes=True, data=False)
+
+    def lasso(self, points: Sequence[Sequence[float]], min_fraction: float = 0.5) -> Patch | None:
+        """Delete every mask with at least *min_fraction* of its pixels inside the lasso."""
+        pts = np.asarray(points, float)
+        rr, cc = draw_polygon(pts[:, 1], pts[:, 0], shape=self.labels.shape)
+        if rr.size == 0:
+            return None
+        inside = np.bincount(self.labels.masks[rr, cc].astype(np.int64), minlength=self.labels.max_id + 1)
+        ids = np.flatnonzero(inside)
+        ids = ids[ids > 0]
+        if ids.size == 0:
+            return None
+        box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
+        sub = self.labels.masks[box]
+        total = np.bincount(sub.ravel().astype(np.int64), minlength=self.labels.max_id + 1)
+        # Masks that reach outside the lasso box count their outside pixels too.
+        spill = self._spill(ids, box)
+        frac = inside[ids] / np.maximum(total[ids] + spill, 1)
+        return self.delete(ids[frac >= min_fraction].tolist())
+
+    def erase(self, points: Sequence[Sequence[float]], radius: float) -> Patch | None:
+        pts = np.asarray(points, float).reshape(-1, 2)
+        before = self.labels.history_nbytes
+        if not self.labels.erase(pts, radius):
+            return None
+        del before
+        r = int(np.ceil(radius)) + 1
+        x0, y0 = np.floor(pts.min(axis=0)).astype(int) - r
+        x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + r
+        return self._patch(self._clip((slice(y0, y1 + 1), slice(x0, x1 + 1))))
+
+    def split(self, mask_id: int, points: Sequence[Sequence[float]]) -> Patch | None:
+        box = self._box_of([mask_id])
+        ids = self.labels.split(mask_id, points)
+        if len(ids) < 2:
+            return None
+        return self._patch(box, classes=True)
+
+    def replace(self, masks: np.ndarray, classes: np.ndarray, keep_existing: bool) -> Patch:
+        """Put a model's result in as one undoable edit."""
+        self.labels.replace(masks, classes, keep_existing=keep_existing)
+        return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True)
+
+    def undo(self) -> Patch | None:
+        return self._history(self.labels.undo)
+
+    def redo(self) -> Patch | None:
+        return self._history(self.labels.redo)
+
+    def set_class_list(self, names: list[str], colors: list[str]) -> Patch:
+        """Adopt the project's (edited) class list; class ids of masks are remapped by name."""
+        self.labels = self.project.adopt(self.labels) if names == self.project.class_names else self.labels
+        self.labels.class_names, self.labels.class_colors = list(names), list(colors)
+        self.dirty = True
+        return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True, data=False)
+
+    # --------------------------------------------------------------------- save
+    def save(self) -> Path | None:
+        """Write the labels if they changed (atomic); returns the file written."""
+        with self._lock:
+            if not self.dirty or self.labels is None:
+                return None
+            path = self.label_file
+            save_labels(path, self.labels, image_path=self.item.path)
+            self.dirty = False
+            return path
+
+    # ---------------------------------------------------------------- internals
+    def _history(self, step) -> Patch | None:
+        classes_before = self.labels.classes.copy()
+        box = step()
+        if box is None:
+            return None
+        if box[0].stop == box[0].start:  # class-table-only edit: redraw the masks whose class changed
+            changed = np.flatnonzero(classes_before[: len(self.labels.classes)] != self.labels.classes[: len(classes_before)])
+            box = self._box_of(changed.tolist()) or (slice(0, 0), slice(0, 0))
+            return self._patch(box, classes=True, data=False)
+        return self._patch(box, classes=True)
+
+    def _box_of(self, ids: Sequence[int]) -> tuple[slice, slice] | None:
+        ids = [int(i) for i in ids if 0 < int(i) <= self.labels.max_id]
+        if not ids:
+            return None
+        lut = np.zeros(self.labels.max_id + 1, bool)
+        lut[ids] = True
+        hit = lut[self.labels.masks]
+        rows = np.flatnonzero(hit.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(hit.any(axis=0))
+        return (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+
+    def _spill(self, ids: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+        total = np.bincount(self.labels.masks.ravel().astype(np.int64), minlength=self.labels.max_id + 1)
+        inside_box = np.bincount(self.labels.masks[box].ravel().astype(np.int64), minlength=self.labels.max_id + 1)
+        return (total - inside_box)[ids]
+
+    def _clip(self, box: tuple[slice, slice]) -> tuple[slice, slice]:
+        h, w = self.labels.shape
+        return (slice(max(box[0].start, 0), min(box[0].stop, h)), slice(max(box[1].start, 0), min(box[1].stop, w)))
+
+    def _patch_ids(self, ids: Sequence[int], classes: bool) -> Patch:
+        return self._patch(self._box_of(ids), classes=classes)
+
+    def _patch(self, box: tuple[slice, slice], classes: bool = False, data: bool = True) -> Patch:
+        self.dirty = True
+        y, x = box[0].start, box[1].start
+        h, w = box[0].stop - y, box[1].stop - x
+        raw = self.labels.masks[box].astype("<u4").tobytes() if data and h > 0 and w > 0 else b""
+        patch = Patch(x, y, w, h, base64.b64encode(raw).decode("ascii"))
+        if classes:
+            patch.classes, patch.colors = self.class_table()
+        return patch

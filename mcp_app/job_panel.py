@@ -1,0 +1,136 @@
+"""A job's live view: progress, ETA, loss chart, log, cancel, final metrics. Re-attaches by job id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nicegui import ui
+
+from mcp_core.backend import Backend
+from mcp_core.params import JobEvent
+
+from .compute import call
+
+POLL_S = 1.0
+FINAL = ("done", "failed", "cancelled", "interrupted")
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None or s != s or s < 0:
+        return "–"
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class JobPanel:
+    """Follows one job through ``backend.events(job_id, since)`` and shows it."""
+
+    def __init__(self, backend: Backend, job_id: str, title: str, on_done: Callable[[dict], None] | None = None) -> None:
+        self.backend = backend
+        self.job_id = job_id
+        self.seq = 0
+        self.on_done = on_done
+        self.state = "running"
+        self.train_loss: list[list[float]] = []
+        self.test_loss: list[list[float]] = []
+        self.result: dict = {}
+        with ui.card().classes("w-full") as self.card:
+            with ui.row().classes("items-center w-full"):
+                ui.label(title).classes("font-bold")
+                ui.space()
+                self.state_label = ui.label("starting…").classes("text-xs")
+                self.cancel_button = ui.button("Cancel", icon="stop", color="negative", on_click=self.cancel
+                                               ).props("dense flat no-caps")
+            self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
+            self.eta = ui.label("").classes("text-xs text-gray-600")
+            self.chart = ui.echart({
+                "animation": False,
+                "grid": {"left": 40, "right": 10, "top": 25, "bottom": 25},
+                "legend": {"data": ["train", "test"], "top": 0},
+                "xAxis": {"type": "value", "name": "epoch", "minInterval": 1},
+                "yAxis": {"type": "value", "scale": True},
+                "series": [{"name": "train", "type": "line", "data": [], "showSymbol": False},
+                           {"name": "test", "type": "line", "data": [], "showSymbol": False}],
+            }).classes("w-full h-40")
+            self.log = ui.log(max_lines=200).classes("w-full h-24 text-xs")
+            self.metrics = ui.column().classes("w-full")
+        self.timer = ui.timer(POLL_S, self.poll)
+
+    async def poll(self) -> None:
+        try:
+            events: list[JobEvent] = await call(self.backend.events, self.job_id, self.seq)
+        except Exception as exc:
+            self.state_label.text = f"connection problem: {exc}"
+            return
+        for ev in events:
+            self.seq = max(self.seq, ev.seq)
+            self.handle(ev)
+        if events:
+            self.chart.update()
+
+    def handle(self, ev: JobEvent) -> None:
+        d = ev.data
+        if ev.kind == "progress":
+            frac = d.get("fraction")
+            if frac is None and d.get("total"):
+                frac = d.get("done", d.get("step", 0)) / d["total"]
+            if frac is not None:
+                self.progress.value = float(frac)
+            self.eta.text = f"{d.get('message', '')}  elapsed {format_seconds(d.get('elapsed'))} · ETA {format_seconds(d.get('eta'))}"
+            self.state_label.text = "running"
+        elif ev.kind == "loss":
+            epoch = d.get("epoch", len(self.train_loss))
+            if d.get("train_loss") is not None:
+                self.chart.options["series"][0]["data"].append([epoch, d["train_loss"]])
+            if d.get("test_loss") is not None:
+                self.chart.options["series"][1]["data"].append([epoch, d["test_loss"]])
+        elif ev.kind == "log":
+            self.log.push(d.get("message", ""))
+        elif ev.kind == "artifact":
+            self.log.push(f"saved {d.get('path', '')}")
+        elif ev.kind in ("done", "failed", "state"):
+            state = d.get("state", "done" if ev.kind == "done" else "failed" if ev.kind == "failed" else None)
+            if state:
+                self.finish(state, d)
+
+    def finish(self, state: str, data: dict) -> None:
+        if state not in FINAL:
+            return
+        self.state = state
+        self.timer.active = False
+        self.cancel_button.disable()
+        self.state_label.text = state
+        if state == "done":
+            self.progress.value = 1.0
+            self.result = data
+            self.show_metrics(data.get("metrics", data))
+            if self.on_done:
+                self.on_done(data)
+        elif state == "failed":
+            ui.notify(f"The job failed: {data.get('error', 'unknown error')}", type="negative", multi_line=True)
+            self.log.push(f"FAILED: {data.get('error', '')}")
+
+    def show_metrics(self, metrics: dict) -> None:
+        self.metrics.clear()
+        with self.metrics:
+            parts = []
+            if "ap50" in metrics:
+                parts.append(f"AP@0.5 {metrics['ap50']:.3f}")
+            if "error_rate" in metrics:
+                parts.append(f"error rate {metrics['error_rate']:.3f}")
+            if parts:
+                ui.label(" · ".join(parts)).classes("font-medium")
+            per_class = metrics.get("per_class") or {}
+            if per_class:
+                rows = [{"class": k, **{m: round(float(v.get(m, 0)), 3) for m in ("precision", "recall", "f1")}}
+                        for k, v in per_class.items()]
+                ui.table(columns=[{"name": c, "label": c, "field": c} for c in ("class", "precision", "recall", "f1")],
+                         rows=rows).props("dense flat")
+
+    async def cancel(self) -> None:
+        try:
+            await call(self.backend.cancel, self.job_id)
+        except Exception as exc:
+            ui.notify(f"Could not cancel: {exc}", type="negative")
+            return
+        ui.notify("Cancelling…")

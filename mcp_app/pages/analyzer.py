@@ -1,0 +1,192 @@
+"""Analyzer: run a model over images, frames or the folder, correct predictions, promote them, measure."""
+
+from __future__ import annotations
+
+import numpy as np
+from nicegui import app, background_tasks, run, ui
+
+from mcp_core.filenames import label_path
+from mcp_core.params import SegmentParams, json_schema
+
+from .. import compute
+from ..forms import schema_form
+from ..job_panel import JobPanel
+from ..state import AppState
+from ..workspace import Workspace
+from .layout import header
+
+SEGMENT_FIELDS = ("diameter", "flow_threshold", "cellprob_threshold", "min_size", "bsize", "batch_size",
+                  "tile_overlap", "augment", "niter")
+
+
+def register(state: AppState) -> None:
+    @ui.page("/analyzer")
+    async def analyzer() -> None:
+        header(state, "Analyzer")
+        ws = Workspace(state.project, kind="pred")
+        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=230"):
+            ui.label("Images").classes("font-bold")
+            ws.build_list()
+        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props("width=330"):
+            with ui.expansion("Model and parameters", icon="psychology", value=True).classes("w-full"):
+                with ui.row().classes("items-center w-full no-wrap"):
+                    model = ui.select([], label="Model").props("dense").classes("flex-grow")
+                    ui.button(icon="add", on_click=lambda: add_model_dialog()).props("flat dense").tooltip(
+                        "Add a model file (.pth with its .json)")
+                schema = json_schema(SegmentParams)
+                form = schema_form(schema, SEGMENT_FIELDS)
+                with ui.row():
+                    run_image = ui.button("This image", icon="image").props("no-caps dense")
+                    run_frames = ui.button("All frames", icon="burst_mode").props("no-caps dense")
+                    run_folder = ui.button("Whole folder", icon="folder").props("no-caps dense")
+            with ui.expansion("Predictions", icon="fact_check", value=True).classes("w-full"):
+                ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
+                promote = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
+            jobs_box = ui.column().classes("w-full")
+        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 64px)"):
+            ws.build_toolbar()
+            with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
+                ws.build_canvas()
+        ws.bind_keys()
+
+        def params() -> SegmentParams:
+            return SegmentParams(model=model.value, **form.values())
+
+        async def load_models() -> None:
+            try:
+                models = await compute.call(state.backend.list_models)
+            except Exception as exc:
+                ui.notify(f"Could not list models: {exc}", type="warning")
+                return
+            model.options = {m.name: f"{m.name} ({m.scope})" + ("" if m.available else " – weights missing")
+                             for m in models}
+            if model.value not in model.options:
+                model.value = next((m.name for m in models if m.available), None)
+            model.update()
+
+        async def segment_current() -> None:
+            if ws.editor.image is None or not model.value:
+                ui.notify("Open an image and pick a model first.", type="warning")
+                return
+            try:
+                p = params()
+                run_image.props("loading")
+                [result] = await compute.segment(state.backend, [ws.editor.image], p)
+            except Exception as exc:
+                ui.notify(f"Segmentation failed: {exc}", type="negative", multi_line=True)
+                return
+            finally:
+                run_image.props(remove="loading")
+            lut = np.asarray([state.project.class_names.index(n) if n in state.project.class_names else 0
+                              for n in result.class_names] or [0], np.uint16)
+            ws.edit(lambda: ws.editor.replace(result.masks, lut[np.minimum(result.classes, len(lut) - 1)], False))
+            ui.notify(f"{int(result.masks.max())} objects found.")
+
+        async def segment_batch(scope: str) -> None:
+            if not model.value:
+                ui.notify("Pick a model first.", type="warning")
+                return
+            await ws.flush()
+            if scope == "frames":
+                if ws.editor.item is None:
+                    return
+                paths = [str(ws.editor.item.path)]
+            else:
+                paths = sorted({str(i.path) for i in ws.items})
+            try:
+                job = await compute.call(state.backend.submit_batch, paths, params())
+            except Exception as exc:
+                ui.notify(f"Could not start: {exc}", type="negative", multi_line=True)
+                return
+
+            async def done(_data: dict) -> None:
+                ui.notify("Segmentation finished.")
+                ws.refresh_list()
+                if ws.index >= 0:
+                    await ws.goto(ws.index)
+
+            with jobs_box:
+                JobPanel(state.backend, job.job_id, f"Segmenting {len(paths)} file(s)",
+                         on_done=lambda d: background_tasks.create(done(d)))
+
+        async def do_promote() -> None:
+            await ws.flush()
+            results = await run.io_bound(promote_predictions, ws)
+            ui.notify(results)
+
+        run_image.on_click(segment_current)
+        run_frames.on_click(lambda: segment_batch("frames"))
+        run_folder.on_click(lambda: segment_batch("folder"))
+        promote.on_click(lambda: confirm_promote(ws, do_promote))
+
+        def add_model_dialog() -> None:
+            with ui.dialog() as dialog, ui.card().classes("w-[32rem]"):
+                ui.label("Add a model file").classes("font-bold")
+                path = ui.input("Path to the .pth file (its .json sidecar beside it)").classes("w-full")
+                with ui.row():
+                    ui.button("Add", on_click=lambda: dialog.submit(path.value))
+                    ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
+
+            async def go() -> None:
+                chosen = await dialog
+                if not chosen:
+                    return
+                try:
+                    info = await compute.call(state.backend.add_model, chosen)
+                except Exception as exc:
+                    ui.notify(f"Could not add the model: {exc}", type="negative", multi_line=True)
+                    return
+                await load_models()
+                model.value = info.name
+                ui.notify(f"Added {info.name}.")
+
+            background_tasks.create(go())
+
+        app.on_disconnect(ws.flush_sync)
+        await ws.load_items()
+        await load_models()
+        if ws.items:
+            await ws.goto(0)
+
+
+def confirm_promote(ws: Workspace, action) -> None:
+    """Ask before any existing label file would be replaced."""
+    existing = [i for i in ws.items if label_path(i.path, i.frame, "pred").exists()
+                and label_path(i.path, i.frame, "seg").exists()]
+    if not existing:
+        background_tasks.create(action())
+        return
+    with ui.dialog() as dialog, ui.card():
+        ui.label(f"{len(existing)} image(s) already have labels. Replace them with the predictions?")
+        ui.label("Images without labels get the predictions either way.").classes("text-sm text-gray-600")
+        with ui.row():
+            ui.button("Replace them too", color="negative", on_click=lambda: dialog.submit("all"))
+            ui.button("Only images without labels", on_click=lambda: dialog.submit("new"))
+            ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
+
+    async def go() -> None:
+        choice = await dialog
+        if choice:
+            ws.promote_replace = choice == "all"
+            await action()
+
+    background_tasks.create(go())
+
+
+def promote_predictions(ws: Workspace) -> str:
+    """Copy ``_pred.npy`` to ``_seg.npy`` (atomically); replace existing labels only if the user agreed."""
+    from mcp_core.labels import load_labels, save_labels
+
+    replace = getattr(ws, "promote_replace", False)
+    copied = skipped = 0
+    for item in ws.items:
+        pred, seg = label_path(item.path, item.frame, "pred"), label_path(item.path, item.frame, "seg")
+        if not pred.exists():
+            continue
+        if seg.exists() and (not replace or seg.stat().st_mtime > pred.stat().st_mtime):
+            skipped += 1  # never clobber labels edited after the prediction
+            continue
+        save_labels(seg, load_labels(pred), image_path=item.path)
+        copied += 1
+    ws.promote_replace = False
+    return f"Promoted {copied} prediction(s) to labels; kept {skipped} existing label file(s)."

@@ -1,0 +1,60 @@
+"""Home: pick Trainer or Analyzer, open a folder, see the backend."""
+
+from __future__ import annotations
+
+from nicegui import ui
+
+from ..compute import call
+from ..state import AppState
+from .layout import header
+
+
+def register(state: AppState) -> None:
+    @ui.page("/")
+    async def home() -> None:
+        header(state, "Home")
+        with ui.column().classes("w-full max-w-4xl mx-auto p-4 gap-4"):
+            with ui.row().classes("gap-4"):
+                for title, path, icon, text in (
+                    ("Trainer", "/trainer", "draw", "Label images with masks and classes, then train a model."),
+                    ("Analyzer", "/analyzer", "analytics", "Run a model over folders, correct, and measure."),
+                ):
+                    with ui.card().classes("w-80 cursor-pointer").on("click", lambda p=path: ui.navigate.to(p)):
+                        with ui.row().classes("items-center"):
+                            ui.icon(icon).classes("text-3xl text-primary")
+                            ui.label(title).classes("text-xl font-bold")
+                        ui.label(text).classes("text-gray-600")
+            with ui.card().classes("w-full"):
+                ui.label("Project").classes("text-lg font-bold")
+                folder = ui.input("Folder", value=str(state.folder)).classes("w-full")
+
+                def open_folder(path: str) -> None:
+                    try:
+                        state.open_folder(path)
+                    except ValueError as exc:
+                        ui.notify(str(exc), type="negative")
+                        return
+                    ui.notify(f"Opened {state.folder}")
+                    ui.navigate.reload()
+
+                ui.button("Open", icon="folder_open", on_click=lambda: open_folder(folder.value))
+                recent = state.recent.list()
+                if recent:
+                    ui.label("Recent folders").classes("text-sm text-gray-600 mt-2")
+                    for p in recent:
+                        ui.link(str(p)).on("click", lambda p=p: open_folder(str(p))).classes("text-sm cursor-pointer")
+            with ui.card().classes("w-full"):
+                ui.label("Backend").classes("text-lg font-bold")
+                status = ui.column()
+            try:
+                info = await call(state.backend.info)
+                models = await call(state.backend.list_models) if hasattr(state.backend, "list_models") else []
+            except Exception as exc:
+                with status:
+                    ui.label(f"The backend is not reachable: {exc}").classes("text-negative")
+                return
+            with status:
+                ui.label(f"{info.kind} · {info.host} · {info.device}")
+                ui.label("Versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items())).classes("text-xs")
+                ui.label("Models: " + (", ".join(m.name + ("" if m.available else " (not downloaded)") for m in models)
+                                       or "none")).classes("text-sm")

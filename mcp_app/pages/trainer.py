@@ -1,0 +1,227 @@
+"""Trainer: label images (masks and classes), pre-fill with a model, train a model."""
+
+from __future__ import annotations
+
+from nicegui import app, ui
+
+from mcp_core.params import SegmentParams, TrainParams
+
+from .. import compute
+from ..job_panel import JobPanel
+from ..state import AppState
+from ..workspace import Workspace
+from .layout import header
+
+
+class ClassPanel:
+    """Current-class picker and class management (add, rename, recolour, remove)."""
+
+    def __init__(self, state: AppState, ws: Workspace) -> None:
+        self.state, self.ws = state, ws
+        ui.label("Classes").classes("font-bold")
+        self.box = ui.column().classes("w-full gap-1")
+        with ui.row().classes("items-center w-full no-wrap"):
+            self.new_name = ui.input("New class").props("dense").classes("flex-grow")
+            ui.button(icon="add", on_click=self.add).props("flat dense").tooltip("Add class")
+        ui.label("Removing a class keeps its masks; they become unassigned in every label file.").classes(
+            "text-xs text-gray-500")
+        self.refresh()
+
+    def refresh(self) -> None:
+        proj = self.state.project
+        self.box.clear()
+        with self.box:
+            for cid, (name, color) in enumerate(zip(proj.class_names, proj.class_colors)):
+                with ui.row().classes("items-center w-full no-wrap gap-1"):
+                    ui.radio({cid: ""}, value=self.ws.current_class if self.ws.current_class == cid else None,
+                             on_change=lambda e, cid=cid: self.pick(cid)).props("dense")
+                    ui.color_input(value=color, on_change=lambda e, cid=cid: self.recolor(cid, e.value)
+                                   ).props("dense borderless").classes("w-8").style("max-width:2rem")
+                    if cid == 0:
+                        ui.label(name).classes("text-sm text-gray-500 flex-grow")
+                        continue
+                    ui.input(value=name, on_change=None).props("dense borderless").classes("flex-grow text-sm").on(
+                        "blur", lambda e, cid=cid: self.rename(cid, e.sender.value))
+                    ui.button(icon="delete", on_click=lambda cid=cid: self.confirm_remove(cid)).props("flat dense size=sm")
+
+    def pick(self, cid: int) -> None:
+        self.ws.set_current_class(cid)
+        self.refresh()
+
+    def _sync(self) -> None:
+        proj = self.state.project
+        if self.ws.editor.labels is not None:
+            self.ws.edit(lambda: self.ws.editor.set_class_list(proj.class_names, proj.class_colors))
+
+    def add(self) -> None:
+        try:
+            cid = self.state.project.add_class(self.new_name.value)
+        except ValueError as exc:
+            ui.notify(str(exc), type="warning")
+            return
+        self.new_name.value = ""
+        self._sync()
+        self.pick(cid)
+
+    def rename(self, cid: int, name: str) -> None:
+        if name == self.state.project.class_names[cid]:
+            return
+        try:
+            self.ws.flush_sync()
+            files = self.state.project.rename_class(cid, name)
+        except ValueError as exc:
+            ui.notify(str(exc), type="warning")
+            self.refresh()
+            return
+        self._sync()
+        ui.notify(f"Renamed; {len(files)} label file(s) updated.")
+
+    def recolor(self, cid: int, color: str) -> None:
+        if not color:
+            return
+        self.state.project.recolor_class(cid, color)
+        self._sync()
+
+    def confirm_remove(self, cid: int) -> None:
+        name = self.state.project.class_names[cid]
+        with ui.dialog() as dialog, ui.card():
+            ui.label(f"Remove class “{name}”? Its masks are kept and become unassigned in every label file.")
+            with ui.row():
+                ui.button("Remove", color="negative", on_click=lambda: dialog.submit(True))
+                ui.button("Keep", on_click=lambda: dialog.submit(False)).props("flat")
+
+        async def go() -> None:
+            if await dialog:
+                self.ws.flush_sync()
+                self.state.project.remove_class(cid)
+                if self.ws.editor.item is not None:
+                    await self.ws.goto(self.ws.index)  # reload the current file with its rewritten classes
+                self.ws.set_current_class(min(self.ws.current_class, len(self.state.project.class_names) - 1))
+                self.refresh()
+
+        from nicegui import background_tasks
+
+        background_tasks.create(go())
+
+
+def register(state: AppState) -> None:
+    @ui.page("/trainer")
+    async def trainer() -> None:
+        header(state, "Trainer")
+        ws = Workspace(state.project, kind="seg")
+        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=230"):
+            ui.label("Images").classes("font-bold")
+            ws.build_list()
+        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props("width=300"):
+            classes = ClassPanel(state, ws)
+            ui.separator()
+            ui.label("Model").classes("font-bold")
+            model = ui.select([], label="Model").props("dense").classes("w-full")
+            keep = ui.toggle({True: "Keep my masks", False: "Replace"}, value=True).props("dense no-caps size=sm")
+            run_button = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps")
+            ui.separator()
+            train_button = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps")
+            jobs_box = ui.column().classes("w-full")
+        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 64px)"):
+            ws.build_toolbar()
+            with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
+                ws.build_canvas()
+        ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
+        ws.canvas.on("ready", lambda: None)
+
+        async def load_models() -> None:
+            try:
+                models = await compute.call(state.backend.list_models)
+            except Exception as exc:
+                ui.notify(f"Could not list models: {exc}", type="warning")
+                return
+            model.options = {m.name: m.name + ("" if m.available else " (weights missing)") for m in models}
+            model.value = next((m.name for m in models if m.scope == "user" and m.available),
+                               next((m.name for m in models if m.available), None))
+            model.update()
+
+        async def run_model() -> None:
+            if ws.editor.image is None or not model.value:
+                ui.notify("Open an image and pick a model first.", type="warning")
+                return
+            run_button.props("loading")
+            try:
+                [result] = await compute.segment(state.backend, [ws.editor.image], SegmentParams(model=model.value))
+            except Exception as exc:
+                ui.notify(f"The model could not run: {exc}", type="negative", multi_line=True)
+                return
+            finally:
+                run_button.props(remove="loading")
+            classes_by_name = [state.project.class_names.index(n) if n in state.project.class_names else 0
+                               for n in result.class_names] or [0]
+            import numpy as np
+
+            lut = np.asarray(classes_by_name, np.uint16)
+            mapped = lut[np.minimum(result.classes, len(lut) - 1)]
+            ws.edit(lambda: ws.editor.replace(result.masks, mapped, keep_existing=bool(keep.value)))
+            ui.notify(f"{int(result.masks.max())} masks from {model.value}")
+
+        run_button.on_click(run_model)
+
+        def open_train_dialog() -> None:
+            train_dialog(state, ws, jobs_box, on_model=load_models)
+
+        train_button.on_click(open_train_dialog)
+        app.on_disconnect(ws.flush_sync)
+        await ws.load_items()
+        await load_models()
+        if ws.items:
+            await ws.goto(0)
+        del classes
+
+
+def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
+    """The training dialog (Ctrl+T): options of TrainParams, then a job panel."""
+    defaults = TrainParams()
+    with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
+        ui.label("Train a model on this folder's labels").classes("text-lg font-bold")
+        name = ui.input("Model name", value=f"{state.folder.name}_model").classes("w-full")
+        base = ui.select({"cpsam": "CellposeSAM (cpsam)", "cpsam_v2": "CellposeSAM v2", "tiny": "tiny (fast, demo)"},
+                         value="cpsam", label="Base model").classes("w-full")
+        with ui.row():
+            epochs = ui.number("Epochs", value=defaults.epochs, min=1, step=1).classes("w-28")
+            batch = ui.number("Batch size", value=defaults.batch_size, min=1, step=1).classes("w-28")
+            bsize = ui.number("Tile size", value=defaults.bsize, min=32, step=32).classes("w-28")
+        with ui.row():
+            lr = ui.number("Learning rate", value=defaults.learning_rate, format="%.1e").classes("w-36")
+            wd = ui.number("Weight decay", value=defaults.weight_decay).classes("w-36")
+            ratio = ui.number("Test fraction", value=defaults.test_ratio, min=0, max=0.9, step=0.05).classes("w-36")
+        with ui.row().classes("items-center"):
+            mode = ui.toggle({"all": "Train all", "lora": "LoRA", "unfreeze": "Last N blocks"}, value="all"
+                             ).props("dense no-caps")
+            blocks = ui.number("N blocks", value=defaults.lora_blocks, min=1, step=1).classes("w-24")
+        ui.label("Classes: " + ", ".join(state.project.class_names[1:])).classes("text-sm text-gray-600")
+        with ui.row():
+            ui.button("Start training", icon="play_arrow", on_click=lambda: dialog.submit(True))
+            ui.button("Close", on_click=lambda: dialog.submit(False)).props("flat")
+
+    async def go() -> None:
+        if not await dialog:
+            return
+        await ws.flush()
+        try:
+            params = TrainParams(
+                model_name=name.value, base_model=base.value,
+                class_names=list(state.project.class_names), class_colors=list(state.project.class_colors),
+                epochs=int(epochs.value), batch_size=int(batch.value), bsize=int(bsize.value),
+                learning_rate=float(lr.value), weight_decay=float(wd.value), test_ratio=float(ratio.value),
+                use_lora=mode.value == "lora", lora_blocks=int(blocks.value),
+                unfreeze_blocks=int(blocks.value) if mode.value == "unfreeze" else 0,
+            )
+            job = await compute.call(state.backend.submit_training, str(state.folder), params)
+        except Exception as exc:
+            ui.notify(f"Training could not start: {exc}", type="negative", multi_line=True)
+            return
+        with jobs_box:
+            JobPanel(state.backend, job.job_id, f"Training {params.model_name}",
+                     on_done=lambda data: (ui.notify(f"Model {params.model_name} is ready."),
+                                           __import__("nicegui").background_tasks.create(on_model())))
+
+    from nicegui import background_tasks
+
+    background_tasks.create(go())

@@ -1,0 +1,198 @@
+"""A project folder: its images and frames, its class list, and the recent-folders list.
+
+The class list lives in ``<folder>/multicellpose.json``. Label files store class *names*, so
+on opening a file its classes are mapped by name onto the project's list (names the project
+lacks are added, never dropped).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcp_core.atomic import atomic_write_text
+from mcp_core.filenames import label_path
+from mcp_core.io import list_images, open_image
+from mcp_core.labels import LabelSet, default_color, load_labels, save_labels
+
+PROJECT_FILE = "multicellpose.json"
+UNASSIGNED = "unassigned"
+
+
+@dataclass
+class Item:
+    """One frame of one image: what ←/→ move through."""
+
+    path: Path
+    frame: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.name + (f" [{self.frame}]" if self.frame else "")
+
+
+@dataclass
+class Project:
+    """The open project folder."""
+
+    folder: Path
+    class_names: list[str] = field(default_factory=lambda: [UNASSIGNED])
+    class_colors: list[str] = field(default_factory=lambda: [default_color(0)])
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Project:
+        """Open a folder, reading its class list (or the classes its first label file uses)."""
+        folder = Path(folder).resolve()
+        proj = cls(folder)
+        cfg = folder / PROJECT_FILE
+        if cfg.exists():
+            try:
+                data = json.loads(cfg.read_text())
+                proj.class_names = [UNASSIGNED] + [c["name"] for c in data.get("classes", [])]
+                proj.class_colors = [default_color(0)] + [c.get("color") or default_color(i + 1)
+                                                          for i, c in enumerate(data.get("classes", []))]
+            except (ValueError, KeyError, TypeError):
+                pass  # a damaged project file falls back to the label files' classes
+        if len(proj.class_names) == 1:
+            for seg in sorted(folder.glob("*_seg.npy"))[:20]:
+                try:
+                    ls = load_labels(seg)
+                except Exception:
+                    continue
+                proj.merge_class_names(ls.class_names, ls.class_colors)
+        if len(proj.class_names) == 1:
+            proj.class_names.append("cell")
+            proj.class_colors.append(default_color(1))
+        return proj
+
+    def save(self) -> None:
+        """Write the class list to ``multicellpose.json`` (atomically)."""
+        data = {"classes": [{"name": n, "color": c} for n, c in zip(self.class_names[1:], self.class_colors[1:])]}
+        atomic_write_text(self.folder / PROJECT_FILE, json.dumps(data, indent=2))
+
+    # ------------------------------------------------------------------ images
+    def items(self) -> list[Item]:
+        """Every frame of every image, in natural order."""
+        out = []
+        for path in list_images(self.folder):
+            try:
+                with open_image(path) as src:
+                    frames = list(src.frames)
+            except Exception:
+                frames = [""]  # listed anyway, so the user sees the error when opening it
+            out.extend(Item(path, f) for f in frames)
+        return out
+
+    def has_labels(self, item: Item, kind: str = "seg") -> bool:
+        return label_path(item.path, item.frame, kind).exists()  # type: ignore[arg-type]
+
+    # ----------------------------------------------------------------- classes
+    def merge_class_names(self, names: list[str], colors: list[str] | None = None) -> None:
+        """Add class names the project lacks (index 0, "unassigned", is never added)."""
+        colors = colors or []
+        for i, name in enumerate(names[1:], start=1):
+            if name not in self.class_names:
+                self.class_names.append(name)
+                self.class_colors.append(colors[i] if i < len(colors) else default_color(len(self.class_names) - 1))
+
+    def adopt(self, labels: LabelSet) -> LabelSet:
+        """Map a label set's classes onto the project's class list (by name)."""
+        self.merge_class_names(labels.class_names, labels.class_colors)
+        import numpy as np
+
+        lut = np.array([self.class_names.index(n) if n in self.class_names else 0 for n in labels.class_names], np.uint16)
+        lut[0] = 0
+        out = LabelSet(labels.masks, lut[np.minimum(labels.classes, len(lut) - 1)], list(self.class_names),
+                       list(self.class_colors), labels.flows, labels.diameter, labels.flow_threshold,
+                       labels.cellprob_threshold)
+        return out
+
+    def add_class(self, name: str, color: str | None = None) -> int:
+        name = name.strip()
+        if not name:
+            raise ValueError("A class needs a name.")
+        if name in self.class_names:
+            raise ValueError(f"There is already a class named {name!r}.")
+        self.class_names.append(name)
+        self.class_colors.append(color or default_color(len(self.class_names) - 1))
+        self.save()
+        return len(self.class_names) - 1
+
+    def rename_class(self, class_id: int, name: str) -> list[Path]:
+        """Rename a class here and in every label file of the folder; returns the files rewritten."""
+        name = name.strip()
+        if not 0 < class_id < len(self.class_names):
+            raise ValueError(f"There is no class {class_id}.")
+        if not name or (name in self.class_names and self.class_names.index(name) != class_id):
+            raise ValueError(f"{name!r} is empty or already used by another class.")
+        old = self.class_names[class_id]
+        self.class_names[class_id] = name
+        self.save()
+        return self._rewrite_files(lambda ls: _rename(ls, old, name))
+
+    def recolor_class(self, class_id: int, color: str) -> None:
+        self.class_colors[class_id] = color
+        self.save()
+
+    def remove_class(self, class_id: int) -> list[Path]:
+        """Remove a class: its masks stay but become "unassigned", in every label file of the folder."""
+        if not 0 < class_id < len(self.class_names):
+            raise ValueError(f"There is no class {class_id}.")
+        name = self.class_names.pop(class_id)
+        self.class_colors.pop(class_id)
+        self.save()
+        return self._rewrite_files(lambda ls: _drop(ls, name))
+
+    def _rewrite_files(self, change) -> list[Path]:
+        changed = []
+        for path in sorted(self.folder.glob("*_seg.npy")) + sorted(self.folder.glob("*_pred.npy")):
+            try:
+                ls = load_labels(path)
+            except Exception:
+                continue
+            if change(ls):
+                save_labels(path, ls, image_path=_image_of(path))
+                changed.append(path)
+        return changed
+
+
+def _image_of(label_file: Path) -> Path | None:
+    """The image a label file names in its ``filename`` entry."""
+    import numpy as np
+
+    name = np.load(label_file, allow_pickle=True).item().get("filename")
+    return Path(name) if name else None
+
+
+def _rename(ls: LabelSet, old: str, new: str) -> bool:
+    if old not in ls.class_names:
+        return False
+    ls.class_names[ls.class_names.index(old)] = new
+    return True
+
+
+def _drop(ls: LabelSet, name: str) -> bool:
+    if name not in ls.class_names:
+        return False
+    ls.remove_class(ls.class_names.index(name))
+    return True
+
+
+class Recent:
+    """Recently opened folders, newest first, kept in ``<home>/recent.json``."""
+
+    def __init__(self, home: Path, limit: int = 10) -> None:
+        self.path = home / "recent.json"
+        self.limit = limit
+
+    def list(self) -> list[Path]:
+        try:
+            return [Path(p) for p in json.loads(self.path.read_text()) if Path(p).is_dir()]
+        except (OSError, ValueError):
+            return []
+
+    def add(self, folder: Path) -> None:
+        folders = [str(folder)] + [str(p) for p in self.list() if p != folder]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(folders[: self.limit]))

@@ -1,0 +1,247 @@
+"""The labelling workspace shared by the Trainer and the Analyzer: image list, canvas, tools, autosave.
+
+Every edit goes canvas event -> :class:`~mcp_app.editor.Editor` -> patch back to the canvas,
+and schedules an atomic save; navigation and disconnects flush the save first, so nothing
+drawn is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from nicegui import background_tasks, run, ui
+
+from .canvas import LabelCanvas
+from .editor import Editor, Patch
+from .project import Item, Project
+
+log = logging.getLogger(__name__)
+TOOLS = {"select": "Select", "lasso": "Lasso delete", "eraser": "Eraser", "split": "Split", "pan": "Pan"}
+AUTOSAVE_DELAY_S = 0.3
+
+
+class Workspace:
+    """UI around one :class:`Editor`. Build it inside a page with :meth:`build`."""
+
+    def __init__(self, project: Project, kind: str = "seg") -> None:
+        self.project = project
+        self.editor = Editor(project, kind)  # type: ignore[arg-type]
+        self.items: list[Item] = []
+        self.index = -1
+        self.current_class = 1 if len(project.class_names) > 1 else 0
+        self.canvas: LabelCanvas | None = None
+        self._save_task: asyncio.Task | None = None
+        self.on_open: list[Callable[[], None]] = []
+        self.status: ui.label | None = None
+
+    # ------------------------------------------------------------------- layout
+    def build_list(self) -> None:
+        """The image/frame list (call inside a drawer or column)."""
+        self.list_box = ui.column().classes("w-full gap-0")
+        self.refresh_list()
+
+    def refresh_list(self) -> None:
+        self.list_box.clear()
+        with self.list_box:
+            for i, item in enumerate(self.items):
+                done = self.project.has_labels(item, self.editor.kind)
+                row = ui.item(on_click=lambda i=i: self.goto(i)).classes("w-full py-0 min-h-0")
+                row.props("dense clickable" + (" active" if i == self.index else ""))
+                with row:
+                    with ui.item_section().props("avatar"):
+                        ui.icon("check_circle" if done else "radio_button_unchecked",
+                                color="positive" if done else "grey").classes("text-sm")
+                    ui.item_section(item.name).classes("text-xs")
+
+    def build_toolbar(self) -> None:
+        with ui.row().classes("items-center gap-2 w-full flex-wrap"):
+            ui.button(icon="chevron_left", on_click=lambda: self.step(-1)).props("flat dense").tooltip("Previous (←)")
+            self.title = ui.label("").classes("text-sm font-medium")
+            ui.button(icon="chevron_right", on_click=lambda: self.step(1)).props("flat dense").tooltip("Next (→)")
+            ui.separator().props("vertical")
+            self.tool = ui.toggle(TOOLS, value="select", on_change=lambda e: self.canvas.set_prop("tool", e.value)
+                                  ).props("dense no-caps size=sm")
+            self.brush = ui.number("Brush", value=6, min=1, max=200, step=1,
+                                   on_change=lambda e: self.canvas.set_prop("brush", int(e.value or 1))
+                                   ).props("dense").classes("w-20")
+            ui.button(icon="undo", on_click=self.undo).props("flat dense").tooltip("Undo (Ctrl+Z)")
+            ui.button(icon="redo", on_click=self.redo).props("flat dense").tooltip("Redo (Ctrl+Shift+Z)")
+            ui.button(icon="fit_screen", on_click=lambda: self.canvas.fit()).props("flat dense").tooltip("Fit (F)")
+            ui.separator().props("vertical")
+            ui.toggle({"class": "By class", "instance": "By instance"}, value="class",
+                      on_change=lambda e: self.canvas.set_prop("colorMode", e.value)).props("dense no-caps size=sm")
+            ui.switch("Overlay", value=True, on_change=lambda e: self.canvas.set_prop("overlay", e.value)).props("dense")
+            self.channels_button = ui.button("Channels", icon="tune").props("flat dense no-caps")
+            with ui.menu() as self.channel_menu:
+                self.channel_box = ui.column().classes("p-3 gap-1 w-72")
+            self.channels_button.on_click(self.channel_menu.open)
+            ui.space()
+            self.status = ui.label("").classes("text-xs text-gray-500")
+
+    def build_canvas(self) -> LabelCanvas:
+        self.canvas = LabelCanvas(self.editor)
+        self.canvas.set_prop("currentClass", self.current_class)
+        for event, handler in {
+            "polygon": lambda a: self.editor.add_polygon(a["points"], int(a.get("class_id", self.current_class))),
+            "delete": lambda a: self.editor.delete(a["ids"]),
+            "assign": lambda a: self.editor.assign(a["ids"], int(a.get("class_id", self.current_class))),
+            "lasso": lambda a: self.editor.lasso(a["points"]),
+            "erase": lambda a: self.editor.erase(a["points"], float(a["radius"])),
+            "split": lambda a: self.editor.split(int(a["id"]), a["points"]),
+        }.items():
+            self.canvas.on(event, lambda e, h=handler: self.edit(lambda: h(e.args)))
+        self.canvas.on("brush", lambda e: self.brush.set_value(int(e.args["size"])))
+        return self.canvas
+
+    def bind_keys(self, extra: dict[str, Callable] | None = None) -> None:
+        """Page-wide keys: ←/→ navigate, Ctrl+Z / Ctrl+Shift+Z undo/redo, plus *extra* ("ctrl+t": fn)."""
+        extra = extra or {}
+
+        async def on_key(e) -> None:
+            if not e.action.keydown or e.action.repeat and not e.key.arrow_left and not e.key.arrow_right:
+                return
+            ctrl = e.modifiers.ctrl or e.modifiers.meta
+            name = str(e.key.name).lower()
+            if ctrl and name == "z":
+                await (self.redo() if e.modifiers.shift else self.undo())
+            elif ctrl and f"ctrl+{name}" in extra:
+                result = extra[f"ctrl+{name}"]()
+                if asyncio.iscoroutine(result):
+                    await result
+            elif not ctrl and e.key.arrow_left:
+                await self.step(-1)
+            elif not ctrl and e.key.arrow_right:
+                await self.step(1)
+
+        ui.keyboard(on_key=on_key, ignore=["input", "select", "button", "textarea"])
+
+    # --------------------------------------------------------------- navigation
+    async def load_items(self) -> None:
+        self.items = await run.io_bound(self.project.items)
+        self.refresh_list()
+
+    async def goto(self, index: int) -> None:
+        if not self.items:
+            ui.notify("This folder has no images.", type="warning")
+            return
+        index = max(0, min(index, len(self.items) - 1))
+        await self.flush()
+        item = self.items[index]
+        try:
+            await run.io_bound(self.editor.open, item)
+        except Exception as exc:
+            ui.notify(f"Cannot open {item.name}: {exc}", type="negative", multi_line=True)
+            return
+        self.index = index
+        self.title.text = f"{item.name}  ({index + 1}/{len(self.items)})"
+        await self.canvas.show(keep_view=True)
+        self.build_channel_controls()
+        self.refresh_list()
+        self.set_status("Saved" if self.project.has_labels(item, self.editor.kind) else "No labels yet")
+        for callback in self.on_open:
+            callback()
+
+    async def step(self, delta: int) -> None:
+        await self.goto(self.index + delta)
+
+    # -------------------------------------------------------------------- edits
+    def edit(self, action: Callable[[], Patch | None]) -> Patch | None:
+        """Run one edit, send its patch, schedule the autosave; errors become notifications."""
+        if self.editor.labels is None:
+            return None
+        try:
+            patch = action()
+        except Exception as exc:
+            ui.notify(str(exc), type="negative")
+            return None
+        if patch is not None:
+            self.canvas.apply(patch)
+            self.schedule_save()
+        return patch
+
+    async def undo(self) -> None:
+        if self.editor.labels is not None and self.edit(self.editor.undo) is None:
+            ui.notify("Nothing to undo.")
+
+    async def redo(self) -> None:
+        if self.editor.labels is not None and self.edit(self.editor.redo) is None:
+            ui.notify("Nothing to redo.")
+
+    def set_current_class(self, class_id: int) -> None:
+        self.current_class = class_id
+        if self.canvas is not None:
+            self.canvas.set_prop("currentClass", class_id)
+
+    # --------------------------------------------------------------------- save
+    def set_status(self, text: str) -> None:
+        if self.status is not None:
+            self.status.text = text
+
+    def schedule_save(self) -> None:
+        self.set_status("Unsaved changes…")
+        if self._save_task is not None and not self._save_task.done():
+            self._save_task.cancel()
+        self._save_task = background_tasks.create(self._save_later(), name="autosave")
+
+    async def _save_later(self) -> None:
+        await asyncio.sleep(AUTOSAVE_DELAY_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Save now if anything changed (called before navigating and on disconnect)."""
+        if not self.editor.dirty:
+            return
+        self.set_status("Saving…")
+        try:
+            path = await run.io_bound(self.editor.save)
+        except Exception as exc:
+            self.set_status("Not saved!")
+            ui.notify(f"Could not save: {exc}", type="negative", multi_line=True, timeout=0, close_button=True)
+            return
+        self.set_status(f"Saved {path.name}" if path else "Saved")
+        if path is not None and self.index >= 0:
+            self.refresh_list()
+
+    def flush_sync(self) -> None:
+        """Blocking save for shutdown and disconnect handlers."""
+        try:
+            self.editor.save()
+        except Exception:
+            log.exception("autosave on close failed")
+
+    # ----------------------------------------------------------------- channels
+    def build_channel_controls(self) -> None:
+        img = self.editor.image
+        if img is None:
+            return
+        d = self.editor.display
+        n = img.shape[2]
+        options = {None: "off", **{c: f"channel {c}" for c in range(n)}}
+        self.channel_box.clear()
+        with self.channel_box:
+            for k, colour in enumerate(("Red", "Green", "Blue")):
+                ui.select(options, value=d.rgb[k] if d.rgb[k] is not None and d.rgb[k] < n else None, label=colour,
+                          on_change=lambda e, k=k: self._set_rgb(k, e.value)).props("dense").classes("w-full")
+            top = float(img.max()) if img.dtype.kind == "f" else float(255 if img.dtype.itemsize == 1 else img.max())
+            for c in range(n):
+                ui.label(f"Channel {c} contrast").classes("text-xs mt-2")
+                ui.range(min=float(min(img[..., c].min(), 0)), max=max(top, d.high[c]), step=max(top / 500, 1e-3),
+                         value={"min": d.low[c], "max": d.high[c]},
+                         on_change=lambda e, c=c: self._set_contrast(c, e.value)).props("dense")
+            ui.button("Auto contrast", on_click=self._auto).props("flat dense no-caps")
+
+    async def _set_rgb(self, k: int, channel: int | None) -> None:
+        self.editor.display.rgb[k] = channel
+        await self.canvas.refresh_image()
+
+    async def _set_contrast(self, c: int, value: dict) -> None:
+        lo, hi = float(value["min"]), float(value["max"])
+        self.editor.display.low[c], self.editor.display.high[c] = lo, max(hi, lo + 1e-6)
+        await self.canvas.refresh_image()
+
+    async def _auto(self) -> None:
+        self.editor.auto_contrast()
+        self.build_channel_controls()
+        await self.canvas.refresh_image()
