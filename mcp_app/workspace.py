@@ -57,17 +57,17 @@ class Workspace:
 
     def build_toolbar(self) -> None:
         with ui.row().classes("items-center gap-2 w-full flex-wrap"):
-            ui.button(icon="chevron_left", on_click=lambda: self.step(-1)).props("flat dense").tooltip("Previous (←)")
-            self.title = ui.label("").classes("text-sm font-medium")
-            ui.button(icon="chevron_right", on_click=lambda: self.step(1)).props("flat dense").tooltip("Next (→)")
+            ui.button(icon="chevron_left", on_click=lambda: self.step(-1)).props("flat dense").tooltip("Previous (←)").mark("prev")
+            self.title = ui.label("").classes("text-sm font-medium").mark("title")
+            ui.button(icon="chevron_right", on_click=lambda: self.step(1)).props("flat dense").tooltip("Next (→)").mark("next")
             ui.separator().props("vertical")
             self.tool = ui.toggle(TOOLS, value="select", on_change=lambda e: self.canvas.set_prop("tool", e.value)
                                   ).props("dense no-caps size=sm")
             self.brush = ui.number("Brush", value=6, min=1, max=200, step=1,
                                    on_change=lambda e: self.canvas.set_prop("brush", int(e.value or 1))
                                    ).props("dense").classes("w-20")
-            ui.button(icon="undo", on_click=self.undo).props("flat dense").tooltip("Undo (Ctrl+Z)")
-            ui.button(icon="redo", on_click=self.redo).props("flat dense").tooltip("Redo (Ctrl+Shift+Z)")
+            ui.button(icon="undo", on_click=self.undo).props("flat dense").tooltip("Undo (Ctrl+Z)").mark("undo")
+            ui.button(icon="redo", on_click=self.redo).props("flat dense").tooltip("Redo (Ctrl+Shift+Z)").mark("redo")
             ui.button(icon="fit_screen", on_click=lambda: self.canvas.fit()).props("flat dense").tooltip("Fit (F)")
             ui.separator().props("vertical")
             ui.toggle({"class": "By class", "instance": "By instance"}, value="class",
@@ -78,10 +78,10 @@ class Workspace:
                 self.channel_box = ui.column().classes("p-3 gap-1 w-72")
             self.channels_button.on_click(self.channel_menu.open)
             ui.space()
-            self.status = ui.label("").classes("text-xs text-gray-500")
+            self.status = ui.label("").classes("text-xs text-gray-500").mark("save-status")
 
     def build_canvas(self) -> LabelCanvas:
-        self.canvas = LabelCanvas(self.editor)
+        self.canvas = LabelCanvas(self.editor).mark("canvas")
         self.canvas.set_prop("currentClass", self.current_class)
         for event, handler in {
             "polygon": lambda a: self.editor.add_polygon(a["points"], int(a.get("class_id", self.current_class))),

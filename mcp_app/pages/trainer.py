@@ -22,7 +22,7 @@ class ClassPanel:
         self.box = ui.column().classes("w-full gap-1")
         with ui.row().classes("items-center w-full no-wrap"):
             self.new_name = ui.input("New class").props("dense").classes("flex-grow")
-            ui.button(icon="add", on_click=self.add).props("flat dense").tooltip("Add class")
+            ui.button(icon="add", on_click=self.add).props("flat dense").tooltip("Add class").mark("add-class")
         ui.label("Removing a class keeps its masks; they become unassigned in every label file.").classes(
             "text-xs text-gray-500")
         self.refresh()

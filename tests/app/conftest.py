@@ -1,0 +1,37 @@
+"""Fixtures for app tests: a demo project, app state, and a simulated browser that answers canvas calls."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mcp_core.synthetic import write_demo_project
+
+
+@pytest.fixture
+def demo(tmp_path):
+    folder = tmp_path / "project"
+    write_demo_project(folder, n_images=3, n_labelled=1, shape=(96, 96))
+    return folder
+
+
+@pytest.fixture
+def state(demo, tmp_path, monkeypatch):
+    from mcp_app.project import Project
+    from mcp_app.state import AppState
+    from mcp_core.backend import LocalBackend
+
+    monkeypatch.setenv("MULTICELLPOSE_HOME", str(tmp_path / "home"))
+    st = AppState(project=Project.open(demo), backend=LocalBackend(tmp_path / "home"))
+    return st
+
+
+@pytest.fixture
+def app_user(user, state):
+    """The NiceGUI ``user`` with the app's pages registered and canvas JS calls answered."""
+    from mcp_app import pages
+
+    pages.register(state)
+    user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["'](load|setImage)["'].*""")] = lambda m: {"width": 96, "height": 96}
+    return user

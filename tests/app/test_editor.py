@@ -1,0 +1,104 @@
+"""The editor behind the canvas: edits become patches, autosave writes atomically, classes by name."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+
+import numpy as np
+import pytest
+
+from mcp_app.editor import Editor
+from mcp_app.project import Item, Project
+from mcp_core.filenames import label_path
+from mcp_core.labels import load_labels
+from mcp_core.synthetic import write_demo_project
+
+
+@pytest.fixture
+def project(tmp_path):
+    write_demo_project(tmp_path, n_images=3, n_labelled=1, shape=(96, 96))
+    return Project.open(tmp_path)
+
+
+def patch_ids(patch) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(patch.data), "<u4").reshape(patch.h, patch.w)
+
+
+def test_project_items_and_classes(project):
+    assert [i.name for i in project.items()] == ["demo_01.tif", "demo_02.tif", "demo_03.tif"]
+    assert project.class_names == ["unassigned", "round", "elongated"]
+
+
+def test_polygon_patch_matches_labels_and_saves(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_02.tif"))
+    assert ed.labels.count == 0 and not ed.dirty
+    patch = ed.add_polygon([(10, 10), (30, 10), (30, 30), (10, 30)], 2)
+    assert (patch.x, patch.y, patch.w, patch.h) == (10, 10, 21, 21)
+    np.testing.assert_array_equal(patch_ids(patch), ed.labels.masks[10:31, 10:31])
+    assert patch.classes == [0, 2] and ed.dirty
+    path = ed.save()
+    assert path == label_path(project.folder / "demo_02.tif")
+    saved = load_labels(path)
+    assert saved.count == 1 and saved.classes.tolist() == [0, 2]
+    assert ed.save() is None  # nothing new to write
+
+
+def test_delete_assign_lasso_undo(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_01.tif"))
+    n = ed.labels.count
+    some = int(ed.labels.ids[0])
+    box_patch = ed.assign([some], 1)
+    assert box_patch.data == "" and box_patch.classes[some] == 1
+    ed.delete([some])
+    assert ed.labels.count == n - 1
+    h, w = ed.labels.shape
+    ed.lasso([(0, 0), (w, 0), (w, h), (0, h)])
+    assert ed.labels.count == 0
+    for _ in range(3):
+        ed.undo()
+    assert ed.labels.count == n and ed.redo() is not None
+
+
+def test_label_bytes_are_gzip_uint32(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_01.tif"))
+    raw = np.frombuffer(gzip.decompress(ed.label_bytes()), "<u4").reshape(ed.labels.shape)
+    np.testing.assert_array_equal(raw, ed.labels.masks)
+    assert ed.render()[:2] == b"\xff\xd8"  # JPEG
+
+
+def test_shape_mismatch_is_reported_and_file_untouched(project):
+    bad = label_path(project.folder / "demo_02.tif")
+    from mcp_core.labels import LabelSet, save_labels
+
+    save_labels(bad, LabelSet(np.ones((10, 10), np.uint16)))
+    before = bad.read_bytes()
+    with pytest.raises(ValueError, match="shape"):
+        Editor(project).open(Item(project.folder / "demo_02.tif"))
+    assert bad.read_bytes() == before
+
+
+def test_rename_and_remove_class_rewrite_files(project):
+    seg = label_path(project.folder / "demo_01.tif")
+    counts = np.bincount(load_labels(seg).classes)
+    assert project.rename_class(1, "disc") == [seg]
+    assert load_labels(seg).class_names == ["unassigned", "disc", "elongated"]
+    assert Project.open(project.folder).class_names == ["unassigned", "disc", "elongated"]
+    project.remove_class(1)
+    after = load_labels(seg)
+    assert after.class_names == ["unassigned", "elongated"]
+    assert (after.classes == 0).sum() == counts[0] + counts[1] and (after.classes == 1).sum() == counts[2]
+
+
+def test_labels_with_other_class_order_map_by_name(project):
+    from mcp_core.labels import LabelSet, save_labels
+
+    masks = np.zeros((96, 96), np.uint16)
+    masks[:10, :10] = 1
+    save_labels(label_path(project.folder / "demo_03.tif"), LabelSet(masks, [0, 1], ["unassigned", "elongated"]))
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_03.tif"))
+    assert ed.labels.class_names[ed.labels.classes[1]] == "elongated"

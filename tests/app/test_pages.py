@@ -1,0 +1,77 @@
+"""Page logic with NiceGUI's simulated user: navigation, edits through canvas events, autosave, classes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mcp_app.canvas import LabelCanvas
+from mcp_core.filenames import label_path
+from mcp_core.labels import load_labels
+
+
+async def wait_for(condition, timeout=5.0):
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+async def test_home_shows_project_and_backend(app_user, demo):
+    await app_user.open("/")
+    await app_user.should_see("Trainer")
+    await app_user.should_see("Analyzer")
+    await app_user.should_see(str(demo.resolve()))
+    await app_user.should_see("local")
+
+
+async def test_trainer_contour_autosaves_and_undo(app_user, demo):
+    await app_user.open("/trainer")
+    await app_user.should_see("demo_01.tif  (1/3)")
+    app_user.find(marker="next").click()
+    await app_user.should_see("demo_02.tif  (2/3)")
+    seg = label_path(demo / "demo_02.tif")
+    assert not seg.exists()
+    canvas = app_user.find(LabelCanvas)
+    canvas.trigger("polygon", {"points": [[10, 10], [40, 10], [40, 40], [10, 40]], "class_id": 2})
+    assert await wait_for(seg.exists), "autosave did not write the label file"
+    saved = load_labels(seg)
+    assert saved.count == 1 and saved.classes.tolist() == [0, 2]
+    canvas.trigger("assign", {"ids": [1], "class_id": 1})
+    canvas.trigger("delete", {"ids": [1]})
+    app_user.find(marker="undo").click()
+    app_user.find(marker="undo").click()
+    await asyncio.sleep(0.5)
+    assert await wait_for(lambda: load_labels(seg).classes.tolist() == [0, 2])
+    await app_user.should_see("Saved demo_02_seg.npy")
+
+
+async def test_navigation_flushes_pending_edit(app_user, demo):
+    await app_user.open("/trainer")
+    await app_user.should_see("demo_01.tif  (1/3)")
+    before = load_labels(label_path(demo / "demo_01.tif")).count
+    app_user.find(LabelCanvas).trigger("lasso", {"points": [[0, 0], [96, 0], [96, 96], [0, 96]]})
+    app_user.find(marker="next").click()  # immediately: the save must happen before leaving
+    await app_user.should_see("demo_02.tif  (2/3)")
+    assert before > 0 and load_labels(label_path(demo / "demo_01.tif")).count == 0
+
+
+async def test_add_class_in_trainer(app_user, state):
+    await app_user.open("/trainer")
+    await app_user.should_see("Classes")
+    app_user.find("New class").type("mitotic")
+    app_user.find(marker="add-class").click()
+    assert await wait_for(lambda: "mitotic" in state.project.class_names)
+    assert (state.folder / "multicellpose.json").exists()
+
+
+async def test_analyzer_edits_predictions_not_labels(app_user, demo):
+    await app_user.open("/analyzer")
+    await app_user.should_see("Promote to labels")
+    await app_user.should_see("demo_01.tif  (1/3)")
+    seg = label_path(demo / "demo_01.tif")
+    seg_before = seg.read_bytes()
+    app_user.find(LabelCanvas).trigger("polygon", {"points": [[5, 5], [20, 5], [20, 20]], "class_id": 1})
+    pred = label_path(demo / "demo_01.tif", kind="pred")
+    assert await wait_for(pred.exists)
+    assert seg.read_bytes() == seg_before
