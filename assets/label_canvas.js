@@ -59,6 +59,7 @@ export default {
     this.pending = null; // performance.now() of the last finished action
     this.cursor = null;
     window.mcpLatency = window.mcpLatency || [];
+    window.mcpCanvas = this; // the page's canvas, for browser tests and benchmarks
     const view = this.$refs.view;
     view.addEventListener("mousedown", this.onDown);
     window.addEventListener("mousemove", this.onMove);
@@ -167,6 +168,11 @@ export default {
       this.tx = (rect.width - this.W * this.scale) / 2;
       this.ty = (rect.height - this.H * this.scale) / 2;
       this.draw();
+    },
+    toScreen(x, y) {
+      // Client coordinates of image pixel (x, y): for browser tests and benchmarks.
+      const rect = this.$refs.view.getBoundingClientRect();
+      return [rect.left + this.tx + x * this.scale, rect.top + this.ty + y * this.scale];
     },
     viewState() {
       return { scale: this.scale, tx: this.tx, ty: this.ty, W: this.W, H: this.H, selection: [...this.selection] };

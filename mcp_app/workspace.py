@@ -73,10 +73,9 @@ class Workspace:
             ui.toggle({"class": "By class", "instance": "By instance"}, value="class",
                       on_change=lambda e: self.canvas.set_prop("colorMode", e.value)).props("dense no-caps size=sm")
             ui.switch("Overlay", value=True, on_change=lambda e: self.canvas.set_prop("overlay", e.value)).props("dense")
-            self.channels_button = ui.button("Channels", icon="tune").props("flat dense no-caps")
-            with ui.menu() as self.channel_menu:
-                self.channel_box = ui.column().classes("p-3 gap-1 w-72")
-            self.channels_button.on_click(self.channel_menu.open)
+            with ui.button("Channels", icon="tune").props("flat dense no-caps"):
+                with ui.menu():  # a menu inside the button opens on the button only
+                    self.channel_box = ui.column().classes("p-3 gap-1 w-72")
             ui.space()
             self.status = ui.label("").classes("text-xs text-gray-500").mark("save-status")
 
@@ -135,7 +134,7 @@ class Workspace:
             ui.notify(f"Cannot open {item.name}: {exc}", type="negative", multi_line=True)
             return
         self.index = index
-        self.title.text = f"{item.name}  ({index + 1}/{len(self.items)})"
+        self.title.text = f"{item.name} ({index + 1}/{len(self.items)})"
         await self.canvas.show(keep_view=True)
         self.build_channel_controls()
         self.refresh_list()

@@ -27,9 +27,9 @@ async def test_home_shows_project_and_backend(app_user, demo):
 
 async def test_trainer_contour_autosaves_and_undo(app_user, demo):
     await app_user.open("/trainer")
-    await app_user.should_see("demo_01.tif  (1/3)")
+    await app_user.should_see("demo_01.tif (1/3)")
     app_user.find(marker="next").click()
-    await app_user.should_see("demo_02.tif  (2/3)")
+    await app_user.should_see("demo_02.tif (2/3)")
     seg = label_path(demo / "demo_02.tif")
     assert not seg.exists()
     canvas = app_user.find(LabelCanvas)
@@ -48,11 +48,11 @@ async def test_trainer_contour_autosaves_and_undo(app_user, demo):
 
 async def test_navigation_flushes_pending_edit(app_user, demo):
     await app_user.open("/trainer")
-    await app_user.should_see("demo_01.tif  (1/3)")
+    await app_user.should_see("demo_01.tif (1/3)")
     before = load_labels(label_path(demo / "demo_01.tif")).count
     app_user.find(LabelCanvas).trigger("lasso", {"points": [[0, 0], [96, 0], [96, 96], [0, 96]]})
     app_user.find(marker="next").click()  # immediately: the save must happen before leaving
-    await app_user.should_see("demo_02.tif  (2/3)")
+    await app_user.should_see("demo_02.tif (2/3)")
     assert before > 0 and load_labels(label_path(demo / "demo_01.tif")).count == 0
 
 
@@ -68,7 +68,7 @@ async def test_add_class_in_trainer(app_user, state):
 async def test_analyzer_edits_predictions_not_labels(app_user, demo):
     await app_user.open("/analyzer")
     await app_user.should_see("Promote to labels")
-    await app_user.should_see("demo_01.tif  (1/3)")
+    await app_user.should_see("demo_01.tif (1/3)")
     seg = label_path(demo / "demo_01.tif")
     seg_before = seg.read_bytes()
     app_user.find(LabelCanvas).trigger("polygon", {"points": [[5, 5], [20, 5], [20, 20]], "class_id": 1})

@@ -1,0 +1,102 @@
+"""Driving the real app in headless Chromium: start ``multicellpose`` as a user would, then click."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1400,900")
+
+
+def need_chromium() -> None:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Chromium and chromedriver are not installed (.ci/run installs them)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    """A ``multicellpose`` server process on a project folder."""
+
+    def __init__(self, folder: Path, home: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+        env["MULTICELLPOSE_HOME"] = str(home)
+        self.log = home / "app.log"
+        home.mkdir(parents=True, exist_ok=True)
+        exe = Path(sys.executable).parent / "multicellpose"
+        self.proc = subprocess.Popen([str(exe), str(folder), "--no-browser", "--port", str(self.port), *extra],
+                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=5)
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the app exited: {self.log.read_text()}")
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("the app did not start within 60 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def make_driver(download_dir: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={download_dir.parent / 'chrome-profile'}")
+    opts.binary_location = CHROMIUM
+    opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
+                                           "download.prompt_for_download": False})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def wait(driver, script: str, timeout: float = 20.0, poll: float = 0.05):
+    """Poll a JS expression until it is truthy; returns its value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = driver.execute_script("return " + script)
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(f"timed out waiting for: {script}")
+
+
+def until(condition, timeout: float = 20.0, poll: float = 0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError("condition not met in time")

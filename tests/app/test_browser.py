@@ -1,0 +1,145 @@
+"""The real app in headless Chromium: draw, delete, lasso, assign, undo, navigate; a screenshot per page."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mcp_core.filenames import label_path
+from mcp_core.labels import load_labels
+
+from .browser import App, make_driver, need_chromium, until, wait
+
+CTRL, SHIFT = 2, 8
+
+
+@pytest.fixture
+def browser(tmp_path):
+    need_chromium()
+    driver = make_driver(tmp_path / "downloads")
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def app(demo, tmp_path):
+    server = App(demo, tmp_path / "home")
+    yield server
+    server.stop()
+
+
+def mouse(driver, kind: str, xy, button: str = "left", modifiers: int = 0) -> None:
+    driver.execute_cdp_cmd("Input.dispatchMouseEvent", {
+        "type": kind, "x": float(xy[0]), "y": float(xy[1]), "button": button, "modifiers": modifiers,
+        "buttons": {"left": 1, "right": 2, "none": 0}[button] if kind != "mouseReleased" else 0, "clickCount": 1})
+
+
+def screen_xy(driver, x: float, y: float):
+    return driver.execute_script(f"return window.mcpCanvas.toScreen({x}, {y})")
+
+
+def click(driver, x, y, modifiers=0):
+    p = screen_xy(driver, x, y)
+    mouse(driver, "mouseMoved", p, "none", modifiers)
+    mouse(driver, "mousePressed", p, "left", modifiers)
+    mouse(driver, "mouseReleased", p, "left", modifiers)
+
+
+def draw_contour(driver, cx, cy, r, n=24):
+    """Right-click, trace a circle without holding a button, come back to the start."""
+    start = screen_xy(driver, cx + r, cy)
+    mouse(driver, "mouseMoved", start, "none")
+    mouse(driver, "mousePressed", start, "right")
+    mouse(driver, "mouseReleased", start, "right")
+    for k in range(1, n + 1):
+        a = 2 * math.pi * k / n
+        mouse(driver, "mouseMoved", screen_xy(driver, cx + r * math.cos(a), cy + r * math.sin(a)), "none")
+
+
+def drag(driver, points, button="left"):
+    pts = [screen_xy(driver, x, y) for x, y in points]
+    mouse(driver, "mouseMoved", pts[0], "none")
+    mouse(driver, "mousePressed", pts[0], button)
+    for p in pts[1:]:
+        mouse(driver, "mouseMoved", p, button)
+    mouse(driver, "mouseReleased", pts[-1], button)
+
+
+def key(driver, k: str, ctrl=False, shift=False):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    chain = ActionChains(driver)
+    mods = ([Keys.CONTROL] if ctrl else []) + ([Keys.SHIFT] if shift else [])
+    for m in mods:
+        chain.key_down(m)
+    chain.send_keys(getattr(Keys, k) if len(k) > 1 else k)
+    for m in reversed(mods):
+        chain.key_up(m)
+    chain.perform()
+
+
+def open_page(driver, url):
+    driver.get(url)
+    wait(driver, "window.mcpCanvas && window.mcpLoadedAt")
+
+
+def seg_of(demo, name):
+    return label_path(demo / name)
+
+
+def test_trainer_draw_delete_lasso_assign_undo_navigate(browser, app, demo, tmp_path):
+    open_page(browser, app.url + "/trainer")
+    browser.save_screenshot(str(tmp_path / "trainer.png"))
+    # 1. contour on demo_02 (unlabelled): navigate with the arrow key first
+    key(browser, "ARROW_RIGHT")
+    wait(browser, "document.body.innerText.includes('demo_02.tif (2/3)')")
+    seg = seg_of(demo, "demo_02.tif")
+    draw_contour(browser, 48, 48, 15)
+    until(lambda: seg.exists() and load_labels(seg).count == 1)
+    ls = load_labels(seg)
+    area = (ls.masks == 1).sum()
+    assert abs(area - math.pi * 15 ** 2) / (math.pi * 15 ** 2) < 0.15
+    assert ls.classes.tolist() == [0, 1]  # the current class
+    # 2. back to demo_01 (labelled): delete, assign, lasso, undo
+    key(browser, "ARROW_LEFT")
+    wait(browser, "document.body.innerText.includes('demo_01.tif (1/3)')")
+    seg = seg_of(demo, "demo_01.tif")
+    before = load_labels(seg)
+    ys, xs = np.nonzero(before.masks)
+    target = int(before.masks[ys[len(ys) // 2], xs[len(xs) // 2]])
+    ty, tx = np.argwhere(before.masks == target).mean(axis=0)
+    click(browser, tx, ty, CTRL)
+    until(lambda: target not in load_labels(seg).ids)
+    other = int(next(i for i in before.ids if i != target and before.classes[i] == 2))
+    oy, ox = np.argwhere(before.masks == other).mean(axis=0)
+    click(browser, ox, oy, SHIFT)  # assign the current class (1)
+    until(lambda: load_labels(seg).classes[other] == 1)
+    browser.find_element("xpath", "//*[normalize-space(text())='Lasso delete']").click()
+    drag(browser, [(1, 1), (95, 1), (95, 95), (1, 95), (1, 2)])
+    until(lambda: load_labels(seg).count == 0)
+    for _ in range(3):
+        key(browser, "z", ctrl=True)
+    until(lambda: load_labels(seg).count == before.count)
+    after = load_labels(seg)
+    np.testing.assert_array_equal(after.masks, before.masks)
+    np.testing.assert_array_equal(after.classes, before.classes)
+    key(browser, "z", ctrl=True, shift=True)  # redo the deletion
+    until(lambda: target not in load_labels(seg).ids)
+    latency = browser.execute_script("return window.mcpLatency")
+    assert len(latency) >= 4
+    browser.save_screenshot(str(tmp_path / "trainer_after.png"))
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not errors, errors
+
+
+def test_every_page_renders(browser, app, tmp_path):
+    for path, text in (("/", "Analyzer"), ("/trainer", "Classes"), ("/analyzer", "Promote to labels")):
+        browser.get(app.url + path)
+        wait(browser, f"document.body.innerText.includes({text!r})")
+        if path != "/":
+            wait(browser, "window.mcpLoadedAt")
+        browser.save_screenshot(str(tmp_path / f"page{path.replace('/', '_') or '_home'}.png"))
+        assert (tmp_path / f"page{path.replace('/', '_') or '_home'}.png").stat().st_size > 10_000
