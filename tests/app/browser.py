@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class App:
             try:
                 urllib.request.urlopen(self.url + "/", timeout=5)
                 break
+            except urllib.error.HTTPError:
+                break  # the server answers (e.g. 401 behind a token): it is up
             except OSError:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"the app exited: {self.log.read_text()}")
