@@ -30,9 +30,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(args: argparse.Namespace) -> int:
     """Serve the app; returns when the server stops."""
-    from nicegui import ui
+    from nicegui import app, ui
 
     from . import pages
+    from .workspace import Workspace
 
     folder = args.folder or demo_folder()
     if not folder.is_dir():
@@ -41,6 +42,7 @@ def launch(args: argparse.Namespace) -> int:
     state = AppState(project=Project.open(folder))
     state.recent.add(state.project.folder)
     pages.register(state, token=args.token)
+    app.on_shutdown(Workspace.flush_all)
     port = args.port or free_port(args.host)
     print(f"MultiCellPose on http://{args.host}:{port}/  (project {state.folder})", flush=True)
     ui.run(host=args.host, port=port, title="MultiCellPose", show=not (args.no_browser or args.native),

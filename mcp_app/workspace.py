@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 
 from nicegui import background_tasks, run, ui
@@ -18,6 +19,7 @@ from .editor import Editor, Patch
 from .project import Item, Project
 
 log = logging.getLogger(__name__)
+OPEN_WORKSPACES: weakref.WeakSet[Workspace] = weakref.WeakSet()
 TOOLS = {"select": "Select", "lasso": "Lasso delete", "eraser": "Eraser", "split": "Split", "pan": "Pan"}
 AUTOSAVE_DELAY_S = 0.3
 
@@ -35,6 +37,7 @@ class Workspace:
         self._save_task: asyncio.Task | None = None
         self.on_open: list[Callable[[], None]] = []
         self.status: ui.label | None = None
+        OPEN_WORKSPACES.add(self)
 
     # ------------------------------------------------------------------- layout
     def build_list(self) -> None:
@@ -202,6 +205,12 @@ class Workspace:
         self.set_status(f"Saved {path.name}" if path else "Saved")
         if path is not None and self.index >= 0:
             self.refresh_list()
+
+    @staticmethod
+    def flush_all() -> None:
+        """Save every open workspace (at server shutdown)."""
+        for ws in list(OPEN_WORKSPACES):
+            ws.flush_sync()
 
     def flush_sync(self) -> None:
         """Blocking save for shutdown and disconnect handlers."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from nicegui import app, background_tasks, run, ui
+from nicegui import background_tasks, run, ui
 
 from mcp_core.filenames import label_path
 from mcp_core.params import SegmentParams, json_schema
@@ -142,7 +142,7 @@ def register(state: AppState) -> None:
 
             background_tasks.create(go())
 
-        app.on_disconnect(ws.flush_sync)
+        ui.context.client.on_disconnect(ws.flush_sync)
         await ws.load_items()
         await load_models()
         if ws.items:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nicegui import app, ui
+from nicegui import ui
 
 from mcp_core.params import SegmentParams, TrainParams
 
@@ -167,7 +167,7 @@ def register(state: AppState) -> None:
             train_dialog(state, ws, jobs_box, on_model=load_models)
 
         train_button.on_click(open_train_dialog)
-        app.on_disconnect(ws.flush_sync)
+        ui.context.client.on_disconnect(ws.flush_sync)
         await ws.load_items()
         await load_models()
         if ws.items:
