@@ -163,10 +163,8 @@ class Editor:
 
     def erase(self, points: Sequence[Sequence[float]], radius: float) -> Patch | None:
         pts = np.asarray(points, float).reshape(-1, 2)
-        before = self.labels.history_nbytes
         if not self.labels.erase(pts, radius):
             return None
-        del before
         r = int(np.ceil(radius)) + 1
         x0, y0 = np.floor(pts.min(axis=0)).astype(int) - r
         x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + r
@@ -179,9 +177,15 @@ class Editor:
             return None
         return self._patch(box, classes=True)
 
-    def replace(self, masks: np.ndarray, classes: np.ndarray, keep_existing: bool) -> Patch:
-        """Put a model's result in as one undoable edit."""
-        self.labels.replace(masks, classes, keep_existing=keep_existing)
+    def replace(self, masks: np.ndarray, classes: np.ndarray, class_names: Sequence[str], keep_existing: bool) -> Patch:
+        """Put a model's result in as one undoable edit; its classes are matched to the project's by name."""
+        self.project.merge_class_names(list(class_names))
+        known = self.project.class_names
+        lut = np.asarray([known.index(n) for n in class_names] or [0], np.uint16)
+        lut[0] = 0
+        mapped = lut[np.minimum(np.asarray(classes), len(lut) - 1)]
+        self.labels.class_names, self.labels.class_colors = list(known), list(self.project.class_colors)
+        self.labels.replace(masks, mapped, keep_existing=keep_existing)
         return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True)
 
     def undo(self) -> Patch | None:

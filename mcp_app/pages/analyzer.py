@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from nicegui import background_tasks, run, ui
 
 from mcp_core.filenames import label_path
@@ -77,9 +76,7 @@ def register(state: AppState) -> None:
                 return
             finally:
                 run_image.props(remove="loading")
-            lut = np.asarray([state.project.class_names.index(n) if n in state.project.class_names else 0
-                              for n in result.class_names] or [0], np.uint16)
-            ws.edit(lambda: ws.editor.replace(result.masks, lut[np.minimum(result.classes, len(lut) - 1)], False))
+            ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, False))
             ui.notify(f"{int(result.masks.max())} objects found.")
 
         async def segment_batch(scope: str) -> None:

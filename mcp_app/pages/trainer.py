@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nicegui import ui
+from nicegui import background_tasks, ui
 
 from mcp_core.params import SegmentParams, TrainParams
 
@@ -99,8 +99,6 @@ class ClassPanel:
                 self.ws.set_current_class(min(self.ws.current_class, len(self.state.project.class_names) - 1))
                 self.refresh()
 
-        from nicegui import background_tasks
-
         background_tasks.create(go())
 
 
@@ -113,7 +111,7 @@ def register(state: AppState) -> None:
             ui.label("Images").classes("font-bold")
             ws.build_list()
         with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props("width=300"):
-            classes = ClassPanel(state, ws)
+            ClassPanel(state, ws)
             ui.separator()
             ui.label("Model").classes("font-bold")
             model = ui.select([], label="Model").props("dense").classes("w-full")
@@ -127,7 +125,6 @@ def register(state: AppState) -> None:
             with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
                 ws.build_canvas()
         ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
-        ws.canvas.on("ready", lambda: None)
 
         async def load_models() -> None:
             try:
@@ -152,13 +149,7 @@ def register(state: AppState) -> None:
                 return
             finally:
                 run_button.props(remove="loading")
-            classes_by_name = [state.project.class_names.index(n) if n in state.project.class_names else 0
-                               for n in result.class_names] or [0]
-            import numpy as np
-
-            lut = np.asarray(classes_by_name, np.uint16)
-            mapped = lut[np.minimum(result.classes, len(lut) - 1)]
-            ws.edit(lambda: ws.editor.replace(result.masks, mapped, keep_existing=bool(keep.value)))
+            ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, bool(keep.value)))
             ui.notify(f"{int(result.masks.max())} masks from {model.value}")
 
         run_button.on_click(run_model)
@@ -172,7 +163,6 @@ def register(state: AppState) -> None:
         await load_models()
         if ws.items:
             await ws.goto(0)
-        del classes
 
 
 def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
@@ -217,11 +207,11 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
         except Exception as exc:
             ui.notify(f"Training could not start: {exc}", type="negative", multi_line=True)
             return
-        with jobs_box:
-            JobPanel(state.backend, job.job_id, f"Training {params.model_name}",
-                     on_done=lambda data: (ui.notify(f"Model {params.model_name} is ready."),
-                                           __import__("nicegui").background_tasks.create(on_model())))
+        def done(_data: dict) -> None:
+            ui.notify(f"Model {params.model_name} is trained and registered.")
+            background_tasks.create(on_model())
 
-    from nicegui import background_tasks
+        with jobs_box:
+            JobPanel(state.backend, job.job_id, f"Training {params.model_name}", on_done=done)
 
     background_tasks.create(go())
