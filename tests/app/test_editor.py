@@ -102,3 +102,25 @@ def test_labels_with_other_class_order_map_by_name(project):
     ed = Editor(project)
     ed.open(Item(project.folder / "demo_03.tif"))
     assert ed.labels.class_names[ed.labels.classes[1]] == "elongated"
+
+
+def test_model_result_replaces_or_keeps_as_one_undoable_edit(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_01.tif"))
+    mine = ed.labels.masks.copy()
+    n = ed.labels.count
+    result = np.zeros_like(mine)
+    result[:8, :8] = 1
+    result[-8:, -8:] = 2
+    # the model's class order differs from the project's: matched by name, unknown names are added
+    ed.replace(result, np.array([0, 1, 2]), ["background", "elongated", "mitotic"], keep_existing=True)
+    assert ed.labels.count >= n  # nothing of mine is lost
+    np.testing.assert_array_equal(ed.labels.masks[mine > 0], mine[mine > 0])
+    assert "mitotic" in project.class_names
+    new_ids = [i for i in ed.labels.ids if i > mine.max()]
+    names = {ed.labels.class_names[ed.labels.classes[i]] for i in new_ids}
+    assert names <= {"elongated", "mitotic"}
+    ed.undo()
+    np.testing.assert_array_equal(ed.labels.masks, mine)
+    ed.replace(result, np.array([0, 1, 2]), ["background", "elongated", "mitotic"], keep_existing=False)
+    assert ed.labels.count == 2
