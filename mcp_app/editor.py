@@ -181,8 +181,7 @@ class Editor:
         """Put a model's result in as one undoable edit; its classes are matched to the project's by name."""
         self.project.merge_class_names(list(class_names))
         known = self.project.class_names
-        lut = np.asarray([known.index(n) for n in class_names] or [0], np.uint16)
-        lut[0] = 0
+        lut = np.asarray([0] + [known.index(n) for n in list(class_names)[1:]], np.uint16)  # 0 stays unassigned
         mapped = lut[np.minimum(np.asarray(classes), len(lut) - 1)]
         self.labels.class_names, self.labels.class_colors = list(known), list(self.project.class_colors)
         self.labels.replace(masks, mapped, keep_existing=keep_existing)
