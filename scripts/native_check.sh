@@ -13,10 +13,10 @@ SHOT="${2:-native_window.png}"
 DISPLAY_NO=":$((RANDOM % 400 + 100))"
 Xvfb "$DISPLAY_NO" -screen 0 1400x900x24 >/dev/null 2>&1 &
 XVFB=$!
-trap 'kill $APP $XVFB 2>/dev/null || true' EXIT
+trap 'kill -- -$APP 2>/dev/null; kill $XVFB 2>/dev/null || true' EXIT
 sleep 1
 export DISPLAY="$DISPLAY_NO" PYWEBVIEW_GUI=qt QTWEBENGINE_DISABLE_SANDBOX=1
-.venv/bin/multicellpose ${FOLDER:+"$FOLDER"} --native > native_check.log 2>&1 &
+setsid .venv/bin/multicellpose ${FOLDER:+"$FOLDER"} --native > native_check.log 2>&1 &  # own process group
 APP=$!
 sleep 25
 .venv/bin/python - "$SHOT" <<'PY'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +45,15 @@ class App:
         home.mkdir(parents=True, exist_ok=True)
         exe = Path(sys.executable).parent / "multicellpose"
         self.proc = subprocess.Popen([str(exe), str(folder), "--no-browser", "--port", str(self.port), *extra],
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)  # its worker processes share its group
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_up(self) -> None:
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -60,11 +69,18 @@ class App:
             raise RuntimeError("the app did not start within 60 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """Stop the app and every process it started."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
         try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
 
 
 def make_driver(download_dir: Path):
