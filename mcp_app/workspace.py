@@ -119,6 +119,25 @@ class Workspace:
 
         ui.keyboard(on_key=on_key, ignore=["input", "select", "button", "textarea"])
 
+    def build_layout(self, side_panel, side_width: int = 300) -> None:
+        """The page body: image list on the left, *side_panel()* on the right, toolbar and canvas between."""
+        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=230"):
+            ui.label("Images").classes("font-bold")
+            self.build_list()
+        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props(f"width={side_width}"):
+            side_panel()
+        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 64px)"):
+            self.build_toolbar()
+            with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
+                self.build_canvas()
+        ui.context.client.on_disconnect(self.flush_sync)
+
+    async def start(self) -> None:
+        """Load the folder and open its first item."""
+        await self.load_items()
+        if self.items:
+            await self.goto(0)
+
     # --------------------------------------------------------------- navigation
     async def load_items(self) -> None:
         self.items = await run.io_bound(self.project.items)

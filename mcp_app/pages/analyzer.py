@@ -10,6 +10,7 @@ from mcp_core.params import SegmentParams, json_schema
 from .. import compute
 from ..forms import schema_form
 from ..job_panel import JobPanel
+from ..model_picker import ModelPicker
 from ..state import AppState
 from ..workspace import Workspace
 from .layout import header
@@ -23,45 +24,32 @@ def register(state: AppState) -> None:
     async def analyzer() -> None:
         header(state, "Analyzer")
         ws = Workspace(state.project, kind="pred")
-        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=230"):
-            ui.label("Images").classes("font-bold")
-            ws.build_list()
-        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props("width=330"):
+        panel: dict = {}
+
+        def side() -> None:
             with ui.expansion("Model and parameters", icon="psychology", value=True).classes("w-full"):
                 with ui.row().classes("items-center w-full no-wrap"):
-                    model = ui.select([], label="Model").props("dense").classes("flex-grow")
+                    panel["model"] = ModelPicker(state)
                     ui.button(icon="add", on_click=lambda: add_model_dialog()).props("flat dense").tooltip(
                         "Add a model file (.pth with its .json)")
-                schema = json_schema(SegmentParams)
-                form = schema_form(schema, SEGMENT_FIELDS)
+                panel["form"] = schema_form(json_schema(SegmentParams), SEGMENT_FIELDS)
                 with ui.row():
-                    run_image = ui.button("This image", icon="image").props("no-caps dense")
-                    run_frames = ui.button("All frames", icon="burst_mode").props("no-caps dense")
-                    run_folder = ui.button("Whole folder", icon="folder").props("no-caps dense")
+                    panel["image"] = ui.button("This image", icon="image").props("no-caps dense").mark("run-image")
+                    panel["frames"] = ui.button("All frames", icon="burst_mode").props("no-caps dense")
+                    panel["folder"] = ui.button("Whole folder", icon="folder").props("no-caps dense").mark("run-folder")
             with ui.expansion("Predictions", icon="fact_check", value=True).classes("w-full"):
                 ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
-                promote = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
-            jobs_box = ui.column().classes("w-full")
-        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 64px)"):
-            ws.build_toolbar()
-            with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
-                ws.build_canvas()
+                panel["promote"] = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
+            panel["jobs"] = ui.column().classes("w-full")
+            panel["measure"] = ui.column().classes("w-full")
+
+        ws.build_layout(side, side_width=330)
+        model, form, jobs_box = panel["model"], panel["form"], panel["jobs"]
+        run_image, run_frames, run_folder, promote = (panel[k] for k in ("image", "frames", "folder", "promote"))
         ws.bind_keys()
 
         def params() -> SegmentParams:
             return SegmentParams(model=model.value, **form.values())
-
-        async def load_models() -> None:
-            try:
-                models = await compute.call(state.backend.list_models)
-            except Exception as exc:
-                ui.notify(f"Could not list models: {exc}", type="warning")
-                return
-            model.options = {m.name: f"{m.name} ({m.scope})" + ("" if m.available else " – weights missing")
-                             for m in models}
-            if model.value not in model.options:
-                model.value = next((m.name for m in models if m.available), None)
-            model.update()
 
         async def segment_current() -> None:
             if ws.editor.image is None or not model.value:
@@ -133,17 +121,13 @@ def register(state: AppState) -> None:
                 except Exception as exc:
                     ui.notify(f"Could not add the model: {exc}", type="negative", multi_line=True)
                     return
-                await load_models()
-                model.value = info.name
+                await model.refresh(prefer=info.name)
                 ui.notify(f"Added {info.name}.")
 
             background_tasks.create(go())
 
-        ui.context.client.on_disconnect(ws.flush_sync)
-        await ws.load_items()
-        await load_models()
-        if ws.items:
-            await ws.goto(0)
+        await model.refresh()
+        await ws.start()
 
 
 def confirm_promote(ws: Workspace, action) -> None:

@@ -8,6 +8,7 @@ from mcp_core.params import SegmentParams, TrainParams
 
 from .. import compute
 from ..job_panel import JobPanel
+from ..model_picker import ModelPicker
 from ..state import AppState
 from ..workspace import Workspace
 from .layout import header
@@ -107,35 +108,23 @@ def register(state: AppState) -> None:
     async def trainer() -> None:
         header(state, "Trainer")
         ws = Workspace(state.project, kind="seg")
-        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=230"):
-            ui.label("Images").classes("font-bold")
-            ws.build_list()
-        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props("width=300"):
+        panel: dict = {}
+
+        def side() -> None:
             ClassPanel(state, ws)
             ui.separator()
             ui.label("Model").classes("font-bold")
-            model = ui.select([], label="Model").props("dense").classes("w-full")
-            keep = ui.toggle({True: "Keep my masks", False: "Replace"}, value=True).props("dense no-caps size=sm")
-            run_button = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps")
+            panel["model"] = ModelPicker(state)
+            panel["keep"] = ui.toggle({True: "Keep my masks", False: "Replace"}, value=True
+                                      ).props("dense no-caps size=sm")
+            panel["run"] = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps").mark("run-model")
             ui.separator()
-            train_button = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps")
-            jobs_box = ui.column().classes("w-full")
-        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 64px)"):
-            ws.build_toolbar()
-            with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
-                ws.build_canvas()
-        ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
+            panel["train"] = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps").mark("train")
+            panel["jobs"] = ui.column().classes("w-full")
 
-        async def load_models() -> None:
-            try:
-                models = await compute.call(state.backend.list_models)
-            except Exception as exc:
-                ui.notify(f"Could not list models: {exc}", type="warning")
-                return
-            model.options = {m.name: m.name + ("" if m.available else " (weights missing)") for m in models}
-            model.value = next((m.name for m in models if m.scope == "user" and m.available),
-                               next((m.name for m in models if m.available), None))
-            model.update()
+        ws.build_layout(side)
+        model, keep, run_button, train_button, jobs_box = (panel[k] for k in ("model", "keep", "run", "train", "jobs"))
+        ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
 
         async def run_model() -> None:
             if ws.editor.image is None or not model.value:
@@ -155,14 +144,11 @@ def register(state: AppState) -> None:
         run_button.on_click(run_model)
 
         def open_train_dialog() -> None:
-            train_dialog(state, ws, jobs_box, on_model=load_models)
+            train_dialog(state, ws, jobs_box, on_model=model.refresh)
 
         train_button.on_click(open_train_dialog)
-        ui.context.client.on_disconnect(ws.flush_sync)
-        await ws.load_items()
-        await load_models()
-        if ws.items:
-            await ws.goto(0)
+        await model.refresh()
+        await ws.start()
 
 
 def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
