@@ -135,6 +135,32 @@ def test_trainer_draw_delete_lasso_assign_undo_navigate(browser, app, demo, tmp_
     assert not errors, errors
 
 
+def test_eraser_split_and_brush_keys(browser, app, demo):
+    open_page(browser, app.url + "/trainer")
+    seg = seg_of(demo, "demo_01.tif")
+    before = load_labels(seg)
+    target = int(np.bincount(before.masks.ravel())[1:].argmax() + 1)  # the largest mask
+    ys, xs = np.nonzero(before.masks == target)
+    cy, cx = ys.mean(), xs.mean()
+    # split: a line across the mask through its centre, perpendicular to its long axis
+    cov = np.cov(np.stack([xs - cx, ys - cy]))
+    major = np.linalg.eigh(cov)[1][:, -1]
+    normal = np.array([-major[1], major[0]])
+    browser.find_element("xpath", "//*[normalize-space(text())='Split']").click()
+    ends = [(cx + t * normal[0], cy + t * normal[1]) for t in (-20, 20)]
+    drag(browser, [ends[0], ((ends[0][0] + ends[1][0]) / 2, (ends[0][1] + ends[1][1]) / 2), ends[1]])
+    until(lambda: load_labels(seg).count == before.count + 1)
+    # eraser: '.' grows the brush, then a stroke clears pixels
+    browser.find_element("xpath", "//*[normalize-space(text())='Eraser']").click()
+    size = browser.execute_script("return window.mcpCanvas.brush")
+    browser.execute_script("window.mcpCanvas.$refs.wrap.focus()")
+    key(browser, ".")
+    wait(browser, f"window.mcpCanvas.brush > {size}")
+    area = (load_labels(seg).masks > 0).sum()
+    drag(browser, [(cx - 10, cy), (cx + 10, cy)])
+    until(lambda: (load_labels(seg).masks > 0).sum() < area)
+
+
 def test_every_page_renders(browser, app, tmp_path):
     for path, text in (("/", "Analyzer"), ("/trainer", "Classes"), ("/analyzer", "Promote to labels")):
         browser.get(app.url + path)
