@@ -71,6 +71,7 @@ class TrainParams:
     save_path: str | None = None
     device: str | None = None
     train_debug_steps: int = Field(0, ge=0, description="Stop each epoch after N steps (debugging).")
+    channels: list[int] | None = Field(None, description="Image channels fed to the model (up to 3); the first three by default.")
 
 
 @dataclasses.dataclass
@@ -86,6 +87,23 @@ class SegmentResult:
     diameter: float = 0.0
     image: str = ""
     frame: str = ""
+    class_colors: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced: the model file, its scores and the loss curves."""
+
+    model_path: str
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train_losses: list[float] = dataclasses.field(default_factory=list)
+    test_losses: list[float] = dataclasses.field(default_factory=list)
+    epochs_done: int = 0
+    cancelled: bool = False
+    elapsed_s: float = 0.0
+    class_names: list[str] = dataclasses.field(default_factory=list)
+    n_train: int = 0
+    n_test: int = 0
 
 
 @dataclasses.dataclass

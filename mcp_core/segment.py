@@ -1,0 +1,195 @@
+"""Inference: masks, per-mask classes, class map and (on request) flows for a list of images.
+
+Tiles of all images go through the network together in batches of ``batch_size`` (so a
+folder of small images keeps the device busy), each image's tiles are averaged with cellpose's
+``average_tiles`` as soon as they are all back, masks come from cellpose's dynamics
+(``resize_and_compute_masks``) and each mask's class is the majority vote of the per-pixel
+class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one ``bincount``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from cellpose import dynamics, plot, transforms
+
+from .errors import ParameterError
+from .filenames import label_path
+from .labels import LabelSet, majority_class, save_labels
+from .model import N_SEG_CHANNELS, MultiClassModel, open_model
+from .params import SegmentParams, SegmentResult
+from .preprocess import prepare_image
+
+#: Masks larger than this fraction of the image are dropped (cellpose's default).
+MAX_SIZE_FRACTION = 0.4
+
+
+def segment(model: MultiClassModel | str | os.PathLike, images: Sequence[np.ndarray], params: SegmentParams | None = None,
+            progress: Callable[[int, int], None] | None = None) -> list[SegmentResult]:
+    """Segment ``(Y, X, C)`` images.
+
+    Parameters
+    ----------
+    model
+        A loaded model, or what :func:`mcp_core.model.open_model` accepts (a name or a path).
+    images
+        ``(Y, X)`` or ``(Y, X, C)`` arrays of any size.
+    params
+        Thresholds, diameter, tiling and batching; ``params.model`` is ignored here.
+    progress
+        Called with ``(images done, total)``.
+
+    Returns
+    -------
+    list of SegmentResult
+        One per image, in order.
+
+    Raises
+    ------
+    ParameterError
+        Bad channels or percentiles, or a tile size the model was not made for.
+    """
+    params = params or SegmentParams()
+    model = model if isinstance(model, MultiClassModel) else open_model(model)
+    channels = params.channels if params.channels is not None else model.meta.get("channels")
+    prepared = [prepare_image(img, channels, tuple(params.normalize)) for img in images]
+    return segment_prepared(model, prepared, params, progress)
+
+
+def _rescale(model: MultiClassModel, diameter: float) -> tuple[float, float]:
+    """``(resize factor, diameter used)``: objects of *diameter* pixels are brought to the model's scale."""
+    d = diameter if diameter > 0 else model.diameter
+    return model.diam_mean / d, d
+
+
+def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], params: SegmentParams,
+                     progress: Callable[[int, int], None] | None = None) -> list[SegmentResult]:
+    """:func:`segment` for images already made ``(Y, X, 3)`` by :func:`mcp_core.preprocess.prepare_image`."""
+    bsize = int(params.bsize)
+    if bsize != model.bsize:
+        raise ParameterError(f"This model works on {model.bsize}-pixel tiles; set bsize to {model.bsize} (got {bsize}).")
+    rsz, diameter = _rescale(model, params.diameter)
+    net, device = model.net, model.device
+    net.eval()
+    k = model.n_classes
+    results: list[SegmentResult | None] = [None] * len(images)
+    pending: dict[int, dict] = {}
+
+    def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
+        for i, img in enumerate(images):
+            shape = img.shape[:2]
+            if rsz != 1.0:
+                img = transforms.resize_image(img, rsz=rsz)
+            ly, lx = img.shape[:2]
+            pads = transforms.get_pad_yx(ly, lx, min_size=(bsize, bsize))
+            padded = np.pad(img.transpose(2, 0, 1), ((0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+            tiled, ysub, xsub, lyt, lxt = transforms.make_tiles(padded, bsize=bsize, augment=params.augment,
+                                                                tile_overlap=params.tile_overlap)
+            grid = tiled.shape[:2]
+            tiled = tiled.reshape(-1, *tiled.shape[2:])
+            pending[i] = {"shape": shape, "scaled": (ly, lx), "pads": pads, "ysub": ysub, "xsub": xsub,
+                          "size": (lyt, lxt), "grid": grid, "out": None, "left": len(tiled)}
+            for t in range(len(tiled)):
+                yield i, t, tiled[t]
+
+    done = 0
+    batch: list[tuple[int, int, np.ndarray]] = []
+    stream = tiles()
+    while True:
+        item = next(stream, None)
+        if item is not None:
+            batch.append(item)
+            if len(batch) < params.batch_size:
+                continue
+        if batch:
+            out = _forward(net, np.stack([b[2] for b in batch]), device)
+            for (i, t, _), y in zip(batch, out):
+                entry = pending[i]
+                if entry["out"] is None:
+                    entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
+                entry["out"][t] = y
+                entry["left"] -= 1
+                if entry["left"] == 0:
+                    results[i] = _finish(model, pending.pop(i), params, rsz, diameter, k)
+                    done += 1
+                    if progress:
+                        progress(done, len(images))
+            batch = []
+        if item is None:
+            break
+    return results  # type: ignore[return-value]
+
+
+def _forward(net: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
+    with torch.inference_mode():
+        xt = torch.from_numpy(x).to(device)
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = net(xt)[0]
+        else:
+            y = net(xt)[0]
+        return y.float().cpu().numpy()
+
+
+def _finish(model: MultiClassModel, entry: dict, params: SegmentParams, rsz: float, diameter: float, k: int
+            ) -> SegmentResult:
+    y = entry["out"]
+    if params.augment:
+        # cellpose's unaugment_tiles expects flow Y, flow X first: move them there and back.
+        order = [k, k + 1, k + 2, *range(k)]
+        back = np.argsort(order)
+        y = y.reshape(*entry["grid"], *y.shape[1:])[:, :, order]
+        y = transforms.unaugment_tiles(y)[:, :, back].reshape(-1, *y.shape[2:])
+    yf = transforms.average_tiles(y, entry["ysub"], entry["xsub"], *entry["size"])
+    p = entry["pads"]
+    ly, lx = entry["scaled"]
+    yf = yf[:, p[0]:p[0] + ly, p[2]:p[2] + lx].transpose(1, 2, 0)
+    if rsz != 1.0:
+        yf = transforms.resize_image(yf, *entry["shape"])
+    yf = np.ascontiguousarray(yf.transpose(2, 0, 1))
+    dp, cellprob = yf[-N_SEG_CHANNELS:-1], yf[-1]
+    niter = params.niter or int(200 / rsz)
+    masks = dynamics.resize_and_compute_masks(dp, cellprob, niter=niter, cellprob_threshold=params.cellprob_threshold,
+                                              flow_threshold=params.flow_threshold, min_size=params.min_size,
+                                              max_size_fraction=MAX_SIZE_FRACTION, device=model.device)
+    if k > 1:
+        logits = yf[:k]
+        class_map = logits.argmax(axis=0).astype(np.uint16)
+        foreground = (logits[1:].argmax(axis=0) + 1).astype(np.uint16)
+        classes = majority_class(masks, np.where(masks > 0, foreground, 0))
+        names, colors = list(model.class_names), list(model.class_colors)
+    else:
+        class_map = np.zeros(masks.shape, np.uint16)
+        classes = np.zeros(int(masks.max(initial=0)) + 1, np.uint16)
+        names, colors = ["unassigned"], []
+    return SegmentResult(
+        masks=masks, classes=classes, class_names=names, class_map=class_map,
+        flows=dp if params.return_flows else None, cellprob=cellprob if params.return_flows else None,
+        diameter=float(diameter), class_colors=colors,
+    )
+
+
+def to_labelset(result: SegmentResult) -> LabelSet:
+    """A segmentation result as a label set (flows kept in the upstream GUI's layout when present)."""
+    ls = LabelSet(result.masks, result.classes, list(result.class_names), list(result.class_colors))
+    if result.flows is not None and result.cellprob is not None:
+        ls.flows = [plot.dx_to_circ(result.flows), result.flows, result.cellprob]
+    ls.diameter = result.diameter
+    return ls
+
+
+def save_prediction(result: SegmentResult, image_path: str | os.PathLike, frame: str = "",
+                    folder: str | os.PathLike | None = None, params: SegmentParams | None = None) -> Path:
+    """Write a result as ``<stem>_pred.npy`` (``<stem>__<frame>_pred.npy``) beside the image or in *folder*."""
+    ls = to_labelset(result)
+    if params is not None:
+        ls.flow_threshold, ls.cellprob_threshold = params.flow_threshold, params.cellprob_threshold
+    path = label_path(image_path, frame, "pred")
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = Path(folder) / path.name
+    return save_labels(path, ls, image_path=image_path)
