@@ -16,8 +16,12 @@ from mcp_core.backend import Backend, LocalBackend
 from mcp_core.params import SegmentParams, SegmentResult
 
 
+_WORKER_BACKENDS: dict[str, LocalBackend] = {}  # per worker process: keeps the model loaded between calls
+
+
 def _segment_locally(home: str, images: list[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
-    return LocalBackend(home).segment(images, params)
+    backend = _WORKER_BACKENDS.setdefault(home, LocalBackend(home))
+    return backend.segment(images, params)
 
 
 async def segment(backend: Backend, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
