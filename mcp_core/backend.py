@@ -17,7 +17,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .params import BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams, Usage
+from .catalog import PRETRAINED, ModelCatalog, pretrained_path
+from .errors import JobError
+from .jobs import JobStore
+from .params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams, Usage,
+                     to_dict)
 
 
 @runtime_checkable
@@ -88,6 +92,9 @@ class LocalBackend:
         self.home = Path(home) if home else default_home()
         self.models_dir = self.home / "models"
         self.jobs_dir = self.home / "jobs"
+        self.catalog = ModelCatalog(self.models_dir)
+        self.job_store = JobStore(self.jobs_dir)
+        self._loaded: tuple[str, float, object] | None = None
 
     def info(self) -> BackendInfo:
         """Kind, device and versions, without importing torch in this process."""
@@ -106,10 +113,75 @@ class LocalBackend:
         return Usage(bytes_used=total, files=files)
 
     def clear_training_files(self) -> Usage:
-        """Remove finished jobs' working files; models are kept."""
-        if self.jobs_dir.exists():
-            shutil.rmtree(self.jobs_dir)
+        """Remove finished jobs' working files (running jobs and models are kept)."""
+        self.job_store.remove_finished()
         return self.usage()
+
+    # ------------------------------------------------------------------ models
+    def list_models(self) -> list[ModelInfo]:
+        """Cellpose's pretrained models and the models under ``home/models`` (reads sidecars only)."""
+        return self.catalog.list()
+
+    def add_model(self, path: str | os.PathLike) -> ModelInfo:
+        """Check a model file and copy it (with its sidecar) into ``home/models``."""
+        return self.catalog.add(path)
+
+    def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
+        """Segment ``(Y, X, C)`` images with the model named ``params.model`` (kept loaded between calls)."""
+        from .segment import segment
+
+        return segment(self._model(params.model), list(images), params)
+
+    def _model(self, name: str):
+        spec = self.catalog.resolve(name)
+        stamp = os.stat(spec).st_mtime if os.path.isfile(spec) else 0.0
+        if self._loaded is None or self._loaded[:2] != (spec, stamp):
+            from .model import open_model
+
+            self._loaded = (spec, stamp, open_model(spec))
+        return self._loaded[2]
+
+    # -------------------------------------------------------------------- jobs
+    def submit_training(self, dataset: str | os.PathLike, params: TrainParams) -> JobInfo:
+        """Train in a subprocess; the model goes to ``home/models/<model_name>.pth`` (a free name)."""
+        folder = Path(dataset)
+        if not folder.is_dir():
+            raise JobError(f"The training folder {folder} does not exist.")
+        base = params.base_model
+        if base in PRETRAINED:
+            pretrained_path(base)  # a clear error now rather than in the job
+        elif base != "tiny" and not Path(base).is_file():
+            base = self.catalog.resolve(base)  # a user model by name
+        path = self.catalog.unique_path(params.model_name)
+        fields = {**to_dict(params), "base_model": base, "save_path": str(path), "model_name": path.stem}
+        return self.job_store.submit("train", fields, {"dataset": str(folder.resolve())})
+
+    def submit_batch(self, paths: Sequence[str | os.PathLike], params: SegmentParams) -> JobInfo:
+        """Segment files (all frames) in a subprocess, writing ``_pred.npy`` beside each image."""
+        spec = self.catalog.resolve(params.model)
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:
+            raise JobError(f"Cannot segment missing file(s): {', '.join(missing[:5])}.")
+        if not paths:
+            raise JobError("No files to segment.")
+        return self.job_store.submit("batch", to_dict(params), {"paths": [str(Path(p).resolve()) for p in paths],
+                                                                "model": spec})
+
+    def job(self, job_id: str) -> JobInfo:
+        """Current state of a job."""
+        return self.job_store.job(job_id)
+
+    def jobs(self) -> list[JobInfo]:
+        """All jobs under ``home/jobs``, oldest first."""
+        return self.job_store.jobs()
+
+    def events(self, job_id: str, since: int = 0) -> list[JobEvent]:
+        """Events of a job with ``seq > since``."""
+        return self.job_store.events(job_id, since)
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Stop a job: SIGTERM to its worker (training saves its checkpoint first)."""
+        return self.job_store.cancel(job_id)
 
 
 def _describe_device() -> str:

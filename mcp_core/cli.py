@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe image files (axes, shape, frames)")
     p.add_argument("paths", nargs="+", type=Path)
     p.set_defaults(func=_info)
+    from . import cli_model
+
+    cli_model.register(sub)
 
 
 def run(args: argparse.Namespace) -> int:

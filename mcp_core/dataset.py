@@ -2,8 +2,8 @@
 
 Every frame of every image in the folder that has labels (``_seg.npy``, ``__S0_T1_seg.npy`` for
 frames, or a ``_masks``/``_classes`` TIFF pair) becomes one :class:`Sample`. Classes are matched
-to the model's class channels by name; masks left "unassigned" (class 0) take part in the
-segmentation loss but not in the class loss.
+to the model's class channels by name (unnamed classes of ``_classes`` TIFFs by id); masks left
+"unassigned" (class 0) take part in the segmentation loss but not in the class loss.
 """
 
 from __future__ import annotations
@@ -89,11 +89,17 @@ def labelled_frames(folder: str | os.PathLike) -> list[tuple[Path, str, LabelSet
     return found
 
 
+def _unnamed(name: str, class_id: int) -> bool:
+    """Whether *name* is the placeholder a label set gives a class that had no name (``"class 3"``)."""
+    return name == f"class {class_id}"
+
+
 def merged_class_names(labelsets: Sequence[LabelSet], given: Sequence[str] = (),
                        given_colors: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The model's class names: *given* when it names classes, else every class found, in order.
 
-    Index 0 is background ("unassigned"). Fewer than two names means "no class head".
+    Index 0 is background ("unassigned"). Unnamed classes (``_classes`` TIFFs have ids, not
+    names) keep their id. Fewer than two names means "no class head".
     """
     if len(given) > 1:
         names = list(given)
@@ -101,21 +107,38 @@ def merged_class_names(labelsets: Sequence[LabelSet], given: Sequence[str] = (),
         return names, colors + [default_color(i) for i in range(len(colors), len(names))]
     names = [given[0] if given else "unassigned"]
     colors = [default_color(0)]
+    top_unnamed = 0
     for ls in labelsets:
         used = set(np.unique(ls.classes[ls.ids]).tolist()) if ls.count else set()
         for cid, name in enumerate(ls.class_names):
-            if cid and cid in used and name not in names:
+            if not cid or cid not in used:
+                continue
+            if _unnamed(name, cid):
+                top_unnamed = max(top_unnamed, cid)
+            elif name not in names:
                 names.append(name)
                 colors.append(ls.class_colors[cid] if cid < len(ls.class_colors) else default_color(len(names) - 1))
+    while len(names) <= top_unnamed:
+        names.append(f"class {len(names)}")
+        colors.append(default_color(len(names) - 1))
     return (names, colors) if len(names) > 1 else ([], [])
 
 
 def class_lookup(labelset: LabelSet, class_names: Sequence[str]) -> np.ndarray:
-    """Model class per mask id of *labelset*, matching class names; :data:`IGNORE` for unknown or unassigned."""
+    """Model class per mask id of *labelset*: classes matched by name, unnamed ones by id.
+
+    :data:`IGNORE` for unassigned masks and for classes the model does not have.
+    """
     index = {name: i for i, name in enumerate(class_names) if i}
-    per_file = np.array([IGNORE] + [index.get(n, IGNORE) for n in labelset.class_names[1:]], np.int64)
+    per_file = [IGNORE]
+    for cid, name in enumerate(labelset.class_names[1:], start=1):
+        found = index.get(name, IGNORE)
+        if found == IGNORE and _unnamed(name, cid) and cid < len(class_names):
+            found = cid
+        per_file.append(found)
+    table = np.array(per_file, np.int64)
     cls = np.asarray(labelset.classes, np.int64)
-    return np.where(cls < len(per_file), per_file[np.minimum(cls, len(per_file) - 1)], IGNORE)
+    return np.where(cls < len(table), table[np.minimum(cls, len(table) - 1)], IGNORE)
 
 
 def make_sample(image: np.ndarray, labelset: LabelSet, class_names: Sequence[str], channels: Sequence[int] | None = None,

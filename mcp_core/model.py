@@ -45,11 +45,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .atomic import atomic_write, atomic_write_text
+from .catalog import PRETRAINED, pretrained_path, read_sidecar, sidecar_path, weights_dir
 from .errors import ModelError, ParameterError
 from .labels import default_color
 
-#: Pretrained weight files known to cellpose (names in its cache folder).
-PRETRAINED = ("cpsam", "cpsam_v2")
 #: Number of non-class output channels (flow Y, flow X, cell probability), always last.
 N_SEG_CHANNELS = 3
 SIDECAR_FORMAT = "multicellpose-model"
@@ -58,53 +57,6 @@ ARCH_VITL: dict[str, Any] = {"name": "sam_vitl", "embed_dim": 1024, "depth": 24,
                              "out_chans": 256, "ps": 8, "bsize": 256, "rdrop": 0.4}
 ARCH_TINY: dict[str, Any] = {"name": "tiny", "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
                              "out_chans": 64, "ps": 8, "bsize": 256, "rdrop": 0.0}
-
-
-def sidecar_path(model_path: str | os.PathLike) -> Path:
-    """The JSON sidecar of a model file: ``m.pth`` -> ``m.json``, ``m`` -> ``m.json``."""
-    p = Path(model_path)
-    return p.with_suffix(".json") if p.suffix in (".pth", ".pt") else p.with_name(p.name + ".json")
-
-
-def weights_dir() -> Path:
-    """Cellpose's model cache folder (``CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``)."""
-    env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
-    return Path(env) if env else Path.home() / ".cellpose" / "models"
-
-
-def pretrained_path(name: str, download: bool = False) -> Path:
-    """Path of cellpose's pretrained weights *name*, from its cache.
-
-    Parameters
-    ----------
-    name
-        ``"cpsam"`` or ``"cpsam_v2"``.
-    download
-        Fetch the file through cellpose when it is missing (needs the internet).
-
-    Raises
-    ------
-    ModelError
-        When the file is missing (and not downloaded): the message names the file, the folder
-        looked in, and how to provide it.
-    """
-    path = weights_dir() / name
-    if path.is_file() and path.stat().st_size > 0:
-        return path
-    if download:
-        from cellpose import models as cp_models
-
-        try:
-            return Path(cp_models.cache_model_path(name))
-        except Exception as exc:
-            raise ModelError(f"Could not download the {name} weights into {path.parent}: {exc}. {_how_to_provide(name)}") from exc
-    raise ModelError(f"The pretrained weights file {name!r} was not found: looked for {path}. {_how_to_provide(name)}")
-
-
-def _how_to_provide(name: str) -> str:
-    return (f"To provide it, copy the file {name!r} from a machine with cellpose into {weights_dir()}, or set "
-            f"CELLPOSE_LOCAL_MODELS_PATH to a folder holding it, or fetch it once online with "
-            f"`python -c \"from cellpose import models; models.CellposeModel(pretrained_model='{name}')\"`.")
 
 
 def default_device() -> torch.device:
@@ -483,6 +435,38 @@ def upstream_model(path: str | os.PathLike, device: str | torch.device | None = 
 
     with mock.patch.object(cp_models, "CPSAM", same_architecture):
         return cp_models.CellposeModel(**kwargs)
+
+
+def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a model file without building its network; returns its sidecar (made up when absent).
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, unreadable, not a cellpose 4 network, or its sidecar names a
+        different number of classes than it has channels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Model file {path} does not exist.")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        arch = architecture_of({k[7:] if k.startswith("module.") else k: v for k, v in sd.items()})
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from exc
+    except Exception as exc:
+        raise ModelError(f"{path} is not a readable model file: {exc}.") from exc
+    side = read_sidecar(path)
+    k = arch["nout"] - N_SEG_CHANNELS
+    names = list(side.get("class_names") or [])
+    if k and names and len(names) != k:
+        raise ModelError(f"{sidecar_path(path)} names {len(names)} classes but {path.name} has {k} class channels.")
+    if k and not names:
+        names = ["unassigned", *(f"class {i}" for i in range(1, k))]
+    colors = list(side.get("class_colors") or [])[: len(names)]
+    colors += [default_color(i) for i in range(len(colors), len(names))]
+    return {**side, "format": SIDECAR_FORMAT, "architecture": {**side.get("architecture", {}), **arch},
+            "class_names": names, "class_colors": colors}
 
 
 def open_model(spec: str | os.PathLike, device: str | torch.device | None = None) -> MultiClassModel:

@@ -10,6 +10,8 @@ class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one ``binc
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,8 +19,9 @@ import numpy as np
 import torch
 from cellpose import dynamics, plot, transforms
 
-from .errors import ParameterError
+from .errors import ImageReadError, MCPError, ParameterError
 from .filenames import label_path
+from .io import list_images, open_image
 from .labels import LabelSet, majority_class, save_labels
 from .model import N_SEG_CHANNELS, MultiClassModel, open_model
 from .params import SegmentParams, SegmentResult
@@ -153,9 +156,11 @@ def _finish(model: MultiClassModel, entry: dict, params: SegmentParams, rsz: flo
     yf = np.ascontiguousarray(yf.transpose(2, 0, 1))
     dp, cellprob = yf[-N_SEG_CHANNELS:-1], yf[-1]
     niter = params.niter or int(200 / rsz)
-    masks = dynamics.resize_and_compute_masks(dp, cellprob, niter=niter, cellprob_threshold=params.cellprob_threshold,
-                                              flow_threshold=params.flow_threshold, min_size=params.min_size,
-                                              max_size_fraction=MAX_SIZE_FRACTION, device=model.device)
+    with warnings.catch_warnings():  # torch's notice about sparse invariant checks, raised inside cellpose
+        warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
+        masks = dynamics.resize_and_compute_masks(dp, cellprob, niter=niter, cellprob_threshold=params.cellprob_threshold,
+                                                  flow_threshold=params.flow_threshold, min_size=params.min_size,
+                                                  max_size_fraction=MAX_SIZE_FRACTION, device=model.device)
     if k > 1:
         logits = yf[:k]
         class_map = logits.argmax(axis=0).astype(np.uint16)
@@ -193,3 +198,85 @@ def save_prediction(result: SegmentResult, image_path: str | os.PathLike, frame:
         Path(folder).mkdir(parents=True, exist_ok=True)
         path = Path(folder) / path.name
     return save_labels(path, ls, image_path=image_path)
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files of *paths*, folders expanded to their images (labels and predictions left out).
+
+    Raises
+    ------
+    ImageReadError
+        When a path does not exist.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(list_images(p))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ImageReadError(f"{p} does not exist.")
+    return out
+
+
+def segment_files(model: MultiClassModel | str | os.PathLike, paths: Sequence[str | os.PathLike], params: SegmentParams,
+                  folder: str | os.PathLike | None = None, progress: Callable[[str, dict], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, chunk: int = 8) -> dict:
+    """Segment every frame of image files (and folders) and write ``_pred.npy`` files.
+
+    Frames go to :func:`segment` *chunk* at a time, so tiles of several frames share batches.
+    A file that cannot be read is skipped and reported; the rest go on.
+
+    Parameters
+    ----------
+    folder
+        Where predictions go; beside each image by default.
+    progress
+        Called with ``(kind, data)``: ``"progress"`` (done, total, fraction, elapsed, eta),
+        ``"artifact"`` (each file written), ``"log"`` (skipped files).
+    should_stop
+        Polled between chunks; ``True`` stops (files written so far stay).
+
+    Returns
+    -------
+    dict
+        ``written`` (paths), ``skipped`` (``{path, error}``), ``frames`` done, ``cancelled``.
+    """
+    emit = progress or (lambda kind, data: None)
+    stop = should_stop or (lambda: False)
+    model = model if isinstance(model, MultiClassModel) else open_model(model)
+    todo: list[tuple[Path, str]] = []
+    skipped: list[dict] = []
+    for path in image_files(paths):
+        try:
+            with open_image(path) as src:
+                todo.extend((path, f) for f in src.frames)
+        except MCPError as exc:
+            skipped.append({"path": str(path), "error": str(exc)})
+            emit("log", {"message": f"Skipped {path}: {exc}"})
+    written: list[str] = []
+    t0 = time.time()
+    done, cancelled = 0, False
+    for start in range(0, len(todo), chunk):
+        if stop():
+            cancelled = True
+            break
+        items, images = [], []
+        for path, frame in todo[start:start + chunk]:
+            try:
+                with open_image(path) as src:
+                    images.append(src.read(frame))
+                items.append((path, frame))
+            except MCPError as exc:
+                skipped.append({"path": str(path), "frame": frame, "error": str(exc)})
+                emit("log", {"message": f"Skipped {path} {frame}: {exc}"})
+        for (path, frame), result in zip(items, segment(model, images, params)):
+            out = save_prediction(result, path, frame, folder, params)
+            written.append(str(out))
+            emit("artifact", {"path": str(out), "kind": "prediction", "image": str(path), "frame": frame,
+                              "count": int(len(np.unique(result.masks)) - 1)})
+        done = min(start + chunk, len(todo))
+        elapsed = time.time() - t0
+        emit("progress", {"done": done, "total": len(todo), "fraction": done / max(len(todo), 1), "elapsed": elapsed,
+                          "eta": elapsed / done * (len(todo) - done), "message": f"{done}/{len(todo)} frame(s)"})
+    return {"written": written, "skipped": skipped, "frames": done, "cancelled": cancelled}

@@ -1,0 +1,211 @@
+"""``multicellpose train`` and ``multicellpose segment``: headless training and inference (HPC nodes).
+
+Options left out take the defaults of :class:`~mcp_core.params.TrainParams` and
+:class:`~mcp_core.params.SegmentParams`, so the CLI, the GUI and scripts share one set of defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ParameterError
+
+
+def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
+    """``{param field: value}`` for the options the user gave (``names`` maps dest -> field)."""
+    return {field: getattr(args, dest) for dest, field in names.items() if getattr(args, dest, None) is not None}
+
+
+def _build(cls, fields: dict[str, Any]):
+    from pydantic import ValidationError
+
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise ParameterError(f"Invalid option(s): {problems}.") from exc
+
+
+_TRAIN_FIELDS = {
+    "base_model": "base_model", "model_name": "model_name", "epochs": "epochs", "batch_size": "batch_size",
+    "bsize": "bsize", "learning_rate": "learning_rate", "weight_decay": "weight_decay", "use_lora": "use_lora",
+    "lora_blocks": "lora_blocks", "lora_rank": "lora_rank", "unfreeze_blocks": "unfreeze_blocks",
+    "test_ratio": "test_ratio", "test_dir": "test_dir", "min_train_masks": "min_train_masks",
+    "replay_dir": "replay_dir", "replay_fraction": "replay_fraction", "seed": "seed", "save_path": "save_path",
+    "device": "device", "train_debug_steps": "train_debug_steps", "class_names": "class_names",
+    "scale_range": "scale_range", "rescale": "rescale", "channels": "channels",
+    "seg_loss_weight": "seg_loss_weight", "class_loss_weight": "class_loss_weight",
+}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .catalog import PRETRAINED, pretrained_path
+    from .params import TrainParams
+
+    if args.lora_blocks is not None and not args.use_lora:
+        raise ParameterError("--lora-blocks needs --use-lora.")
+    if args.train_debug:
+        logging.basicConfig(level=logging.DEBUG)
+        if args.train_debug_steps is None:
+            args.train_debug_steps = 2
+    elif args.train_debug_steps is not None:
+        raise ParameterError("--train-debug-steps needs --train-debug.")
+    params = _build(TrainParams, _given(args, _TRAIN_FIELDS))
+    if not Path(args.train_dir).is_dir():
+        raise ParameterError(f"--train-dir {args.train_dir} is not a folder.")
+    if params.base_model in PRETRAINED:
+        pretrained_path(params.base_model, download=args.download_weights)
+
+    from .train import model_file, train
+
+    print(f"Model will be saved to {model_file(params)}", file=sys.stderr)
+    bar = tqdm(total=params.epochs, unit="epoch", desc="training", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(kind: str, data: dict) -> None:
+        if kind == "log":
+            bar.write(data.get("message", ""))
+        elif kind == "loss":
+            post = {"train": f"{data['train_loss']:.4f}"}
+            if data.get("test_loss") is not None:
+                post["test"] = f"{data['test_loss']:.4f}"
+            bar.set_postfix(post, refresh=False)
+        elif kind == "progress" and data.get("stage") == "training":
+            bar.update(int(data["epoch"]) - bar.n)
+        elif kind == "progress" and data.get("stage") == "evaluating":
+            bar.set_description("scoring")
+
+    try:
+        result = train(args.train_dir, params, progress=progress)
+    finally:
+        bar.close()
+    print(f"{'Cancelled; checkpoint' if result.cancelled else 'Model'} saved to {result.model_path} "
+          f"({result.epochs_done} epochs, {result.elapsed_s:.0f} s, {result.n_train} train / {result.n_test} test frames)")
+    m = result.metrics
+    if m:
+        print(f"Test: AP@0.5 {m['ap50']:.3f}, error rate {m['error_rate']:.3f} (tp {m['tp']}, fp {m['fp']}, fn {m['fn']})")
+        for name, s in (m.get("per_class") or {}).items():
+            print(f"  {name:20s} precision {s['precision']:.3f} recall {s['recall']:.3f} f1 {s['f1']:.3f} (n={s['support']})")
+    return 0
+
+
+_SEGMENT_FIELDS = {
+    "diameter": "diameter", "flow_threshold": "flow_threshold", "cellprob_threshold": "cellprob_threshold",
+    "min_size": "min_size", "normalize": "normalize", "channels": "channels", "bsize": "bsize",
+    "batch_size": "batch_size", "tile_overlap": "tile_overlap", "augment": "augment", "niter": "niter",
+    "return_flows": "return_flows",
+}
+
+
+def resolve_model(name: str) -> str:
+    """A model file path, a pretrained name, or the name of a model in ``$MULTICELLPOSE_HOME/models``."""
+    from .backend import default_home
+    from .catalog import PRETRAINED, ModelCatalog
+
+    if Path(name).is_file() or name in PRETRAINED:
+        return name
+    return ModelCatalog(default_home() / "models").resolve(name)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .params import SegmentParams
+
+    fields = {"model": args.model, **_given(args, _SEGMENT_FIELDS)}
+    _build(SegmentParams, fields)  # report bad options before loading anything
+    spec = resolve_model(args.model)
+    from .model import open_model
+    from .segment import image_files, segment_files
+
+    files = image_files(args.input)
+    if not files:
+        raise ParameterError(f"No images found in {', '.join(map(str, args.input))}.")
+    model = open_model(spec, device=args.device)
+    params = _build(SegmentParams, {"bsize": model.bsize, **fields})
+    bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(kind: str, data: dict) -> None:
+        if kind == "progress":
+            bar.total = data["total"]
+            bar.update(data["done"] - bar.n)
+        elif kind == "log":
+            bar.write(data.get("message", ""))
+
+    try:
+        out = segment_files(model, files, params, folder=args.output, progress=progress)
+    finally:
+        bar.close()
+    print(f"Wrote {len(out['written'])} prediction file(s)" + (f" to {args.output}" if args.output else " beside the images")
+          + (f"; skipped {len(out['skipped'])} unreadable file(s)" if out["skipped"] else "") + ".")
+    return 1 if out["skipped"] and not out["written"] else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``segment`` to a parser's subparsers."""
+    p = sub.add_parser("train", help="train a multi-class CellposeSAM model on a folder of labelled images",
+                       description="Train on every labelled frame (_seg.npy, _masks/_classes) of --train-dir. "
+                                   "Options not given take the defaults shared with the app.")
+    p.add_argument("--train-dir", required=True, help="folder of images with labels")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--test-dir", help="folder of labelled test images (instead of a split)")
+    split.add_argument("--test-ratio", type=float, help="fraction of the labelled frames held out for testing (seeded)")
+    p.add_argument("--base-model", help="cpsam, cpsam_v2, tiny, or a model file to start from")
+    p.add_argument("--model-name", help="name of the new model")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--bsize", type=int, help="tile size in pixels")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--weight-decay", type=float)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--use-lora", action="store_true", default=None, help="train LoRA adapters on the last blocks' attention")
+    mode.add_argument("--unfreeze-blocks", type=int, metavar="N", help="train only the last N encoder blocks (and the head)")
+    p.add_argument("--lora-blocks", type=int, metavar="N", help="blocks that get LoRA adapters (with --use-lora)")
+    p.add_argument("--lora-rank", type=int)
+    p.add_argument("--save-path", help="folder for <model-name>.pth and .json, or a .pth file (default ./models)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--train-debug", action="store_true", help="debug logging and short epochs")
+    p.add_argument("--train-debug-steps", type=int, metavar="N", help="steps per epoch with --train-debug (default 2)")
+    p.add_argument("--class-names", nargs="+", metavar="NAME",
+                   help="class channels, background first (default: the classes found in the labels)")
+    p.add_argument("--min-train-masks", type=int)
+    p.add_argument("--replay-dir", help="earlier training folder to replay")
+    p.add_argument("--replay-fraction", type=float)
+    p.add_argument("--scale-range", type=float)
+    p.add_argument("--no-rescale", dest="rescale", action="store_false", default=None,
+                   help="do not resize images to the model's object diameter")
+    p.add_argument("--channels", type=int, nargs="+", help="image channels fed to the model (up to 3)")
+    p.add_argument("--seg-loss-weight", type=float)
+    p.add_argument("--class-loss-weight", type=float)
+    p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.add_argument("--download-weights", action="store_true", help="let cellpose download missing cpsam weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("segment", help="segment images with a model and write _pred.npy files",
+                       description="Segment every frame of the input images. Options not given take the app's defaults.")
+    p.add_argument("--model", required=True, help="model file, cpsam/cpsam_v2, or a model name in $MULTICELLPOSE_HOME")
+    p.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument("--output", help="folder for the _pred.npy files (default: beside each image)")
+    p.add_argument("--diameter", type=float, help="object diameter in pixels (0: the model's own)")
+    p.add_argument("--flow-threshold", type=float)
+    p.add_argument("--cellprob-threshold", type=float)
+    p.add_argument("--min-size", type=int)
+    p.add_argument("--normalize", type=float, nargs=2, metavar=("LOW", "HIGH"), help="percentiles mapped to 0 and 1")
+    p.add_argument("--channels", type=int, nargs="+", help="image channels fed to the model (up to 3)")
+    p.add_argument("--bsize", type=int, help="tile size (default: the model's)")
+    p.add_argument("--batch-size", type=int, help="tiles per forward pass")
+    p.add_argument("--tile-overlap", type=float)
+    p.add_argument("--augment", action="store_true", default=None, help="average over flipped tiles")
+    p.add_argument("--niter", type=int, help="dynamics iterations (0: from the diameter)")
+    p.add_argument("--save-flows", dest="return_flows", action="store_true", default=None,
+                   help="store flows and cell probability in the _pred.npy files")
+    p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_segment)
+

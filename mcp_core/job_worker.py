@@ -1,0 +1,89 @@
+"""The worker process of a job: ``python -m mcp_core.job_worker <job folder>``.
+
+Reads ``job.json`` from the folder, runs the training or batch segmentation it describes,
+and writes numbered :class:`~mcp_core.params.JobEvent` JSON lines to its standard output
+(anything else printed goes to standard error). SIGTERM (or Ctrl+C) asks it to stop: training
+saves its checkpoint within one batch, a batch stops between frames. See :mod:`mcp_core.jobs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import MCPError
+from .jobs import EventWriter, read_events, read_job, write_job
+
+
+def run_job(job_dir: Path, emit: EventWriter, stop: threading.Event) -> tuple[str, dict[str, Any]]:
+    """Run the job of *job_dir*; returns ``(final state, result)``."""
+    record = read_job(job_dir)
+    inputs = record.get("inputs", {})
+    if record["kind"] == "train":
+        from .params import TrainParams
+        from .train import train
+
+        result = train(inputs["dataset"], TrainParams(**record["params"]), progress=emit, should_stop=stop.is_set)
+        out = dataclasses.asdict(result)
+        out["model"] = Path(result.model_path).stem
+        return ("cancelled" if result.cancelled else "done"), out
+    if record["kind"] == "batch":
+        from .params import SegmentParams
+        from .segment import segment_files
+
+        out = segment_files(inputs["model"], inputs["paths"], SegmentParams(**record["params"]),
+                            folder=inputs.get("folder"), progress=emit, should_stop=stop.is_set)
+        return ("cancelled" if out["cancelled"] else "done"), out
+    raise MCPError(f"Unknown job kind {record['kind']!r} in {job_dir}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; the only argument is the job folder."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m mcp_core.job_worker JOB_FOLDER", file=sys.stderr)
+        return 2
+    job_dir = Path(args[0]).resolve()
+    # Events own the real standard output; stray prints of libraries go to standard error.
+    events = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    record = read_job(job_dir)
+    previous = read_events(job_dir)
+    emit = EventWriter(events, record["job_id"], start=previous[-1].seq if previous else 0)
+    record.update(state="running", started=time.time())
+    write_job(job_dir, record)
+    emit("state", {"state": "running"})
+    try:
+        state, result = run_job(job_dir, emit, stop)
+        error = ""
+    except MCPError as exc:
+        state, result, error = "failed", {}, str(exc)
+    except Exception as exc:  # a bug or a library failure: keep the traceback for the log
+        traceback.print_exc()
+        state, result, error = "failed", {}, f"{type(exc).__name__}: {exc}"
+    record = read_job(job_dir)
+    record.update(state=state, result=result, error=error, finished=time.time())
+    write_job(job_dir, record)
+    if state == "done":
+        emit("done", {"state": "done", **result})
+    elif state == "failed":
+        emit("failed", {"state": "failed", "error": error})
+    else:
+        emit("state", {"state": state, **result})
+    return 0 if state != "failed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
