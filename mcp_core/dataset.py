@@ -96,16 +96,16 @@ def _unnamed(name: str, class_id: int) -> bool:
 
 def merged_class_names(labelsets: Sequence[LabelSet], given: Sequence[str] = (),
                        given_colors: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-    """The model's class names: *given* when it names classes, else every class found, in order.
+    """The model's class names: *given* when it names two or more, else every class found, in order.
 
-    Index 0 is background ("unassigned"). Unnamed classes (``_classes`` TIFFs have ids, not
+    Index 0 is background, named as in the files ("unassigned"). Unnamed classes (``_classes`` TIFFs have ids, not
     names) keep their id. Fewer than two names means "no class head".
     """
     if len(given) > 1:
         names = list(given)
         colors = list(given_colors)[: len(names)]
         return names, colors + [default_color(i) for i in range(len(colors), len(names))]
-    names = [given[0] if given else "unassigned"]
+    names = [labelsets[0].class_names[0] if labelsets else "unassigned"]  # the files' name for class 0
     colors = [default_color(0)]
     top_unnamed = 0
     for ls in labelsets:

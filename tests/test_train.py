@@ -134,7 +134,7 @@ def test_cancelled_training_leaves_a_loadable_checkpoint(tmp_path):
                    progress=lambda kind, data: events.append(kind), should_stop=lambda: next(polls) >= 3)
     assert result.cancelled and result.epochs_done == 1 and result.metrics == {}
     model = MultiClassModel.load(result.model_path, device="cpu")
-    assert model.class_names == ["background", "round", "elongated"]
+    assert model.class_names == ["unassigned", "round", "elongated"]
     side = json.loads(sidecar_path(result.model_path).read_text())
     assert side["state"] == "cancelled" and side["epochs_done"] == 1 and len(side["data"]["train"]) == 3
     assert "artifact" in events and events.count("loss") == 1
