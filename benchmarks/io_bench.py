@@ -27,24 +27,25 @@ def best_of(fn, repeat: int = 3) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "movie.ome.tif"
         n, h, w = 1000, 256, 256
         data = np.random.default_rng(0).integers(0, 4096, size=(n, h, w), dtype=np.uint16)
-        tifffile.imwrite(path, data, metadata={"axes": "TYX"})
+        for label, kwargs in (("uncompressed", {}), ("zlib-compressed", {"compression": "zlib"})):
+            path = Path(tmp) / f"movie_{label}.ome.tif"
+            tifffile.imwrite(path, data, metadata={"axes": "TYX"}, **kwargs)
+            size_mb = path.stat().st_size / 1e6
+
+            def lazy() -> None:
+                with open_image(path) as src:
+                    src.read("T500")
+
+            def whole() -> None:
+                tifffile.imread(path)
+
+            t_lazy, t_whole = best_of(lazy), best_of(whole)
+            print(f"OME-TIFF, {label}, {n} frames of {h}x{w} uint16 ({size_mb:.0f} MB)")
+            print(f"  open + read frame 500 : {t_lazy * 1e3:8.1f} ms")
+            print(f"  read whole file       : {t_whole * 1e3:8.1f} ms   ({t_whole / t_lazy:.0f}x slower)")
         del data
-        size_mb = path.stat().st_size / 1e6
-
-        def lazy() -> None:
-            with open_image(path) as src:
-                src.read("T500")
-
-        def whole() -> None:
-            tifffile.imread(path)
-
-        t_lazy, t_whole = best_of(lazy), best_of(whole)
-        print(f"OME-TIFF {n} frames of {h}x{w} uint16 ({size_mb:.0f} MB)")
-        print(f"  open + read frame 500 : {t_lazy * 1e3:8.1f} ms")
-        print(f"  read whole file       : {t_whole * 1e3:8.1f} ms   ({t_whole / t_lazy:.0f}x slower)")
 
         rng = np.random.default_rng(1)
         side, n_obj = 2048, 3000
