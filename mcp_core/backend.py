@@ -84,13 +84,15 @@ class LocalBackend:
     ----------
     home
         Folder for models (``models/``) and job files (``jobs/``); see :func:`default_home`.
+    models_dir
+        Folder of the models instead of ``home/models`` (a server's shared model folder).
     """
 
     kind = "local"
 
-    def __init__(self, home: str | os.PathLike | None = None) -> None:
+    def __init__(self, home: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None) -> None:
         self.home = Path(home) if home else default_home()
-        self.models_dir = self.home / "models"
+        self.models_dir = Path(models_dir) if models_dir else self.home / "models"
         self.jobs_dir = self.home / "jobs"
         self.catalog = ModelCatalog(self.models_dir)
         self.job_store = JobStore(self.jobs_dir)
