@@ -1,0 +1,115 @@
+"""``remote_config.json``: where the server listens and keeps files, and how a client reaches it.
+
+One file serves both sides; each reads the keys it needs. It is looked for at the path given,
+else ``$MULTICELLPOSE_REMOTE_CONFIG``, else ``./remote_config.json``, else
+``~/.multicellpose/remote_config.json``; with none, the defaults below apply.
+``remote_config.example.json`` in the repository lists every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic.dataclasses import dataclass as pdataclass
+
+from mcp_core.backend import default_home
+from mcp_core.errors import ParameterError
+
+CONFIG_NAME = "remote_config.json"
+GiB = 1 << 30
+
+
+@pdataclass
+class RemoteConfig:
+    """Settings of a MultiCellPose server and of the clients that reach it."""
+
+    server_bind: str = Field("127.0.0.1:50051", description="Address the server listens on: host:port or unix:/path.")
+    server_storage_root: str = Field("", description="Folder of per-user storage, tokens and jobs; ~/.multicellpose/server when empty.")
+    server_address: str = Field("127.0.0.1:50051", description="Address a client dials directly (no SSH): host:port or unix:/path.")
+    ssh_host: str = Field("", description="SSH host (a ~/.ssh/config alias works) the client tunnels through.")
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_local_port: int = Field(0, ge=0, le=65535, description="Local end of the tunnel; 0 picks a free port.")
+    ssh_remote_port: int = Field(50051, ge=1, le=65535, description="Port of the server on the SSH host.")
+    ssh_remote_bind: str = Field("127.0.0.1", description="Host (seen from the SSH host) the server listens on, or a UNIX socket path.")
+    model_root: str = Field("", description="Folder of shared models (admins write); <storage root>/shared_models when empty.")
+    replay_root: str = Field("", description="Folder of labelled images mixed into training when replay is asked for.")
+    replay_sample_size: int = Field(0, ge=0, description="How many replay images one training job samples; 0 takes all.")
+    cpsam_model_path: str = Field("", description="The cpsam weights file on the server (or the folder holding it).")
+    server_admins: list[str] = Field(default_factory=list, description="Users allowed to write shared models.")
+    quota_bytes: int = Field(50 * GiB, ge=0, description="Storage each user may use.")
+    max_upload_bytes: int = Field(8 * GiB, ge=1, description="Largest single file accepted.")
+    token_days: float = Field(30.0, gt=0, description="How long a minted token stays valid.")
+    server_tls_cert: str = Field("", description="PEM certificate; needed to listen on a non-loopback address.")
+    server_tls_key: str = Field("", description="PEM private key of server_tls_cert.")
+
+    def storage_root(self) -> Path:
+        """The server's storage folder."""
+        return Path(self.server_storage_root).expanduser() if self.server_storage_root else default_home() / "server"
+
+    def shared_models(self) -> Path:
+        """The folder of shared models."""
+        return Path(self.model_root).expanduser() if self.model_root else self.storage_root() / "shared_models"
+
+    def token_socket(self) -> Path:
+        """The local UNIX socket ``multicellpose-server token`` asks for a token on."""
+        return self.storage_root() / "run" / "token.sock"
+
+
+def find_config(path: str | os.PathLike | None = None) -> Path | None:
+    """The config file in use: *path*, ``$MULTICELLPOSE_REMOTE_CONFIG``, ``./remote_config.json``, or the home one."""
+    if path:
+        return Path(path)
+    env = os.environ.get("MULTICELLPOSE_REMOTE_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (Path.cwd() / CONFIG_NAME, default_home() / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | os.PathLike | None = None) -> RemoteConfig:
+    """Read the config (see :func:`find_config`); keys starting with ``_`` are comments.
+
+    Raises
+    ------
+    ParameterError
+        When the file named is missing or unreadable, has an unknown key, or a value is invalid.
+    """
+    found = find_config(path)
+    if found is None:
+        return RemoteConfig()
+    try:
+        raw = json.loads(found.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"Cannot read the remote config {found}: {exc}.") from exc
+    if not isinstance(raw, dict):
+        raise ParameterError(f"The remote config {found} must hold a JSON object.")
+    keys = {f.name for f in dataclasses.fields(RemoteConfig)}
+    values = {k: v for k, v in raw.items() if not k.startswith("_")}
+    unknown = sorted(set(values) - keys)
+    if unknown:
+        raise ParameterError(f"The remote config {found} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(keys))}.")
+    try:
+        return RemoteConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ParameterError(f"The remote config {found}: {'.'.join(map(str, err['loc']))}: {err['msg']}.") from exc
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether a bind address reaches only this machine (loopback host or a UNIX socket)."""
+    if bind.startswith("unix:"):
+        return True
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,292 @@
+"""A server's state: tokens, users' storage and LocalBackends, the shared models, the job queue.
+
+:class:`Site` is what the gRPC services (:mod:`mcp_remote.services`) call; it holds no
+segmentation or training code: those go to a :class:`~mcp_core.backend.LocalBackend` per user
+(home ``<storage>/users/<user>/home``) and one for the shared models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import os
+import random
+import secrets
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mcp_core.backend import LocalBackend
+from mcp_core.catalog import PRETRAINED, sidecar_path
+from mcp_core.errors import MCPError, ModelError, ParameterError
+from mcp_core.jobs import FINAL_STATES
+from mcp_core.params import ModelInfo, SegmentParams, SegmentResult, TrainParams
+
+from .auth import AuthError, LoginThrottle, PasswordFile, TokenStore
+from .config import RemoteConfig
+from .errors import InvalidRequest, ModelNotFound
+from .job_queue import JobQueue
+from .storage import UserStorage
+
+MAX_SIDECAR_BYTES = 1 << 20
+
+
+def use_cpsam_path(path: str) -> None:
+    """Point cellpose's model cache at the folder of ``cpsam_model_path`` (a file named cpsam/cpsam_v2, or a folder).
+
+    Raises
+    ------
+    ParameterError
+        When the path does not exist or names a file cellpose would not look for.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        os.environ["CELLPOSE_LOCAL_MODELS_PATH"] = str(p)
+    elif p.is_file() and p.name in PRETRAINED:
+        os.environ["CELLPOSE_LOCAL_MODELS_PATH"] = str(p.parent)
+    else:
+        raise ParameterError(f"cpsam_model_path {path} must be a folder holding 'cpsam', or a file named "
+                             f"{' or '.join(PRETRAINED)}.")
+
+
+class Site:
+    """Everything one MultiCellPose server serves.
+
+    Parameters
+    ----------
+    config
+        The server's settings (storage root, limits, admins, model and replay folders).
+    """
+
+    final_states = FINAL_STATES
+
+    def __init__(self, config: RemoteConfig) -> None:
+        self.config = config
+        self.root = config.storage_root()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if config.cpsam_model_path:
+            use_cpsam_path(config.cpsam_model_path)
+        self.tokens = TokenStore(self.root / "auth" / "tokens.json", config.token_days * 86400)
+        self.passwords = PasswordFile(self.root / "auth" / "passwords.json")
+        self.throttle = LoginThrottle()
+        self.admins = set(config.server_admins) | {getpass.getuser()}
+        self._backends: dict[tuple[str, str | None], LocalBackend] = {}
+        self._backends_lock = threading.Lock()
+        self.shared = self.backend_for(str(self.root / "shared"), str(config.shared_models()))
+        self.segment_lock = threading.Lock()
+        self._event_tick = threading.Event()
+        self.queue = JobQueue(self.root / "jobs", self.backend_for)
+
+    def close(self) -> None:
+        """Stop the job scheduler."""
+        self.queue.close()
+
+    # ------------------------------------------------------------------ identity
+    @staticmethod
+    def bearer(header: str) -> str:
+        """The token of an ``authorization: Bearer <token>`` header ('' when absent)."""
+        scheme, _, token = (header or "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def user(self, header: str) -> str:
+        """The user of a call's authorization header.
+
+        Raises
+        ------
+        AuthError
+            When the token is missing, unknown or expired.
+        """
+        token = self.bearer(header)
+        if not token:
+            raise AuthError("This call needs an access token (authorization: Bearer ...); "
+                            "get one with `multicellpose-server token` or by logging in.")
+        return self.tokens.user(token)
+
+    def limits(self) -> dict:
+        """Limits a client must respect."""
+        from .channel import MAX_MESSAGE_BYTES
+
+        return {"max_upload_bytes": self.config.max_upload_bytes, "quota_bytes": self.config.quota_bytes,
+                "max_message_bytes": MAX_MESSAGE_BYTES, "chunk_bytes": 4 << 20}
+
+    # ------------------------------------------------------------------ storage and backends
+    def storage(self, user: str) -> UserStorage:
+        """*user*'s storage."""
+        return UserStorage(self.root, user, self.config.quota_bytes, self.config.max_upload_bytes)
+
+    def backend_for(self, home: str, models_dir: str | None = None) -> LocalBackend:
+        """The LocalBackend of a home folder (one per folder, kept)."""
+        key = (str(home), models_dir)
+        with self._backends_lock:
+            if key not in self._backends:
+                self._backends[key] = LocalBackend(home, models_dir=models_dir)
+            return self._backends[key]
+
+    def home_of(self, backend: LocalBackend) -> tuple[str, str | None]:
+        """The ``(home, models_dir)`` key of a backend made by :meth:`backend_for`."""
+        for key, b in self._backends.items():
+            if b is backend:
+                return key
+        raise MCPError("Unknown backend.")
+
+    def user_backend(self, user: str) -> LocalBackend:
+        """*user*'s LocalBackend."""
+        return self.backend_for(str(self.storage(user).home))
+
+    # ------------------------------------------------------------------ models
+    def _scoped(self, user: str) -> list[tuple[ModelInfo, LocalBackend]]:
+        mine = self.user_backend(user)
+        out = [(m, mine) for m in mine.list_models() if m.scope == "user"]
+        out += [(dataclasses.replace(m, scope="shared"), self.shared) for m in self.shared.list_models() if m.scope == "user"]
+        out += [(m, mine) for m in mine.list_models() if m.scope == "builtin"]
+        return out
+
+    def models(self, user: str) -> list[ModelInfo]:
+        """Builtin, shared and *user*'s models; a user model hides a shared one of the same name."""
+        seen, out = set(), []
+        for info, _ in self._scoped(user):
+            if info.name not in seen:
+                seen.add(info.name)
+                out.append(info)
+        return out
+
+    def resolve_model(self, user: str, name: str) -> tuple[LocalBackend, ModelInfo]:
+        """The backend holding model *name* for *user* (user models first, then shared, then builtin).
+
+        Raises
+        ------
+        ModelNotFound
+            When *user* sees no model of that name.
+        """
+        for info, backend in self._scoped(user):
+            if info.name == name:
+                return backend, info
+        known = ", ".join(m.name for m in self.models(user)) or "none"
+        raise ModelNotFound(f"There is no model named {str(name)[:80]!r}; known models: {known}.")
+
+    def base_model_spec(self, user: str, name: str) -> str:
+        """What a training job gets as ``base_model``: a pretrained name, ``tiny``, a user model name or a shared model's file."""
+        if name in PRETRAINED or name == "tiny":
+            return name
+        backend, info = self.resolve_model(user, name)
+        return info.path if backend is self.shared else info.name
+
+    def register_model(self, store: UserStorage, backend: LocalBackend, name: str, weights: Path,
+                       sidecar: Path | None, scope: str) -> ModelInfo:
+        """Check an uploaded model (``torch.load(weights_only=True)``, shapes) and add it to *backend*'s models."""
+        if sidecar is not None:
+            if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+                raise InvalidRequest("The model's sidecar is larger than 1 MiB.")
+            try:
+                side = json.loads(sidecar.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InvalidRequest(f"The model's sidecar is not JSON: {exc}.") from exc
+            if not isinstance(side, dict):
+                raise InvalidRequest("The model's sidecar must be a JSON object.")
+        size = weights.stat().st_size + (sidecar.stat().st_size if sidecar else 0)
+        if scope == "user":
+            store.reserve(size)
+        staging = store.dir / "staging" / secrets.token_hex(8)
+        staging.mkdir(parents=True)
+        try:
+            staged = staging / f"{name}.pth"
+            os.link(weights, staged)
+            if sidecar is not None:
+                os.link(sidecar, sidecar_path(staged))
+            info = backend.add_model(staged)
+        except ModelError as exc:
+            raise InvalidRequest(f"The uploaded model was refused: {exc}".replace(str(staging), "upload")) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if scope == "user":
+                store.release(size)
+        if scope == "user":
+            added = Path(info.path)
+            store.count(added.stat().st_size + sidecar_path(added).stat().st_size, 2)
+        return dataclasses.replace(info, scope=scope)
+
+    def delete_model(self, user: str, name: str, scope: str) -> None:
+        """Delete a user or shared model (its file and sidecar)."""
+        backend = self.shared if scope == "shared" else self.user_backend(user)
+        found = [m for m in backend.list_models() if m.scope == "user" and m.name == name]
+        if not found:
+            raise ModelNotFound(f"There is no {scope} model named {str(name)[:80]!r}.")
+        path = Path(found[0].path)
+        store = self.storage(user) if scope == "user" else None
+        for p in (path, sidecar_path(path)):
+            if store is not None:
+                store.remove(p)
+            else:
+                p.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ work
+    def segment(self, user: str, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
+        """Segment with the LocalBackend holding the model (one segmentation at a time on the GPU)."""
+        backend, info = self.resolve_model(user, params.model)
+        with self.segment_lock:
+            return backend.segment(images, dataclasses.replace(params, model=info.name))
+
+    def dataset_images(self, folder: Path) -> list[str]:
+        """The images of a dataset folder (labels and predictions left out)."""
+        from mcp_core.io import list_images
+
+        paths = [str(p) for p in list_images(folder)]
+        if not paths:
+            raise InvalidRequest("The dataset holds no images.")
+        return paths
+
+    def replay_folder(self, store: UserStorage, dataset_id: str, params: TrainParams) -> str | None:
+        """Where a training job's replay data comes from: an uploaded dataset, or a sample of ``replay_root``."""
+        if dataset_id:
+            return str(store.dataset(dataset_id))
+        if params.replay_fraction <= 0 or not self.config.replay_root:
+            return None
+        from mcp_core.filenames import image_stem, label_path, masks_tiff_pair
+        from mcp_core.io import list_images
+
+        root = Path(self.config.replay_root).expanduser()
+        labelled = [p for p in list_images(root) if label_path(p).exists() or masks_tiff_pair(p)]
+        n = self.config.replay_sample_size or len(labelled)
+        chosen = random.Random(params.seed).sample(labelled, min(n, len(labelled)))
+        folder = store.dir / "replay" / secrets.token_hex(8)
+        folder.mkdir(parents=True)
+        for image in chosen:
+            stem = image_stem(image)
+            for p in image.parent.glob(f"{stem}*"):
+                if p.is_file() and (p == image or p.name.startswith(f"{stem}_") or p.name.startswith(f"{stem}__")):
+                    os.symlink(p, folder / p.name)
+        return str(folder)
+
+    def predictions(self, user: str, job_id: str) -> list[tuple[Path, str, str]]:
+        """``(prediction file, image file name, frame)`` of a batch job, each checked to lie in *user*'s datasets."""
+        record = self.queue.record(user, job_id)
+        if record["kind"] != "batch":
+            raise InvalidRequest(f"Job {job_id} is a {record['kind']} job; only batch jobs have predictions.")
+        if not record.get("local_id"):
+            return []
+        datasets = self.storage(user).datasets.resolve()
+        backend = self.backend_for(record["home"], record.get("models_dir"))
+        out = []
+        for event in backend.events(record["local_id"], 0):
+            if event.kind != "artifact" or event.data.get("kind") != "prediction":
+                continue
+            path = Path(str(event.data.get("path", ""))).resolve()
+            if path.is_relative_to(datasets) and path.is_file():
+                out.append((path, os.path.basename(str(event.data.get("image", ""))), str(event.data.get("frame", ""))))
+        return out
+
+    def clear_training_files(self, user: str) -> None:
+        """Delete *user*'s uploads, datasets and finished jobs' files (models stay)."""
+        store = self.storage(user)
+        store.clear()
+        self.user_backend(user).clear_training_files()
+        shutil.rmtree(store.dir / "replay", ignore_errors=True)
+        models = store.home / "models"
+        if models.is_dir():  # the models stay, and stay counted
+            files = [p for p in models.iterdir() if p.is_file()]
+            store.count(sum(p.stat().st_size for p in files), len(files))
+
