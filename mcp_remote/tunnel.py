@@ -236,7 +236,8 @@ class Tunnel:
             def connection_lost(self, exc: Exception | None) -> None:
                 lost.set()
 
-        kwargs: dict[str, Any] = {"known_hosts": str(self.known_hosts), "encryption_algs": list(CIPHERS),
+        known = str(self.known_hosts) if self.known_hosts.exists() else asyncssh.import_known_hosts("")
+        kwargs: dict[str, Any] = {"known_hosts": known, "encryption_algs": list(CIPHERS),
                                   "keepalive_interval": KEEPALIVE_S, "keepalive_count_max": KEEPALIVE_MISSES,
                                   "connect_timeout": self.connect_timeout, "client_factory": _Client}
         if self.port:
