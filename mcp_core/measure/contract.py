@@ -1,0 +1,247 @@
+"""The plugin contract: checking a declaration, parsing parameters, checking what a plugin returns.
+
+The runner uses the output checks on every call (a plugin that breaks its contract on some
+image is reported for that image); :func:`validate_plugin` adds dry runs on tiny synthetic
+cases and is what ``multicellpose plugins validate`` prints.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ParameterError
+from .plugin import ID_COLUMNS, NAME_PATTERN, FrameData, Plugin, PluginError, expand_columns, open_patterns
+
+_SCOPES = ("frame", "series", "table")
+_ARITY = {"frame": 2, "series": 2, "table": 3}
+#: Columns by which a series plugin names the object of each row.
+SERIES_KEYS = ("t", "mask_id")
+
+
+def parse_params(plugin: Plugin, values: BaseModel | Mapping[str, Any] | None = None) -> BaseModel:
+    """Validated parameters of *plugin* from a mapping (missing keys take their defaults).
+
+    Raises
+    ------
+    ParameterError
+        Naming the plugin, the parameter and the problem.
+    """
+    if isinstance(values, plugin.params):
+        return values
+    if isinstance(values, BaseModel):
+        values = values.model_dump()
+    try:
+        return plugin.params.model_validate(dict(values or {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
+        raise ParameterError(f"Plugin {plugin.name!r}: invalid parameter(s): {problems}.") from exc
+
+
+def check_declaration(plugin: Plugin) -> list[str]:
+    """Problems with a plugin's declaration (empty when it is sound)."""
+    v: list[str] = []
+    if not isinstance(plugin.name, str) or not NAME_PATTERN.match(plugin.name):
+        v.append(f"name {plugin.name!r} must be lower case letters, digits and '_', starting with a letter, "
+                 f"at most 40 characters")
+    if not str(plugin.title).strip():
+        v.append("title is empty")
+    if not str(plugin.description).strip():
+        v.append("description is empty")
+    if plugin.scope not in _SCOPES:
+        v.append(f"scope {plugin.scope!r} is not one of {', '.join(_SCOPES)}")
+    v += _check_params_class(plugin)
+    v += _check_columns(plugin)
+    if not callable(plugin.compute):
+        v.append("compute is not callable")
+    elif plugin.scope in _ARITY:
+        v += _check_arity("compute", plugin.compute, _ARITY[plugin.scope])
+    if plugin.review is not None:
+        if plugin.scope != "frame":
+            v.append("review images are only supported for frame plugins")
+        elif not callable(plugin.review):
+            v.append("review is not callable")
+        else:
+            v += _check_arity("review", plugin.review, 2)
+    return v
+
+
+def _check_arity(what: str, fn, n: int) -> list[str]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    try:
+        sig.bind(*range(n))
+    except TypeError:
+        return [f"{what}{sig} cannot be called with {n} positional arguments"]
+    return []
+
+
+def _check_params_class(plugin: Plugin) -> list[str]:
+    cls = plugin.params
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        return ["params must be a pydantic BaseModel subclass (its fields are the parameters)"]
+    v = []
+    for name, info in cls.model_fields.items():
+        if info.is_required():
+            v.append(f"parameter {name!r} has no default (every parameter needs one)")
+        if not (info.description or "").strip():
+            v.append(f"parameter {name!r} has no description (help text: Field(..., description=...))")
+    if cls.model_config.get("extra") != "forbid":
+        v.append("params must set model_config = ConfigDict(extra='forbid') so misspelt parameters are errors")
+    try:
+        json.dumps(cls.model_json_schema())
+    except Exception as exc:
+        v.append(f"the parameter schema cannot be written as JSON: {type(exc).__name__}: {exc}")
+    if not any("default" in x for x in v):
+        try:
+            cls()
+        except Exception as exc:
+            v.append(f"the default parameters do not validate: {exc}")
+    return v
+
+
+def _check_columns(plugin: Plugin) -> list[str]:
+    cols = plugin.columns
+    if not isinstance(cols, Mapping) or not cols:
+        return ["columns must be a non-empty mapping {column name: description}"]
+    v = []
+    for name, desc in cols.items():
+        if not isinstance(name, str) or not name:
+            v.append(f"column name {name!r} is not a non-empty string")
+            continue
+        if not isinstance(desc, str) or not desc.strip():
+            v.append(f"column {name!r} has no description")
+        if plugin.scope != "table" and name in ID_COLUMNS:
+            v.append(f"column {name!r} is added by the host; a plugin does not declare it")
+    return v
+
+
+def match_columns(plugin: Plugin, returned: Sequence[str], n_channels: int) -> tuple[list[str], list[str]]:
+    """Declared columns missing from *returned*, and returned columns that were not declared."""
+    required = expand_columns(plugin.columns, n_channels)
+    loose = open_patterns(plugin.columns)
+    missing = [c for c in required if c not in returned]
+    extra = [c for c in returned if c not in required and not any(r.match(c) for r in loose)]
+    return missing, extra
+
+
+def _as_columns(plugin: Plugin, out: Any, where: str) -> dict[str, np.ndarray]:
+    if isinstance(out, pd.DataFrame):
+        out = {c: out[c].to_numpy() for c in out.columns}
+    if not isinstance(out, Mapping):
+        raise PluginError(f"Plugin {plugin.name!r} returned {type(out).__name__} on {where}; "
+                          f"it must return a dict of columns or a pandas DataFrame.")
+    cols = {}
+    for name, values in out.items():
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise PluginError(f"Plugin {plugin.name!r}: column {name!r} on {where} has shape {arr.shape}; "
+                              f"columns must be 1-D.")
+        if arr.dtype.kind not in "biufUSO":
+            raise PluginError(f"Plugin {plugin.name!r}: column {name!r} on {where} has type {arr.dtype}; "
+                              f"use numbers, booleans or text.")
+        cols[str(name)] = arr
+    lengths = {len(a) for a in cols.values()}
+    if len(lengths) > 1:
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned columns of different lengths {sorted(lengths)}.")
+    return cols
+
+
+def _check_declared(plugin: Plugin, cols: Mapping[str, np.ndarray], n_channels: int, where: str,
+                    keys: Sequence[str] = ()) -> None:
+    missing, extra = match_columns(plugin, [c for c in cols if c not in keys], n_channels)
+    if missing:
+        raise PluginError(f"Plugin {plugin.name!r} on {where} did not return declared column(s) {', '.join(missing)}.")
+    if extra:
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned undeclared column(s) {', '.join(extra)}.")
+
+
+def frame_output(plugin: Plugin, out: Any, data: FrameData) -> dict[str, np.ndarray]:
+    """Check a frame plugin's result: declared columns only, one row per object in ``data.ids``.
+
+    Raises
+    ------
+    PluginError
+        Naming the plugin, the image and frame, and the violation.
+    """
+    where = _where(data)
+    cols = _as_columns(plugin, out, where)
+    host = [c for c in cols if c in ID_COLUMNS]
+    if host:
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned host column(s) {', '.join(host)}; "
+                          f"the host adds them.")
+    _check_declared(plugin, cols, data.n_channels, where)
+    n = next(iter(map(len, cols.values())), len(data.ids))
+    if n != len(data.ids):
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned {n} rows for {len(data.ids)} objects; "
+                          f"it must return one row per object, in the order of data.ids.")
+    return cols
+
+
+def series_output(plugin: Plugin, out: Any, frames: Sequence[FrameData]) -> pd.DataFrame:
+    """Check a series plugin's result: ``t`` (index into *frames*) and ``mask_id`` name existing objects, once each.
+
+    Raises
+    ------
+    PluginError
+        Naming the plugin, the image and the violation.
+    """
+    where = frames[0].image_name if frames else "an empty series"
+    cols = _as_columns(plugin, out, where)
+    for key in SERIES_KEYS:
+        if key not in cols:
+            raise PluginError(f"Plugin {plugin.name!r} on {where} returned no {key!r} column; a series plugin "
+                              f"names each row's object by 't' (the frame's position in the series) and 'mask_id'.")
+    host = [c for c in cols if c in ID_COLUMNS and c not in SERIES_KEYS]
+    if host:
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned host column(s) {', '.join(host)}.")
+    _check_declared(plugin, cols, frames[0].n_channels if frames else 1, where, keys=SERIES_KEYS)
+    table = pd.DataFrame(cols)
+    try:
+        t = table["t"].to_numpy().astype(np.int64)
+        ids = table["mask_id"].to_numpy().astype(np.int64)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"Plugin {plugin.name!r} on {where}: 't' and 'mask_id' must be integers ({exc}).") from exc
+    bad_t = (t < 0) | (t >= len(frames))
+    if bad_t.any():
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned t = {int(t[bad_t][0])}, outside the "
+                          f"series of {len(frames)} frame(s).")
+    for i, frame in enumerate(frames):
+        mine = ids[t == i]
+        if not np.isin(mine, frame.ids).all():
+            raise PluginError(f"Plugin {plugin.name!r} on {where} returned a row for mask "
+                              f"{int(mine[~np.isin(mine, frame.ids)][0])} at t = {i}, which does not exist there.")
+        if len(np.unique(mine)) != len(mine):
+            raise PluginError(f"Plugin {plugin.name!r} on {where} returned more than one row for an object at t = {i}.")
+    table["t"], table["mask_id"] = t, ids
+    return table
+
+
+def table_output(plugin: Plugin, out: Any) -> pd.DataFrame:
+    """Check a table plugin's result (declared columns only)."""
+    cols = _as_columns(plugin, out, "the measurement table")
+    _check_declared(plugin, cols, 0, "the measurement table")
+    return pd.DataFrame(cols)
+
+
+def review_output(plugin: Plugin, out: Any, data: FrameData) -> np.ndarray:
+    """Check a review label image: integer, the frame's ``(Y, X)`` shape."""
+    arr = np.asarray(out)
+    if arr.shape != data.labels.shape or arr.dtype.kind not in "uib":
+        raise PluginError(f"Plugin {plugin.name!r} on {_where(data)}: the review image must be an integer "
+                          f"array of shape {data.labels.shape}, got {arr.dtype} {arr.shape}.")
+    return arr
+
+
+def _where(data: FrameData) -> str:
+    if not data.image_name:
+        return "the given frame"
+    return f"{data.image_name}" + (f" frame {data.frame}" if data.frame else "")
