@@ -86,13 +86,15 @@ class AuthService(_Service, pbg.AuthServicer):
         except MCPError:
             raise AuthError("Wrong user name or password.") from None
         try:
-            self.site.throttle.check(f"user:{user}", f"peer:{peer}")
+            self.site.throttle.check(user)
+            self.site.peer_throttle.check(peer)
         except AuthError as exc:
             raise Throttled(str(exc)) from None
         if not self.site.passwords.verify(user, request.password):
-            self.site.throttle.failed(f"user:{user}", f"peer:{peer}")
+            self.site.throttle.failed(user)
+            self.site.peer_throttle.failed(peer)
             raise AuthError("Wrong user name or password.")
-        self.site.throttle.succeeded(f"user:{user}", f"peer:{peer}")
+        self.site.throttle.succeeded(user)
         token, expires = self.site.tokens.mint(user, via="password")
         return pb.LoginReply(token=token, user=user, expires=expires)
 

@@ -72,7 +72,9 @@ class Site:
             use_cpsam_path(config.cpsam_model_path)
         self.tokens = TokenStore(self.root / "auth" / "tokens.json", config.token_days * 86400)
         self.passwords = PasswordFile(self.root / "auth" / "passwords.json")
-        self.throttle = LoginThrottle()
+        # Per user, and (looser, as every tunnelled client shares 127.0.0.1) per peer address.
+        self.throttle = LoginThrottle(max_failures=5)
+        self.peer_throttle = LoginThrottle(max_failures=50)
         self.admins = set(config.server_admins) | {getpass.getuser()}
         self._backends: dict[tuple[str, str | None], LocalBackend] = {}
         self._backends_lock = threading.Lock()

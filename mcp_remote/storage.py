@@ -252,7 +252,11 @@ class UserStorage:
             seen.add(fname.lower())
             blob = self.blob(sha)
             if fname.lower().endswith(".npy"):
-                check_plain_npy(blob, fname)
+                try:
+                    check_plain_npy(blob, fname)
+                except InvalidRequest:
+                    self.remove(blob)  # a pickle is never kept
+                    raise
         dataset_id = f"ds-{secrets.token_hex(8)}"
         folder = self.datasets / dataset_id
         folder.mkdir()

@@ -136,6 +136,9 @@ def test_errors_are_the_same_classes(backend, images, tmp_path):
         backend.add_model(tmp_path / "missing.pth")
 
 
+# Jobs start a worker process each (~5 s on 2 cores): run on the local backend and the full SSH path;
+# "direct" serves the same RPCs without the tunnel.
+@pytest.mark.parametrize("backend", ["local", "ssh-key"], indirect=True)
 def test_training_then_batch_segmentation_jobs(backend, tmp_path):
     project = write_demo_project(tmp_path / "project", n_images=2, n_labelled=2, shape=(128, 128))
     job = backend.submit_training(project, TRAIN)
