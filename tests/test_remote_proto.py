@@ -1,0 +1,69 @@
+"""The committed gRPC stubs match the .proto, and arrays/config cross their boundaries safely."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcp_core.errors import ParameterError
+from mcp_remote import codec
+from mcp_remote.config import load_config
+from mcp_remote.proto import multicellpose_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ("multicellpose_pb2.py", "multicellpose_pb2.pyi", "multicellpose_pb2_grpc.py")
+
+
+def test_committed_stubs_are_current(tmp_path):
+    pytest.importorskip("grpc_tools")
+    (tmp_path / "mcp_remote" / "proto").mkdir(parents=True)
+    shutil.copy(ROOT / "mcp_remote" / "proto" / "multicellpose.proto", tmp_path / "mcp_remote" / "proto")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.", "--pyi_out=.",
+                    "--grpc_python_out=.", "mcp_remote/proto/multicellpose.proto"], cwd=tmp_path, check=True)
+    for name in GENERATED:
+        fresh = (tmp_path / "mcp_remote" / "proto" / name).read_text()
+        committed = (ROOT / "mcp_remote" / "proto" / name).read_text()
+        assert fresh == committed, (f"{name} is stale: run `python -m grpc_tools.protoc -I. --python_out=. "
+                                    "--pyi_out=. --grpc_python_out=. mcp_remote/proto/multicellpose.proto`")
+
+
+def test_protocol_is_versioned():
+    assert pb.DESCRIPTOR.package == "multicellpose.v1"
+
+
+@pytest.mark.parametrize("arr", [np.arange(12, dtype=">u2").reshape(3, 4), np.zeros((0, 5), np.float32),
+                                 np.array([["a", "bc"]]), np.ones((2, 3, 4), bool)[:, ::2]])
+def test_arrays_round_trip_without_pickle(arr):
+    back = codec.from_array_msg(codec.to_array_msg(arr))
+    np.testing.assert_array_equal(back, arr)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+
+
+def test_object_arrays_are_refused_both_ways():
+    with pytest.raises(ParameterError, match="cannot be sent"):
+        codec.to_array_msg(np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ParameterError, match="not a plain"):
+        codec.from_array_msg(pb.NDArray(dtype="|O", shape=[1], data=b"\0" * 8))
+    with pytest.raises(ParameterError, match="needs 8"):
+        codec.from_array_msg(pb.NDArray(dtype="<u2", shape=[2, 2], data=b"\0" * 7))
+
+
+def test_config_keys(tmp_path):
+    example = load_config(ROOT / "remote_config.example.json")
+    assert example.server_bind.startswith("127.0.0.1") and example.ssh_remote_bind == "127.0.0.1"
+    path = tmp_path / "remote_config.json"
+    path.write_text(json.dumps({"server_bind": "unix:/tmp/x.sock", "replay_sample_size": 7, "ssh_local_port": 6000}))
+    cfg = load_config(path)
+    assert (cfg.server_bind, cfg.replay_sample_size, cfg.ssh_local_port) == ("unix:/tmp/x.sock", 7, 6000)
+    path.write_text(json.dumps({"server_bnd": "x"}))
+    with pytest.raises(ParameterError, match="unknown key.*server_bnd"):
+        load_config(path)
+    path.write_text(json.dumps({"ssh_port": 0}))
+    with pytest.raises(ParameterError, match="ssh_port"):
+        load_config(path)

@@ -1,0 +1,117 @@
+"""The SSH tunnel: host keys, ~/.ssh/config, keepalive, and an upload that survives a dropped link."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import asyncssh
+import pytest
+
+from mcp_remote.config import RemoteConfig
+from mcp_remote.server import start_server
+from mcp_remote.testing import LocalSSHServer
+from mcp_remote.tunnel import HostKeyChanged, HostKeyUnknown, Tunnel, connect, fetch_host_key, trust_host_key
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tunnel")
+    cfg = RemoteConfig(server_storage_root=str(root / "storage"))
+    server = start_server(cfg, bind="127.0.0.1:0")
+    sshd = LocalSSHServer({"alice": "correct horse"}, {}, cfg.token_socket())
+    known = root / "known_hosts"
+    known.write_text(sshd.known_hosts_line())
+    where = {"port": sshd.port, "known_hosts": known, "ssh_config": [],
+             "config": RemoteConfig(ssh_remote_port=int(server.address.rsplit(":", 1)[1]))}
+    yield server, sshd, where, root
+    sshd.close()
+    server.stop()
+
+
+def test_unknown_key_shows_fingerprint_and_changed_key_is_refused(site, tmp_path):
+    _, sshd, where, _ = site
+    fresh = {**where, "known_hosts": tmp_path / "known_hosts"}
+    with pytest.raises(HostKeyUnknown) as unknown:
+        connect("127.0.0.1", "alice", password="correct horse", **fresh)
+    key = unknown.value.host_key
+    assert key.fingerprint == sshd.host_key.get_fingerprint("sha256") and key.fingerprint in str(unknown.value)
+    assert fetch_host_key("127.0.0.1", sshd.port, fresh["known_hosts"], ssh_config=[]).fingerprint == key.fingerprint
+    trust_host_key(key)
+    connect("127.0.0.1", "alice", password="correct horse", **fresh).close()
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode().strip()
+    fresh["known_hosts"].write_text(f"[127.0.0.1]:{sshd.port} {impostor}\n")
+    with pytest.raises(HostKeyChanged, match="CHANGED"):
+        connect("127.0.0.1", "alice", password="correct horse", **fresh)
+
+
+def test_ssh_config_alias_and_wrong_password(site, tmp_path):
+    _, sshd, where, _ = site
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host gpu-box\n    HostName 127.0.0.1\n    Port {sshd.port}\n    User alice\n")
+    backend = connect("gpu-box", password="correct horse", known_hosts=where["known_hosts"], ssh_config=[str(config)],
+                      config=where["config"])
+    try:
+        assert backend.list_models()[0].scope == "builtin"
+    finally:
+        backend.close()
+    from mcp_remote.tunnel import TunnelError
+
+    with pytest.raises(TunnelError, match="refused"):
+        connect("127.0.0.1", "alice", password="wrong", **where)
+
+
+def test_keepalive_notices_a_dead_link_within_seconds(site):
+    server, sshd, where, _ = site
+    tunnel = Tunnel("127.0.0.1", "alice", port=sshd.port, password="correct horse", known_hosts=where["known_hosts"],
+                    remote_port=where["config"].ssh_remote_port, ssh_config=[]).open()
+    freeze = 8.5
+    try:
+        assert tunnel.alive
+        sshd._loop.call_soon_threadsafe(time.sleep, freeze)  # the server freezes: no answers, and no FIN either
+        start = time.monotonic()
+        while tunnel.alive and time.monotonic() - start < freeze:
+            time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        assert not tunnel.alive, f"the dead link went unnoticed for {elapsed:.1f} s"
+        assert elapsed < 7.5  # keepalive every 1.5 s, 3 missed answers
+    finally:
+        tunnel.close()
+    time.sleep(max(0.0, freeze + 0.2 - (time.monotonic() - start)))  # let the server thaw before the next test
+
+
+def test_an_upload_resumes_after_the_tunnel_drops(site, tmp_path):
+    server, sshd, where, _ = site
+    backend = connect("127.0.0.1", "alice", password="correct horse", **where)
+    data = os.urandom(24 * MiB)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    reports: list[int] = []
+    resumed: list[int] = []
+    status = backend._transfer.Status
+
+    def recording_status(*args, **kwargs):
+        reply = status(*args, **kwargs)
+        resumed.append(reply.received)
+        return reply
+
+    backend._transfer.Status = recording_status
+
+    def progress(done: int, total: int) -> None:
+        reports.append(done)
+        if len(reports) == 3:  # after a few chunks: cut the link
+            sshd.drop()
+
+    try:
+        sha = backend.upload(path, progress)
+        assert sha == hashlib.sha256(data).hexdigest()
+        stored = server.site.storage(backend.whoami()[0]).blob(sha)
+        assert stored.read_bytes() == data
+        assert resumed[0] == 0 and len(resumed) >= 2  # asked where to start, the link dropped, asked again...
+        assert 0 < resumed[1] < len(data)  # ...and went on from what the server had, not from zero
+        assert reports[-1] == len(data) and backend.bytes_sent < 2 * len(data)
+    finally:
+        backend.close()
