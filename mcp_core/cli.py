@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from . import cli_model
 
     cli_model.register(sub)
+    from . import cli_measure
+
+    cli_measure.register(sub)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ Definitions
 - ``area``: pixels. ``centroid_y/x``: mean pixel row/column. ``bbox_*``: first row/column
   and one past the last (as ``skimage.measure.regionprops``).
 - ``perimeter``: length of the boundary as ``regionprops`` measures it (4-connected border
-  pixels weighted by their border neighbours: 1 for straight runs, √2 for diagonal steps).
+  pixels weighted by their border neighbours: 1 for straight runs, √2 for diagonal steps;
+  like regionprops, one-pixel-wide parts count little: a 1x3 bar measures 1).
 - ``major/minor_axis_length``: 4·√(eigenvalues of the pixel-coordinate covariance);
   ``eccentricity``: √(1 − minor²/major²).
 - ``solidity``: area / area of the convex hull of the object's pixel squares (≤ 1).
