@@ -91,7 +91,7 @@ def compute(data: FrameData, params: BasicParams) -> dict[str, np.ndarray]:
     l1, l2 = half_trace + spread, np.maximum(half_trace - spread, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1 - l2 / np.where(l1 > 0, l1, 1), 0, 1)), 0.0)
-    perimeter = _perimeter(labels, n)
+    perimeter = _perimeter(labels, g, flat, n)
     boxes = ndimage.find_objects(labels)
     bbox = np.array([[boxes[i - 1][0].start, boxes[i - 1][1].start, boxes[i - 1][0].stop, boxes[i - 1][1].stop]
                      for i in ids], dtype=np.int64).reshape(-1, 4)
@@ -101,7 +101,7 @@ def compute(data: FrameData, params: BasicParams) -> dict[str, np.ndarray]:
         "area": area[ids], "perimeter": perimeter[ids], "centroid_y": cy[ids], "centroid_x": cx[ids],
         "bbox_y0": bbox[:, 0], "bbox_x0": bbox[:, 1], "bbox_y1": bbox[:, 2], "bbox_x1": bbox[:, 3],
         "major_axis_length": 4 * np.sqrt(l1[ids]), "minor_axis_length": 4 * np.sqrt(l2[ids]),
-        "eccentricity": ecc[ids], "solidity": area[ids] / _hull_areas(g, yy, xx, ids, labels.shape[0]),
+        "eccentricity": ecc[ids], "solidity": area[ids] / _hull_areas(g, flat, ids, labels.shape),
         "circularity": circularity[ids],
     }
     ring_g, ring_px = regions.annulus(labels, params.annulus_gap, params.annulus_width)
@@ -119,38 +119,38 @@ def compute(data: FrameData, params: BasicParams) -> dict[str, np.ndarray]:
     return out
 
 
-def _perimeter(labels: np.ndarray, n: int) -> np.ndarray:
-    """Boundary length per label, from the codes of 4-connected border pixels."""
-    pad = np.pad(labels, 1)
-    h, w = labels.shape
-
-    def shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-        return a[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-
-    interior = labels > 0
+def _perimeter(labels: np.ndarray, g: np.ndarray, flat: np.ndarray, n: int) -> np.ndarray:
+    """Boundary length per label, from the codes of 4-connected border pixels (gathers at object pixels only)."""
+    pad = np.pad(labels, 1).ravel()
+    w = labels.shape[1] + 2
+    at = (flat // labels.shape[1] + 1) * w + flat % labels.shape[1] + 1  # object pixels in the padded image
+    interior = np.ones(len(at), bool)
     for dy, dx in _STRAIGHT:
-        interior &= shifted(pad, dy, dx) == labels
-    border = (labels > 0) & ~interior
-    bpad = np.pad(border, 1)
-    code = border.astype(np.int64)
+        interior &= pad[at + dy * w + dx] == g
+    border_at, border_g = at[~interior], g[~interior]
+    is_border = np.zeros(pad.size, bool)
+    is_border[border_at] = True
+    code = np.ones(len(border_at), np.int64)
     for weight, offsets in ((2, _STRAIGHT), (10, _DIAGONAL)):
         for dy, dx in offsets:
-            code += weight * (shifted(bpad, dy, dx) & (shifted(pad, dy, dx) == labels))
-    where = np.flatnonzero(border.ravel())
-    return grouped.sums(labels.ravel()[where].astype(np.int64), _PERIMETER_WEIGHTS[code.ravel()[where]], n)
+            nb = border_at + dy * w + dx
+            code += weight * (is_border[nb] & (pad[nb] == border_g))
+    return grouped.sums(border_g, _PERIMETER_WEIGHTS[code], n)
 
 
-def _hull_areas(g: np.ndarray, yy: np.ndarray, xx: np.ndarray, ids: np.ndarray, height: int) -> np.ndarray:
+def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Convex-hull area of each object's pixel squares, from the corners of each row's end pixels."""
     if ids.size == 0:
         return np.zeros(0)
-    key = g * height + yy
-    order = np.argsort(key)
-    key = key[order]
-    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    row_label, row_y = g[order][first], yy[order][first].astype(float)
-    x0 = np.minimum.reduceat(xx[order], first) - 0.5
-    x1 = np.maximum.reduceat(xx[order], first) + 0.5
+    height, width = shape
+    key = np.sort(g * (height * width) + flat)  # pixels by label, row, column
+    lab, pos = np.divmod(key, height * width)
+    row, col = np.divmod(pos, width)
+    row_key = lab * height + row
+    first = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]])
+    last = np.r_[first[1:] - 1, len(row_key) - 1]
+    row_label, row_y = lab[first], row[first].astype(float)
+    x0, x1 = col[first] - 0.5, col[last] + 0.5
     corners = np.stack([np.column_stack([row_y - 0.5, x0]), np.column_stack([row_y + 0.5, x0]),
                         np.column_stack([row_y - 0.5, x1]), np.column_stack([row_y + 0.5, x1])], axis=1)
     starts, stops = np.searchsorted(row_label, ids, "left"), np.searchsorted(row_label, ids, "right")

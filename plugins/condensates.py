@@ -55,13 +55,13 @@ def detect(data: FrameData, params: CondensateParams) -> tuple[np.ndarray, np.nd
     n = int(labels.max(initial=0)) + 1
     g, flat = regions.foreground(labels)
     v = data.image[..., params.channel].ravel()[flat]
-    order = grouped.order_within_groups(g, v)
+    ranked = grouped.sorted_within_groups(g, v)
     if params.method == "mad":
-        median = grouped.percentiles(g, v, 50.0, n, order)
+        median = grouped.percentiles(g, v, 50.0, n, ranked)
         mad = grouped.medians(g, np.abs(v - median[g]), n)
         threshold = median + params.k * mad
     else:
-        threshold = grouped.percentiles(g, v, params.percentile, n, order)
+        threshold = grouped.percentiles(g, v, params.percentile, n, ranked)
     bright = np.zeros(labels.size, labels.dtype)
     above = v > threshold[g]
     bright[flat[above]] = labels.ravel()[flat[above]]

@@ -282,12 +282,14 @@ def test_frame_data_is_read_only():
 
 
 # ------------------------------------------------------------------------------------------ grouped
-@pytest.mark.parametrize("integer", [True, False])
+@pytest.mark.parametrize("kind", ["integer", "float32", "float64"])
 @pytest.mark.parametrize("q", [0, 13.5, 50, 90, 100])
-def test_grouped_percentiles_match_numpy(integer, q):
-    rng = np.random.default_rng(int(q) + integer)
+def test_grouped_percentiles_match_numpy(kind, q):
+    rng = np.random.default_rng(int(q))
     groups = rng.integers(0, 7, size=500)
-    values = rng.integers(0, 50, size=500).astype(float) if integer else rng.normal(size=500)
+    values = {"integer": rng.integers(-20, 50, size=500).astype(float),
+              "float32": rng.normal(size=500).astype(np.float32).astype(float),
+              "float64": rng.normal(size=500)}[kind]
     got = grouped.percentiles(groups, values, q, 9)
     for g in range(9):
         sel = values[groups == g]

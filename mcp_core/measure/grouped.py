@@ -29,26 +29,36 @@ def means(groups: np.ndarray, values: np.ndarray, n: int, count: np.ndarray | No
         return np.where(count > 0, sums(groups, values, n) / np.maximum(count, 1), np.nan)
 
 
-def order_within_groups(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Permutation that sorts pixels by label, then by value within each label.
+def sorted_within_groups(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """*values* sorted by label, then by value within each label (labels ascending).
 
-    Integer-valued data (8/16-bit images) take one ``argsort`` of a combined integer key; other
-    data a ``lexsort``. The order among equal values is unspecified.
+    Values that are integers (8/16/32-bit images) or exact in ``float32`` are packed with
+    their label into one 64-bit key and sorted with ``numpy.sort`` (several times faster than
+    an ``argsort``); other data take a ``lexsort``.
     """
     groups = np.asarray(groups, np.int64)
+    values = np.asarray(values, np.float64)
     if values.size == 0:
-        return np.zeros(0, np.int64)
+        return values.copy()
+    top = int(groups.max()) + 1
     lo, hi = float(values.min()), float(values.max())
     span = hi - lo + 1
-    top = float(groups.max()) + 1
     if np.isfinite(span) and span * top < _EXACT_FLOAT and np.array_equal(values, np.floor(values)):
-        key = groups * np.int64(span) + (values - lo).astype(np.int64)
-        return np.argsort(key)
-    return np.lexsort((values, groups))
+        key = np.sort(groups * np.int64(span) + (values - lo).astype(np.int64))
+        return (key % np.int64(span)).astype(np.float64) + lo
+    single = values.astype(np.float32)
+    if top < 2**31 and np.array_equal(single, values, equal_nan=True):
+        bits = single.view(np.uint32)
+        ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))  # unsigned order = float order
+        key = np.sort((groups.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64))
+        low = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        back = np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low)
+        return back.view(np.float32).astype(np.float64)
+    return values[np.lexsort((values, groups))]
 
 
 def percentiles(groups: np.ndarray, values: np.ndarray, q: float | np.ndarray, n: int,
-                order: np.ndarray | None = None) -> np.ndarray:
+                ranked: np.ndarray | None = None) -> np.ndarray:
     """The *q*-th percentile (0-100, linear interpolation as ``numpy.percentile``) of *values* per label.
 
     Parameters
@@ -59,16 +69,15 @@ def percentiles(groups: np.ndarray, values: np.ndarray, q: float | np.ndarray, n
         One percentile, or one per label (length *n*).
     n
         Number of labels (results for ``0..n-1``).
-    order
-        A precomputed :func:`order_within_groups` of the same pixels, to reuse across calls.
+    ranked
+        :func:`sorted_within_groups` of the same pixels, to reuse across calls.
     """
     groups = np.asarray(groups, np.int64)
     count = counts(groups, n)
     out = np.full(n, np.nan)
     if groups.size == 0:
         return out
-    order = order_within_groups(groups, values) if order is None else order
-    ranked = np.asarray(values)[order]
+    ranked = sorted_within_groups(groups, values) if ranked is None else ranked
     starts = np.concatenate([[0], np.cumsum(count)[:-1]])
     q = np.broadcast_to(np.asarray(q, np.float64), (n,))
     has = count > 0
@@ -80,6 +89,6 @@ def percentiles(groups: np.ndarray, values: np.ndarray, q: float | np.ndarray, n
     return out
 
 
-def medians(groups: np.ndarray, values: np.ndarray, n: int, order: np.ndarray | None = None) -> np.ndarray:
+def medians(groups: np.ndarray, values: np.ndarray, n: int, ranked: np.ndarray | None = None) -> np.ndarray:
     """Median of *values* per label."""
-    return percentiles(groups, values, 50.0, n, order)
+    return percentiles(groups, values, 50.0, n, ranked)
