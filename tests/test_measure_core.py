@@ -78,6 +78,33 @@ def test_a_broken_entry_point_is_reported_and_the_rest_still_load(monkeypatch):
         refresh()
 
 
+def test_an_unusable_plugin_is_refused_with_its_reason(monkeypatch, tmp_path):
+    (tmp_path / "mcp_unusable_plugin.py").write_text(
+        "from mcp_core.measure import Plugin, hookimpl\n"
+        "@hookimpl\ndef mcp_measure_plugins():\n"
+        "    return [Plugin('unusable', 'U', 'Params are not a model.', dict, {'x': 'x'}, lambda d, p: {})]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = importlib.metadata.entry_points
+
+    def with_unusable(**kw):
+        eps = list(real(**kw))
+        if kw.get("group") == "multicellpose.measure":
+            eps.append(importlib.metadata.EntryPoint("unusable", "mcp_unusable_plugin", "multicellpose.measure"))
+        return eps
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", with_unusable)
+    refresh()
+    try:
+        assert "unusable" not in {p.name for p in list_plugins()}
+        assert any("'unusable' from mcp_unusable_plugin is not usable: params must be a pydantic" in p
+                   for p in catalog().problems)
+    finally:
+        monkeypatch.undo()
+        refresh()
+    with pytest.raises(PluginError, match="is not usable: compute is not callable"):
+        run_measurements(tmp_path, [_plugin(compute=None)])
+
+
 # ----------------------------------------------------------------------------------------- contract
 class GoodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -44,32 +44,46 @@ def parse_params(plugin: Plugin, values: BaseModel | Mapping[str, Any] | None = 
         raise ParameterError(f"Plugin {plugin.name!r}: invalid parameter(s): {problems}.") from exc
 
 
-def check_declaration(plugin: Plugin) -> list[str]:
-    """Problems with a plugin's declaration (empty when it is sound)."""
-    v: list[str] = []
+def check_declaration(plugin: Plugin, strict: bool = True) -> list[str]:
+    """Problems with a plugin's declaration (empty when it is sound).
+
+    With ``strict=False`` only the problems that make the plugin unusable are reported (what
+    the registry and the runner refuse); missing help text and the like are left to the
+    validator.
+    """
+    hard: list[str] = []
     if not isinstance(plugin.name, str) or not NAME_PATTERN.match(plugin.name):
-        v.append(f"name {plugin.name!r} must be lower case letters, digits and '_', starting with a letter, "
-                 f"at most 40 characters")
-    if not str(plugin.title).strip():
-        v.append("title is empty")
-    if not str(plugin.description).strip():
-        v.append("description is empty")
+        hard.append(f"name {plugin.name!r} must be lower case letters, digits and '_', starting with a letter, "
+                    f"at most 40 characters")
     if plugin.scope not in _SCOPES:
-        v.append(f"scope {plugin.scope!r} is not one of {', '.join(_SCOPES)}")
-    v += _check_params_class(plugin)
-    v += _check_columns(plugin)
+        hard.append(f"scope {plugin.scope!r} is not one of {', '.join(_SCOPES)}")
+    if not (isinstance(plugin.params, type) and issubclass(plugin.params, BaseModel)):
+        hard.append("params must be a pydantic BaseModel subclass (its fields are the parameters)")
+    if not isinstance(plugin.columns, Mapping) or not plugin.columns or not all(
+            isinstance(c, str) and c for c in plugin.columns):
+        hard.append("columns must be a non-empty mapping {column name: description}")
+    elif plugin.scope != "table":
+        hard += [f"column {c!r} is added by the host; a plugin does not declare it" for c in plugin.columns
+                 if c in ID_COLUMNS]
     if not callable(plugin.compute):
-        v.append("compute is not callable")
+        hard.append("compute is not callable")
     elif plugin.scope in _ARITY:
-        v += _check_arity("compute", plugin.compute, _ARITY[plugin.scope])
+        hard += _check_arity("compute", plugin.compute, _ARITY[plugin.scope])
     if plugin.review is not None:
         if plugin.scope != "frame":
-            v.append("review images are only supported for frame plugins")
+            hard.append("review images are only supported for frame plugins")
         elif not callable(plugin.review):
-            v.append("review is not callable")
+            hard.append("review is not callable")
         else:
-            v += _check_arity("review", plugin.review, 2)
-    return v
+            hard += _check_arity("review", plugin.review, 2)
+    if not strict or hard:
+        return hard
+    soft: list[str] = []
+    if not str(plugin.title).strip():
+        soft.append("title is empty")
+    if not str(plugin.description).strip():
+        soft.append("description is empty")
+    return soft + _check_params_class(plugin.params) + _check_columns(plugin)
 
 
 def _check_arity(what: str, fn, n: int) -> list[str]:
@@ -84,10 +98,7 @@ def _check_arity(what: str, fn, n: int) -> list[str]:
     return []
 
 
-def _check_params_class(plugin: Plugin) -> list[str]:
-    cls = plugin.params
-    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-        return ["params must be a pydantic BaseModel subclass (its fields are the parameters)"]
+def _check_params_class(cls: type[BaseModel]) -> list[str]:
     v = []
     for name, info in cls.model_fields.items():
         if info.is_required():
@@ -109,18 +120,10 @@ def _check_params_class(plugin: Plugin) -> list[str]:
 
 
 def _check_columns(plugin: Plugin) -> list[str]:
-    cols = plugin.columns
-    if not isinstance(cols, Mapping) or not cols:
-        return ["columns must be a non-empty mapping {column name: description}"]
     v = []
-    for name, desc in cols.items():
-        if not isinstance(name, str) or not name:
-            v.append(f"column name {name!r} is not a non-empty string")
-            continue
+    for name, desc in plugin.columns.items():
         if not isinstance(desc, str) or not desc.strip():
             v.append(f"column {name!r} has no description")
-        if plugin.scope != "table" and name in ID_COLUMNS:
-            v.append(f"column {name!r} is added by the host; a plugin does not declare it")
     return v
 
 

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pluggy
 
+from .contract import check_declaration
 from .plugin import ENTRY_POINT_GROUP, PROJECT, MeasureSpec, Plugin, PluginError
 
 
@@ -112,6 +113,11 @@ def catalog() -> Catalog:
             out.problems.append(f"Loading {where} failed: {type(exc).__name__}: {exc}")
             continue
         for plugin in found:
+            unusable = check_declaration(plugin, strict=False)
+            if unusable:
+                out.problems.append(f"Plugin {plugin.name!r} from {plugin.source} is not usable: {'; '.join(unusable)} "
+                                    f"(see 'multicellpose plugins validate {plugin.source}').")
+                continue
             if plugin.name in out.plugins:
                 out.problems.append(f"Two plugins are named {plugin.name!r}: from {out.plugins[plugin.name].source} "
                                     f"and from {plugin.source}; the second is ignored.")

@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ..errors import ImageReadError, MCPError, ParameterError
-from .contract import frame_output, parse_params, review_output, series_output, table_output
+from .contract import check_declaration, frame_output, parse_params, review_output, series_output, table_output
 from .plugin import ID_COLUMNS, FrameData, Plugin, PluginError
 from .registry import get_plugin
 
@@ -77,6 +77,10 @@ def resolve_plugins(plugins: Iterable[str | Plugin] | str | Plugin) -> list[Plug
     if isinstance(plugins, (str, Plugin)):
         plugins = [plugins]
     out = [p if isinstance(p, Plugin) else get_plugin(p) for p in plugins]
+    for p in out:
+        unusable = check_declaration(p, strict=False)
+        if unusable:
+            raise PluginError(f"Plugin {p.name!r} is not usable: {'; '.join(unusable)}.")
     if not out:
         raise PluginError("No plugin chosen; name at least one (see 'multicellpose plugins list').")
     names = [p.name for p in out]
@@ -353,8 +357,12 @@ def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[],
                 _skip(skipped, f"{where}: the labels ({lpath.name if lpath.exists() else 'masks file'}) have shape "
                                f"{labels.shape} but the image is {pixels.shape[:2]}; skipped.")
                 continue
-            data = FrameData.build(labels.masks, pixels, labels.classes, tuple(labels.class_names), pixel_size,
-                                   path.name, frame)
+            try:
+                data = FrameData.build(labels.masks, pixels, labels.classes, tuple(labels.class_names), pixel_size,
+                                       path.name, frame)
+            except ValueError as exc:
+                _skip(skipped, f"{where}: {exc}; skipped.")
+                continue
             info = {"image": path.name, "frame": frame, "height": labels.shape[0], "width": labels.shape[1],
                     "pixel_size_y": pixel_size[0] if pixel_size else np.nan,
                     "pixel_size_x": pixel_size[1] if pixel_size else np.nan,
