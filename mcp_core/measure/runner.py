@@ -155,6 +155,7 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
         "class_id": data.classes[data.ids].astype(np.int64),
         "class_name": np.asarray(data.class_names, dtype=object)[data.classes[data.ids]],
     }
+    kept: dict[tuple[str, str, str], np.ndarray] = {}
     for plugin in plugins:
         if plugin.scope != "frame":
             continue
@@ -162,7 +163,9 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
         columns.update(frame_output(plugin, out, data))
         if reviews is not None and plugin.review is not None:
             img = _call(plugin, plugin.review, data, params[plugin.name], where=_where(data))
-            reviews[(data.image_name, data.frame, plugin.name)] = review_output(plugin, img, data)
+            kept[(data.image_name, data.frame, plugin.name)] = review_output(plugin, img, data)
+    if reviews is not None:
+        reviews.update(kept)
     return pd.DataFrame(columns)
 
 
@@ -215,8 +218,8 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
         hand-made or corrected labels (``<stem>_seg.npy``, or a ``_masks`` TIFF pair).
     series
         What a series plugin (tracking) sees as one time series: ``"file"``, the T frames of
-        each file (separately per scene and Z plane); ``"folder"``, the files in name order,
-        one time point each (their first frame, or each frame group in turn).
+        each file; ``"folder"``, the frames of all files in name order (files holding one time
+        point each). Either way scenes and Z planes are separate series.
     progress
         Called as ``progress(images done, images in total, message)``.
     reviews
