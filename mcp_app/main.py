@@ -30,7 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(args: argparse.Namespace) -> int:
     """Serve the app; returns when the server stops."""
-    from nicegui import app, ui
+    from nicegui import app, run, ui
 
     from . import pages
     from .workspace import Workspace
@@ -43,6 +43,7 @@ def launch(args: argparse.Namespace) -> int:
     state.recent.add(state.project.folder)
     pages.register(state, token=args.token)
     app.on_shutdown(Workspace.flush_all)
+    run.process_pool_start_method = "spawn"  # fork is unsafe in a threaded server (workers inherit its sockets)
     port = args.port or free_port(args.host)
     print(f"MultiCellPose on http://{args.host}:{port}/  (project {state.folder})", flush=True)
     ui.run(host=args.host, port=port, title="MultiCellPose", show=not (args.no_browser or args.native),

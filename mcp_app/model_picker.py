@@ -16,7 +16,7 @@ class ModelPicker:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self.models: list[ModelInfo] = []
-        self.select = ui.select({}, label="Model").props("dense").classes("flex-grow w-full").mark("model")
+        self.select = ui.select({}, label="Model").props("dense").classes("w-full").mark("model")
 
     @property
     def value(self) -> str | None:

@@ -115,7 +115,7 @@ def register(state: AppState) -> None:
             ui.separator()
             ui.label("Model").classes("font-bold")
             panel["model"] = ModelPicker(state)
-            panel["keep"] = ui.toggle({True: "Keep my masks", False: "Replace"}, value=True
+            panel["keep"] = ui.toggle({"keep": "Keep my masks", "replace": "Replace"}, value="keep"
                                       ).props("dense no-caps size=sm")
             panel["run"] = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps").mark("run-model")
             ui.separator()
@@ -138,29 +138,36 @@ def register(state: AppState) -> None:
                 return
             finally:
                 run_button.props(remove="loading")
-            ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, bool(keep.value)))
+            ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, keep.value == "keep"))
             ui.notify(f"{int(result.masks.max())} masks from {model.value}")
 
         run_button.on_click(run_model)
 
         def open_train_dialog() -> None:
-            train_dialog(state, ws, jobs_box, on_model=model.refresh)
+            train_dialog(state, ws, jobs_box, model)
 
         train_button.on_click(open_train_dialog)
         await model.refresh()
         await ws.start()
 
 
-def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
+def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) -> None:
     """The training dialog (Ctrl+T): options of TrainParams, then a job panel."""
     defaults = TrainParams()
+    bases = {"tiny": "tiny (small network trained from scratch: fast, for trying things out)"}
+    for m in picker.models:
+        if m.available:
+            bases[m.name] = f"{m.name} ({'pretrained' if m.scope == 'builtin' else 'fine-tune your model'})"
+    default_base = next((m.name for m in picker.models if m.scope == "builtin" and m.available), "tiny")
     with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
         ui.label("Train a model on this folder's labels").classes("text-lg font-bold")
         name = ui.input("Model name", value=f"{state.folder.name}_model").classes("w-full")
-        base = ui.select({"cpsam": "CellposeSAM (cpsam)", "cpsam_v2": "CellposeSAM v2", "tiny": "tiny (fast, demo)"},
-                         value="cpsam", label="Base model").classes("w-full")
+        base = ui.select(bases, value=default_base, label="Base model").classes("w-full")
+        if default_base == "tiny":
+            ui.label("The CellposeSAM weights are not on this machine (offline?): only tiny and your own models "
+                     "can be trained.").classes("text-xs text-gray-600")
         with ui.row():
-            epochs = ui.number("Epochs", value=defaults.epochs, min=1, step=1).classes("w-28")
+            epochs = ui.number("Epochs", value=defaults.epochs, min=1, step=1).classes("w-28").mark("epochs")
             batch = ui.number("Batch size", value=defaults.batch_size, min=1, step=1).classes("w-28")
             bsize = ui.number("Tile size", value=defaults.bsize, min=32, step=32).classes("w-28")
         with ui.row():
@@ -173,7 +180,7 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
             blocks = ui.number("N blocks", value=defaults.lora_blocks, min=1, step=1).classes("w-24")
         ui.label("Classes: " + ", ".join(state.project.class_names[1:])).classes("text-sm text-gray-600")
         with ui.row():
-            ui.button("Start training", icon="play_arrow", on_click=lambda: dialog.submit(True))
+            ui.button("Start training", icon="play_arrow", on_click=lambda: dialog.submit(True)).mark("start-training")
             ui.button("Close", on_click=lambda: dialog.submit(False)).props("flat")
 
     async def go() -> None:
@@ -195,7 +202,7 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, on_model) -> None:
             return
         def done(_data: dict) -> None:
             ui.notify(f"Model {params.model_name} is trained and registered.")
-            background_tasks.create(on_model())
+            background_tasks.create(picker.refresh(prefer=_data.get("model")))
 
         with jobs_box:
             JobPanel(state.backend, job.job_id, f"Training {params.model_name}", on_done=done)

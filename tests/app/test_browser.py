@@ -128,6 +128,9 @@ def test_trainer_draw_delete_lasso_assign_undo_navigate(browser, app, demo, tmp_
     np.testing.assert_array_equal(after.classes, before.classes)
     key(browser, "z", ctrl=True, shift=True)  # redo the deletion
     until(lambda: target not in load_labels(seg).ids)
+    key(browser, "t", ctrl=True)  # Ctrl+T opens the training dialog
+    wait(browser, "document.body.innerText.toLowerCase().includes('start training')")
+    key(browser, "ESCAPE")
     latency = browser.execute_script("return window.mcpLatency")
     assert len(latency) >= 4
     browser.save_screenshot(str(tmp_path / "trainer_after.png"))

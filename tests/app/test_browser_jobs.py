@@ -1,0 +1,65 @@
+"""The real app in Chromium running the tiny model, and starting then cancelling a training job."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_core.filenames import label_path
+from mcp_core.labels import load_labels
+
+from .browser import App, make_driver, need_chromium, until, wait
+
+
+@pytest.fixture
+def browser(tmp_path):
+    need_chromium()
+    driver = make_driver(tmp_path / "downloads")
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def app_with_model(demo, tmp_path):
+    from mcp_core.model import build_model
+
+    home = tmp_path / "home"
+    build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=0).save(home / "models" / "demo_tiny.pth")
+    server = App(demo, home)
+    yield server
+    server.stop()
+
+
+def click_text(driver, text: str) -> None:
+    driver.find_element("xpath", f"//*[normalize-space(text())={text!r}]").click()
+
+
+def test_run_model_then_train_and_cancel(browser, app_with_model, demo, tmp_path):
+    browser.get(app_with_model.url + "/trainer")
+    wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
+    wait(browser, "document.body.innerText.includes('demo_tiny (user)')")  # picked as the user's own model
+    click_text(browser, "Replace")
+    seg = label_path(demo / "demo_01.tif")
+    hand = load_labels(seg)
+    click_text(browser, "Run model on this image")
+    wait(browser, "document.body.innerText.includes('masks from demo_tiny')", timeout=120)
+    # the model's result replaced the masks as one edit (autosaved); undo brings the hand labels back
+    until(lambda: load_labels(seg).count != hand.count or (load_labels(seg).masks != hand.masks).any(), timeout=20)
+    browser.execute_script("window.mcpCanvas.$refs.wrap.focus()")
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+    until(lambda: (load_labels(seg).masks == hand.masks).all(), timeout=20)
+    browser.save_screenshot(str(tmp_path / "trainer_model_run.png"))
+    # the training dialog: tiny is the base when the CellposeSAM weights are absent
+    click_text(browser, "Train… (Ctrl+T)")
+    wait(browser, "document.body.innerText.toLowerCase().includes('start training')")
+    browser.save_screenshot(str(tmp_path / "train_dialog.png"))
+    click_text(browser, "Start training")
+    wait(browser, "document.body.innerText.includes('Training ')", timeout=30)
+    wait(browser, "document.body.innerText.includes('running')", timeout=120)
+    click_text(browser, "Cancel")
+    wait(browser, "document.body.innerText.includes('cancelled')", timeout=120)
+    browser.save_screenshot(str(tmp_path / "train_cancelled.png"))
+    models = list((tmp_path / "home" / "models").glob("*.pth"))
+    assert len(models) == 2  # the demo model and the cancelled run's checkpoint
