@@ -98,4 +98,4 @@ class ResultsView:
         if self.df.empty:
             ui.notify("Run a measurement first.", type="warning")
             return
-        ui.download.content(self.df.to_csv(index=False), "measurements.csv", "text/csv")
+        ui.download.content(self.df.to_csv(index=False).encode(), "measurements.csv", "text/csv")

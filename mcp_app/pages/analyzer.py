@@ -10,6 +10,7 @@ from mcp_core.params import SegmentParams, json_schema
 from .. import compute
 from ..forms import schema_form
 from ..job_panel import JobPanel
+from ..measure_panel import MeasurePanel
 from ..model_picker import ModelPicker
 from ..state import AppState
 from ..workspace import Workspace
@@ -41,7 +42,8 @@ def register(state: AppState) -> None:
                 ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
                 panel["promote"] = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
             panel["jobs"] = ui.column().classes("w-full")
-            panel["measure"] = ui.column().classes("w-full")
+            ui.separator()
+            MeasurePanel(ws)
 
         ws.build_layout(side, side_width=330)
         model, form, jobs_box = panel["model"], panel["form"], panel["jobs"]

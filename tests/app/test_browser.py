@@ -172,3 +172,27 @@ def test_every_page_renders(browser, app, tmp_path):
             wait(browser, "window.mcpLoadedAt")
         browser.save_screenshot(str(tmp_path / f"page{path.replace('/', '_') or '_home'}.png"))
         assert (tmp_path / f"page{path.replace('/', '_') or '_home'}.png").stat().st_size > 10_000
+
+
+def test_analyzer_measure_plugin_and_download_csv(browser, app, demo, tmp_path):
+    import pandas as pd
+
+    browser.get(app.url + "/analyzer")
+    wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
+    browser.find_element("xpath", "//*[normalize-space(text())='predictions (_pred.npy)']").click()
+    browser.find_element("xpath", "//*[normalize-space(text())='labels (_seg.npy)']").click()
+    buttons = browser.find_elements("xpath", "//*[normalize-space(text())='Whole folder']")
+    buttons[-1].click()  # the measurement one (the first runs the model)
+    wait(browser, "document.body.innerText.includes('objects in 1 image(s)')", timeout=60)
+    browser.save_screenshot(str(tmp_path / "analyzer_measured.png"))
+    browser.find_element("xpath", "//*[normalize-space(text())='CSV']").click()
+    csv = until(lambda: next(iter((tmp_path / "downloads").glob("*.csv")), None), timeout=30)
+    n_rows = until(lambda: _rows_when_complete(csv, pd))
+    assert n_rows == load_labels(seg_of(demo, "demo_01.tif")).count
+
+
+def _rows_when_complete(path, pd) -> int | None:
+    try:
+        return len(pd.read_csv(path))
+    except Exception:  # still being written
+        return None

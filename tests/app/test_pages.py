@@ -75,3 +75,25 @@ async def test_analyzer_edits_predictions_not_labels(app_user, demo):
     pred = label_path(demo / "demo_01.tif", kind="pred")
     assert await wait_for(pred.exists)
     assert seg.read_bytes() == seg_before
+
+
+async def test_measure_folder_table_and_csv(app_user, demo):
+    import io
+
+    import pandas as pd
+
+    await app_user.open("/analyzer")
+    await app_user.should_see("Measurements")
+    from nicegui import ui
+
+    source = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"][0]
+    source.value = "seg"
+    app_user.find(marker="measure-folder").click()
+    await app_user.should_see("objects in 1 image(s)", retries=50)
+    app_user.find(marker="download-csv").click()
+    response = await app_user.download.next(timeout=5)
+    table = pd.read_csv(io.BytesIO(response.content))
+    truth = load_labels(label_path(demo / "demo_01.tif"))
+    assert len(table) == truth.count
+    assert {"image", "mask_id", "class_name", "area"} <= set(table.columns)
+    assert sorted(table["area"]) == sorted(int((truth.masks == i).sum()) for i in truth.ids)

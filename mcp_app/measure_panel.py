@@ -1,0 +1,96 @@
+"""The Analyzer's measurement panel: choose plugins, fill their forms, run, see and download the table."""
+
+from __future__ import annotations
+
+import threading
+
+from nicegui import run, ui
+
+from mcp_core.measure import list_plugins, measure_labels, run_measurements
+
+from .forms import schema_form
+from .project import Item
+from .results_view import ResultsView
+from .workspace import Workspace
+
+
+class MeasurePanel:
+    """Plugins with schema-generated forms, run on the current image or the whole folder."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.plugins = [p for p in list_plugins() if p.scope in ("frame", "series", "table")]
+        self.chosen: dict[str, ui.checkbox] = {}
+        self.forms = {}
+        self.cancel_flag = threading.Event()
+        ui.label("Measurements").classes("font-bold")
+        for p in self.plugins:
+            with ui.row().classes("items-center w-full no-wrap"):
+                self.chosen[p.name] = ui.checkbox(p.title, value=p.name == "basic").props("dense").tooltip(p.description)
+            with ui.expansion("Parameters", icon="tune").classes("w-full text-xs").props("dense"):
+                self.forms[p.name] = schema_form(p.schema())
+        self.source = ui.select({"pred": "predictions (_pred.npy)", "seg": "labels (_seg.npy)"}, value="pred",
+                                label="Measure").props("dense").classes("w-full")
+        with ui.row():
+            ui.button("This image", icon="image", on_click=self.run_current).props("no-caps dense").mark("measure-image")
+            ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
+        self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
+        self.progress.visible = False
+        self.results = ResultsView(on_pick=self.pick)
+
+    def selected(self) -> tuple[list[str], dict]:
+        names = [n for n, box in self.chosen.items() if box.value]
+        return names, {n: self.forms[n].values() for n in names}
+
+    async def run_current(self) -> None:
+        ed = self.ws.editor
+        names, params = self.selected()
+        frame_plugins = [n for n in names if next(p for p in self.plugins if p.name == n).scope == "frame"]
+        if ed.labels is None or not frame_plugins:
+            ui.notify("Open an image and choose at least one per-image plugin.", type="warning")
+            return
+        try:
+            df = await run.io_bound(measure_labels, ed.labels, ed.image, frame_plugins,
+                                    {n: params[n] for n in frame_plugins}, image_name=ed.item.path.name,
+                                    frame=ed.item.frame)
+        except Exception as exc:
+            ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
+            return
+        self.results.show(df)
+
+    async def run_folder(self) -> None:
+        names, params = self.selected()
+        if not names:
+            ui.notify("Choose at least one plugin.", type="warning")
+            return
+        await self.ws.flush()
+        self.progress.visible, self.progress.value = True, 0.0
+        state = {"done": 0, "total": 1}
+
+        def progress(done: int, total: int, _message: str = "") -> None:
+            state.update(done=done, total=max(total, 1))
+
+        timer = ui.timer(0.3, lambda: setattr(self.progress, "value", state["done"] / state["total"]))
+        try:
+            result = await run.io_bound(run_measurements, self.ws.project.folder, names, params,
+                                        source=self.source.value, progress=progress)
+        except Exception as exc:
+            ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
+            return
+        finally:
+            timer.cancel()
+            self.progress.visible = False
+        for message in result.skipped:
+            ui.notify(message, type="warning", multi_line=True)
+        self.results.show(result.objects)
+
+    async def pick(self, image: str, frame: str, mask_id: int) -> None:
+        """Open the object's image and frame and highlight the object."""
+        target = Item(self.ws.project.folder / image, frame)
+        for i, item in enumerate(self.ws.items):
+            if item.path.name == target.path.name and item.frame == target.frame:
+                if i != self.ws.index:
+                    await self.ws.goto(i)
+                self.ws.canvas.highlight(mask_id)
+                return
+        ui.notify(f"{image} {frame} is not in this folder.", type="warning")
