@@ -5,6 +5,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from ..compute import call
+from ..remote_panel import RemotePanel
 from ..state import AppState
 from .layout import header
 
@@ -46,15 +47,22 @@ def register(state: AppState) -> None:
             with ui.card().classes("w-full"):
                 ui.label("Backend").classes("text-lg font-bold")
                 status = ui.column()
-            try:
-                info = await call(state.backend.info)
-                models = await call(state.backend.list_models) if hasattr(state.backend, "list_models") else []
-            except Exception as exc:
-                with status:
-                    ui.label(f"The backend is not reachable: {exc}").classes("text-negative")
-                return
-            with status:
-                ui.label(f"{info.kind} · {info.host} · {info.device}")
-                ui.label("Versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items())).classes("text-xs")
-                ui.label("Models: " + (", ".join(m.name + ("" if m.available else " (not downloaded)") for m in models)
-                                       or "none")).classes("text-sm")
+
+                async def show_backend() -> None:
+                    status.clear()
+                    try:
+                        info = await call(state.backend.info)
+                        models = await call(state.backend.list_models)
+                    except Exception as exc:
+                        with status:
+                            ui.label(f"The backend is not reachable: {exc}").classes("text-negative")
+                        return
+                    with status:
+                        ui.label(f"{info.kind} · {info.host} · {info.device}").mark("backend-kind")
+                        ui.label("Versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items())
+                                 ).classes("text-xs")
+                        ui.label("Models: " + (", ".join(m.name + ("" if m.available else " (weights missing)")
+                                                         for m in models) or "none")).classes("text-sm")
+
+                RemotePanel(state, on_change=show_backend)
+            await show_backend()
