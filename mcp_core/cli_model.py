@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ _TRAIN_FIELDS = {
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train; SIGTERM or Ctrl+C stops within one batch and saves the weights (exit status 130)."""
     from tqdm import tqdm
 
     from .catalog import PRETRAINED, pretrained_path
@@ -69,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
 
     def progress(kind: str, data: dict) -> None:
         if kind == "log":
-            bar.write(data.get("message", ""))
+            bar.write(data.get("message", ""), file=sys.stderr)
         elif kind == "loss":
             post = {"train": f"{data['train_loss']:.4f}"}
             if data.get("test_loss") is not None:
@@ -80,10 +83,14 @@ def _train(args: argparse.Namespace) -> int:
         elif kind == "progress" and data.get("stage") == "evaluating":
             bar.set_description("scoring")
 
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = train(args.train_dir, params, progress=progress)
+        result = train(args.train_dir, params, progress=progress, should_stop=stop.is_set)
     finally:
         bar.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"{'Cancelled; checkpoint' if result.cancelled else 'Model'} saved to {result.model_path} "
           f"({result.epochs_done} epochs, {result.elapsed_s:.0f} s, {result.n_train} train / {result.n_test} test frames)")
     m = result.metrics
@@ -91,7 +98,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"Test: AP@0.5 {m['ap50']:.3f}, error rate {m['error_rate']:.3f} (tp {m['tp']}, fp {m['fp']}, fn {m['fn']})")
         for name, s in (m.get("per_class") or {}).items():
             print(f"  {name:20s} precision {s['precision']:.3f} recall {s['recall']:.3f} f1 {s['f1']:.3f} (n={s['support']})")
-    return 0
+    return 130 if result.cancelled else 0
 
 
 _SEGMENT_FIELDS = {
@@ -135,7 +142,7 @@ def _segment(args: argparse.Namespace) -> int:
             bar.total = data["total"]
             bar.update(data["done"] - bar.n)
         elif kind == "log":
-            bar.write(data.get("message", ""))
+            bar.write(data.get("message", ""), file=sys.stderr)
 
     try:
         out = segment_files(model, files, params, folder=args.output, progress=progress)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,8 +21,6 @@ from .errors import ParameterError
 from .io import list_images, open_image
 from .labels import LabelSet, default_color, load_labels_for
 from .preprocess import prepare_image
-
-log = logging.getLogger(__name__)
 
 #: Class target of pixels that take no part in the class loss (masks with no class).
 IGNORE = -1

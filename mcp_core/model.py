@@ -15,7 +15,7 @@ Architectures:
 ``sam_vitl``
     Upstream ``cellpose.vit.CPSAM`` unchanged (SAM ViT-L encoder, patch 8, 256-pixel tiles).
 ``tiny``
-    The same ``CPSAM`` class around a small SAM ``ImageEncoderViT`` (about 0.3M parameters,
+    The same ``CPSAM`` class around a small SAM ``ImageEncoderViT`` (about 0.8M parameters,
     global attention), randomly initialised: for tests and the offline demo.
 
 Weights of ``cpsam``/``cpsam_v2`` come from cellpose's own cache folder
@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .atomic import atomic_write, atomic_write_text
-from .catalog import PRETRAINED, pretrained_path, read_sidecar, sidecar_path, weights_dir
+from .catalog import PRETRAINED, pretrained_path, read_sidecar, sidecar_path
 from .errors import ModelError, ParameterError
 from .labels import default_color
 
@@ -55,7 +55,7 @@ SIDECAR_FORMAT = "multicellpose-model"
 
 ARCH_VITL: dict[str, Any] = {"name": "sam_vitl", "embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4.0,
                              "out_chans": 256, "ps": 8, "bsize": 256, "rdrop": 0.4}
-ARCH_TINY: dict[str, Any] = {"name": "tiny", "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
+ARCH_TINY: dict[str, Any] = {"name": "tiny", "embed_dim": 96, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
                              "out_chans": 64, "ps": 8, "bsize": 256, "rdrop": 0.0}
 
 
@@ -127,11 +127,6 @@ def architecture_of(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def _same_size(arch: dict, embed_dim: int, depth: int, out_chans: int) -> bool:
     return (arch["embed_dim"], arch["depth"], arch["out_chans"]) == (embed_dim, depth, out_chans)
-
-
-def _readout_rows(n_ch: int, ps: int) -> torch.Tensor:
-    """Rows of ``out.weight`` (``nout * ps**2``) as ``(nout, ps**2)`` indices."""
-    return torch.arange(n_ch * ps**2).reshape(n_ch, ps**2)
 
 
 def rehead(state_dict: dict[str, torch.Tensor], ps: int, old_classes: Sequence[str], new_classes: Sequence[str]

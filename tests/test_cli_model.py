@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from mcp_core.labels import load_labels_for
+from mcp_core.model import MultiClassModel
 from mcp_core.synthetic import write_demo_project
 
 
@@ -64,3 +67,35 @@ def test_train_then_segment_headless(tmp_path):
 def test_bad_options_are_one_line_errors(args, message, tmp_path):
     out = run_cli(*args, home=tmp_path)
     assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_sigterm_stops_training_and_keeps_the_weights(tmp_path):
+    data = write_demo_project(tmp_path / "data", n_images=2, n_labelled=2, shape=(128, 128))
+    exe = shutil.which("multicellpose", path=str(Path(sys.executable).parent))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    proc = subprocess.Popen([exe, "train", "--train-dir", str(data), "--base-model", "tiny", "--bsize", "128",
+                             "--epochs", "100000", "--model-name", "stopped", "--save-path", str(tmp_path), "--test-ratio", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    started = threading.Event()
+
+    def watch() -> None:  # log messages come on standard error, between progress-bar updates
+        for line in proc.stderr:
+            if "Training tiny" in line:
+                started.set()
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(120), "training did not start"
+        proc.send_signal(signal.SIGTERM)
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+    assert proc.returncode == 130 and "Cancelled; checkpoint saved to" in out
+    side = json.loads((tmp_path / "stopped.json").read_text())
+    assert side["state"] == "cancelled"
+    assert MultiClassModel.load(tmp_path / "stopped.pth", device="cpu").bsize == 128

@@ -1,0 +1,102 @@
+"""Throughput of ``mcp_core.segment.segment`` against a per-image loop of upstream ``CellposeModel.eval``.
+
+Both run the same network with the same weights on the same synthetic images: ours batches the
+tiles of all images together and adds the per-mask class vote; upstream runs image by image.
+Also prints training throughput (samples/s). On the CPU the net is the ``tiny`` architecture
+(trained here for a few epochs so that masks are realistic); with CUDA the ViT-L (``cpsam``
+architecture, random weights: speed does not depend on them) is measured as well.
+
+    .venv/bin/python benchmarks/segment_bench.py [--images 16] [--size 512] [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mcp_core.model import MultiClassModel, build_model, upstream_model
+from mcp_core.params import SegmentParams, TrainParams
+from mcp_core.segment import segment
+from mcp_core.synthetic import make_sample, write_demo_project
+from mcp_core.train import train
+
+
+def train_rate(folder: Path, params: TrainParams) -> tuple[str, float]:
+    """Train; returns the model path and samples/s over the epochs after the first (warm-up) one."""
+    marks: list[float] = []
+    result = train(folder, params, progress=lambda kind, d: marks.append(time.perf_counter())
+                   if kind == "progress" and d.get("stage") == "training" else None)
+    per_epoch = result.n_train  # no replay
+    rate = per_epoch * (len(marks) - 1) / (marks[-1] - marks[0]) if len(marks) > 1 else float("nan")
+    return result.model_path, rate
+
+
+def compare(path: str, images: list[np.ndarray], device: str, batch_size: int) -> None:
+    """images/s of our segment() vs upstream eval() in a loop, same file, same parameters."""
+    ours = MultiClassModel.load(path, device=device)
+    theirs = upstream_model(path, device=device)
+    params = SegmentParams(bsize=ours.bsize, batch_size=batch_size)
+    # Warm-up (allocations, kernels) on one image each.
+    segment(ours, images[:1], params)
+    theirs.eval(images[0], channel_axis=-1, batch_size=batch_size, bsize=ours.bsize)
+
+    t = time.perf_counter()
+    results = segment(ours, images, params)
+    t_ours = time.perf_counter() - t
+    t = time.perf_counter()
+    upstream = [theirs.eval(img, channel_axis=-1, batch_size=batch_size, bsize=ours.bsize)[0] for img in images]
+    t_up = time.perf_counter() - t
+    n_ours = np.mean([r.masks.max() for r in results])
+    n_up = np.mean([m.max() for m in upstream])
+    print(f"  segment():              {len(images) / t_ours:7.2f} images/s  ({t_ours:6.2f} s, {n_ours:.0f} masks/image, "
+          f"{ours.n_classes} class channels + per-mask vote)")
+    print(f"  upstream eval() loop:   {len(images) / t_up:7.2f} images/s  ({t_up:6.2f} s, {n_up:.0f} masks/image)")
+    print(f"  ratio segment/upstream: {t_up / t_ours:7.2f}x   (batch_size {batch_size}, {ours.bsize}-pixel tiles)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--epochs", type=int, default=20, help="training epochs of the tiny model")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--vitl", action="store_true", help="measure ViT-L even without CUDA (slow on a CPU)")
+    args = ap.parse_args()
+
+    images = [make_sample(500 + i, shape=(args.size, args.size))[0] for i in range(args.images)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: "
+          f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print(f"{args.images} synthetic {args.size}x{args.size} 2-channel images")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = write_demo_project(tmp / "data", n_images=16, n_labelled=16)
+        common = {"class_names": ["unassigned", "round", "elongated"], "batch_size": 8, "learning_rate": 3e-3,
+                  "weight_decay": 0.01, "rescale": False, "test_ratio": 0.0, "scale_range": 0.25,
+                  "save_path": str(tmp / "models")}
+        print("\ntiny (CPU):")
+        path, rate = train_rate(data, TrainParams(base_model="tiny", model_name="tiny", bsize=256, epochs=args.epochs,
+                                                  device="cpu", **common))
+        print(f"  training:               {rate:7.2f} samples/s  (256-pixel crops, batch 8, "
+              f"{MultiClassModel.load(path, device='cpu').architecture['embed_dim']}-dim ViT)")
+        compare(path, images, "cpu", args.batch_size)
+
+        if torch.cuda.is_available() or args.vitl:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            print(f"\nViT-L, cpsam architecture, random weights ({device}):")
+            base = build_model("cpsam", common["class_names"], pretrained=False, device="cpu")
+            base_path = base.save(tmp / "vitl_base.pth")
+            del base
+            path, rate = train_rate(data, TrainParams(base_model=str(base_path), model_name="vitl", bsize=256,
+                                                      epochs=3, device=device, **{**common, "learning_rate": 1e-5}))
+            print(f"  training:               {rate:7.2f} samples/s  (256-pixel crops, batch 8)")
+            compare(path, images, device, max(args.batch_size, 32 if device == "cuda" else args.batch_size))
+
+
+if __name__ == "__main__":
+    main()
