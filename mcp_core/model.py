@@ -15,7 +15,7 @@ Architectures:
 ``sam_vitl``
     Upstream ``cellpose.vit.CPSAM`` unchanged (SAM ViT-L encoder, patch 8, 256-pixel tiles).
 ``tiny``
-    The same ``CPSAM`` class around a small SAM ``ImageEncoderViT`` (about 0.8M parameters,
+    The same ``CPSAM`` class around a small SAM ``ImageEncoderViT`` (about 0.5M parameters,
     global attention), randomly initialised: for tests and the offline demo.
 
 Weights of ``cpsam``/``cpsam_v2`` come from cellpose's own cache folder
@@ -55,7 +55,7 @@ SIDECAR_FORMAT = "multicellpose-model"
 
 ARCH_VITL: dict[str, Any] = {"name": "sam_vitl", "embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 4.0,
                              "out_chans": 256, "ps": 8, "bsize": 256, "rdrop": 0.4}
-ARCH_TINY: dict[str, Any] = {"name": "tiny", "embed_dim": 96, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
+ARCH_TINY: dict[str, Any] = {"name": "tiny", "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
                              "out_chans": 64, "ps": 8, "bsize": 256, "rdrop": 0.0}
 
 
