@@ -9,6 +9,7 @@ on from the last byte the server stored.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -73,7 +74,6 @@ class RemoteBackend:
         self._datasets = pbg.DatasetsStub(self._channel)
         self._jobs = pbg.JobsStub(self._channel)
         self._storage = pbg.StorageStub(self._channel)
-        self._batches: dict[str, list[tuple[str, str, str]]] = {}
 
     @classmethod
     def login(cls, address: str, user: str, password: str, **kwargs: Any) -> RemoteBackend:
@@ -205,15 +205,16 @@ class RemoteBackend:
         part.unlink()
         return dest
 
-    def _dataset(self, name: str, files: Sequence[tuple[str, Path]], progress: Progress | None) -> str:
+    def _dataset(self, name: str, files: Sequence[tuple[str, Path]], progress: Progress | None,
+                 origins: Sequence[str] = ()) -> str:
         total = sum(p.stat().st_size for _, p in files)
         done = 0
         entries = []
-        for fname, path in files:
+        for i, (fname, path) in enumerate(files):
             size = path.stat().st_size
             sha = self.upload(path, None if progress is None else (lambda d, t, base=done: progress(base + d, total)))
             done += size
-            entries.append(pb.DatasetFile(name=fname, sha256=sha, size=size))
+            entries.append(pb.DatasetFile(name=fname, sha256=sha, size=size, origin=origins[i] if origins else ""))
         return self._call(self._datasets.Create, pb.CreateDatasetRequest(name=name, files=entries)).dataset_id
 
     # ------------------------------------------------------------------ models
@@ -295,22 +296,25 @@ class RemoteBackend:
         """
         with tempfile.TemporaryDirectory(prefix="mcp-upload-") as tmp:
             files, origin = packing.pack_frames(paths, Path(tmp))
-            dataset_id = self._dataset("batch", files, progress)
+            notes = [json.dumps({"path": path, "frame": frame}) for _, path, frame in origin]
+            dataset_id = self._dataset("batch", files, progress, notes)
         request = pb.BatchRequest(dataset_id=dataset_id, params_json=codec.dumps(to_dict(params)))
-        info = codec.from_job_msg(self._call(self._jobs.SubmitBatch, request))
-        self._batches[info.job_id] = origin
-        return info
+        return codec.from_job_msg(self._call(self._jobs.SubmitBatch, request))
 
     def fetch_predictions(self, job_id: str, folder: str | os.PathLike | None = None) -> list[Path]:
-        """Write the predictions of a finished batch job as ``_pred.npy`` beside each image (or in *folder*)."""
+        """Write the predictions of a finished batch job as ``_pred.npy`` beside each image (or in *folder*).
+
+        Works after a restart of the app too: the server keeps where each uploaded frame came from.
+        """
         from mcp_core.segment import save_prediction
 
-        origin = {name: (path, frame) for name, path, frame in self._batches.get(job_id, [])}
         written = []
         for msg in self._stream(self._jobs.Predictions, pb.PredictionRequest(job_id=job_id)):
-            if msg.image not in origin:
-                continue
-            path, frame = origin[msg.image]
+            try:
+                note = json.loads(msg.origin)
+                path, frame = str(note["path"]), str(note["frame"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not uploaded by submit_batch: nowhere to put it
             written.append(save_prediction(codec.from_result_msg(msg.result), path, frame, folder))
         return written
 

@@ -64,13 +64,16 @@ class JobQueue:
         ``(home, models_dir) -> LocalBackend``: the backend a job runs on.
     poll_s
         How often the scheduler looks at the running job.
+    on_finish
+        Called with the record and backend of a job that has just ended (to count its files).
     """
 
     def __init__(self, folder: str | os.PathLike, backend_for: Callable[[str, str | None], LocalBackend],
-                 poll_s: float = 0.2) -> None:
+                 poll_s: float = 0.2, on_finish: Callable[[dict[str, Any], LocalBackend], None] | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.backend_for = backend_for
+        self.on_finish = on_finish
         self.poll_s = poll_s
         self._lock = threading.RLock()
         self._starters: dict[str, Callable[[LocalBackend], JobInfo]] = {}
@@ -188,11 +191,14 @@ class JobQueue:
             record = self._read(record["job_id"])
             if record["state"] != "running":
                 return record
-            local = self.backend_for(record["home"], record.get("models_dir")).job(record["local_id"])
+            backend = self.backend_for(record["home"], record.get("models_dir"))
+            local = backend.job(record["local_id"])
             if local.state in FINAL_STATES:
                 record.update(state=local.state, result=local.result, error=local.error)
                 self._write(record)
                 self._wake.set()
+                if self.on_finish is not None:
+                    self.on_finish(record, backend)
         return record
 
     def _own_event(self, record: dict[str, Any], kind: str, data: dict[str, Any]) -> None:

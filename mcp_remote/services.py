@@ -79,7 +79,7 @@ class _Service:
 class AuthService(_Service, pbg.AuthServicer):
     @rpc
     def Login(self, request, context):
-        peer = context.peer() or "unknown"
+        peer = (context.peer() or "unknown").rsplit(":", 1)[0]  # the address, not the connection's port
         user = request.user
         try:
             check_user_name(user)
@@ -222,14 +222,16 @@ class SegmentationService(_Service, pbg.SegmentationServicer):
 # ------------------------------------------------------------------------------- datasets
 def _dataset_msg(record: dict) -> pb.Dataset:
     return pb.Dataset(dataset_id=record["dataset_id"], name=record["name"], created=record["created"],
-                      files=[pb.DatasetFile(name=f["name"], sha256=f["sha256"], size=f["size"]) for f in record["files"]])
+                      files=[pb.DatasetFile(name=f["name"], sha256=f["sha256"], size=f["size"], origin=f.get("origin", ""))
+                             for f in record["files"]])
 
 
 class DatasetsService(_Service, pbg.DatasetsServicer):
     @rpc
     def Create(self, request, context):
         store = self.site.storage(self.user(context))
-        return _dataset_msg(store.create_dataset(request.name, [(f.name, f.sha256) for f in request.files]))
+        return _dataset_msg(store.create_dataset(request.name, [(f.name, f.sha256) for f in request.files],
+                                                 [f.origin for f in request.files]))
 
     @rpc
     def List(self, request, context):
@@ -249,6 +251,7 @@ class JobsService(_Service, pbg.JobsServicer):
         user = self.user(context)
         store = self.site.storage(user)
         folder = store.dataset(request.dataset_id)
+        store.check_room()
         params = TrainParams(**codec.loads(request.params_json, "training parameters"))
         for field in ("test_dir", "save_path", "replay_dir"):
             if getattr(params, field):
@@ -271,6 +274,7 @@ class JobsService(_Service, pbg.JobsServicer):
         user = self.user(context)
         store = self.site.storage(user)
         folder = store.dataset(request.dataset_id)
+        store.check_room()
         params = SegmentParams(**codec.loads(request.params_json, "segmentation parameters"))
         backend, info = self.site.resolve_model(user, params.model)
         paths = self.site.dataset_images(folder)
@@ -316,9 +320,9 @@ class JobsService(_Service, pbg.JobsServicer):
     @rpc
     def Predictions(self, request, context):
         user = self.user(context)
-        for path, image, frame in self.site.predictions(user, request.job_id):
+        for path, image, frame, origin in self.site.predictions(user, request.job_id):
             result = prediction_result(path, image=image, frame=frame)
-            yield pb.Prediction(image=image, frame=frame, result=codec.to_result_msg(result))
+            yield pb.Prediction(image=image, frame=frame, result=codec.to_result_msg(result), origin=origin)
 
 
 # -------------------------------------------------------------------------------- storage

@@ -81,7 +81,7 @@ class Site:
         self.shared = self.backend_for(str(self.root / "shared"), str(config.shared_models()))
         self.segment_lock = threading.Lock()
         self._event_tick = threading.Event()
-        self.queue = JobQueue(self.root / "jobs", self.backend_for)
+        self.queue = JobQueue(self.root / "jobs", self.backend_for, on_finish=self._count_job_files)
 
     def close(self) -> None:
         """Stop the job scheduler."""
@@ -263,8 +263,8 @@ class Site:
                     os.symlink(p, folder / p.name)
         return str(folder)
 
-    def predictions(self, user: str, job_id: str) -> list[tuple[Path, str, str]]:
-        """``(prediction file, image file name, frame)`` of a batch job, each checked to lie in *user*'s datasets."""
+    def predictions(self, user: str, job_id: str) -> list[tuple[Path, str, str, str]]:
+        """``(prediction file, image file name, frame, origin)`` of a batch job, each checked to lie in *user*'s datasets."""
         record = self.queue.record(user, job_id)
         if record["kind"] != "batch":
             raise InvalidRequest(f"Job {job_id} is a {record['kind']} job; only batch jobs have predictions.")
@@ -277,18 +277,36 @@ class Site:
             if event.kind != "artifact" or event.data.get("kind") != "prediction":
                 continue
             path = Path(str(event.data.get("path", ""))).resolve()
-            if path.is_relative_to(datasets) and path.is_file():
-                out.append((path, os.path.basename(str(event.data.get("image", ""))), str(event.data.get("frame", ""))))
+            if not (path.is_relative_to(datasets) and path.is_file()):
+                continue
+            image = os.path.basename(str(event.data.get("image", "")))
+            try:
+                record = json.loads((path.parent / "dataset.json").read_text("utf-8"))
+                origin = next((f.get("origin", "") for f in record["files"] if f["name"] == image), "")
+            except (OSError, ValueError, KeyError):
+                origin = ""
+            out.append((path, image, str(event.data.get("frame", "")), origin))
         return out
+
+    def _count_job_files(self, record: dict, backend: LocalBackend) -> None:
+        """Add what a finished job wrote (its folder, a trained model, predictions) to its user's tally."""
+        store = self.storage(record["user"])
+        files = [p for p in (backend.jobs_dir / record["local_id"]).iterdir() if p.is_file()]
+        result = record.get("result") or {}
+        if record["kind"] == "train" and result.get("model_path") and backend is not self.shared:
+            model = Path(result["model_path"])
+            files += [model, sidecar_path(model)]
+        files += [Path(p) for p in result.get("written", [])]
+        sizes = [p.stat().st_size for p in files if p.is_file()]
+        store.count(sum(sizes), len(sizes))
 
     def clear_training_files(self, user: str) -> None:
         """Delete *user*'s uploads, datasets and finished jobs' files (models stay)."""
         store = self.storage(user)
-        store.clear()
         self.user_backend(user).clear_training_files()
+        store.clear()
         shutil.rmtree(store.dir / "replay", ignore_errors=True)
-        models = store.home / "models"
-        if models.is_dir():  # the models stay, and stay counted
-            files = [p for p in models.iterdir() if p.is_file()]
-            store.count(sum(p.stat().st_size for p in files), len(files))
+        kept = [store.home / "models", *(p for p in (store.home / "jobs").glob("*") if p.is_dir())]
+        files = [p for d in kept if d.is_dir() for p in d.iterdir() if p.is_file()]
+        store.count(sum(p.stat().st_size for p in files), len(files))  # models and running jobs stay counted
 

@@ -146,6 +146,18 @@ class UserStorage:
                                     f"{self.quota_bytes} free. Clear remote training files to make room.")
             self._reserved[str(self.dir)] = held + nbytes
 
+    def check_room(self) -> None:
+        """Refuse new work (a job that will write files) when the quota is already used up.
+
+        Raises
+        ------
+        QuotaExceeded
+            When the tally has reached the quota.
+        """
+        if self.tally()["bytes"] >= self.quota_bytes:
+            raise QuotaExceeded(f"Your storage quota of {self.quota_bytes} bytes is used up; clear remote training "
+                                "files to make room.")
+
     def release(self, nbytes: int) -> None:
         """Give back reserved quota that was not used."""
         with self.lock:
@@ -229,8 +241,10 @@ class UserStorage:
         self.count(-size, -1)
 
     # ---------------------------------------------------------------------------- datasets
-    def create_dataset(self, name: str, files: list[tuple[str, str]]) -> dict:
+    def create_dataset(self, name: str, files: list[tuple[str, str]], origins: list[str] | None = None) -> dict:
         """A dataset folder of blobs under their file names; returns its record.
+
+        *origins* are the client's notes on each file (kept as text, never used as paths).
 
         Raises
         ------
@@ -261,10 +275,11 @@ class UserStorage:
         folder = self.datasets / dataset_id
         folder.mkdir()
         entries = []
-        for fname, sha in files:
+        for i, (fname, sha) in enumerate(files):
             blob = self.blob(sha)
             os.link(blob, folder / fname)  # same bytes as the blob: no extra storage
-            entries.append({"name": fname, "sha256": sha, "size": blob.stat().st_size})
+            origin = str(origins[i])[:4096] if origins and i < len(origins) else ""
+            entries.append({"name": fname, "sha256": sha, "size": blob.stat().st_size, "origin": origin})
         record = {"dataset_id": dataset_id, "name": str(name)[:200], "files": entries, "created": time.time()}
         atomic_write_text(folder / "dataset.json", json.dumps(record, indent=1))
         return record

@@ -117,7 +117,7 @@ def test_backend_protocol_info_and_models(backend):
 def test_segmentation_is_identical_on_every_backend(backend, images, reference):
     results = backend.segment(images, PARAMS)
     assert len(results) == len(reference) == 2
-    for got, want in zip(results, reference):
+    for got, want in zip(results, reference, strict=True):
         np.testing.assert_array_equal(got.masks, want.masks)
         np.testing.assert_array_equal(got.classes, want.classes)
         np.testing.assert_array_equal(got.class_map, want.class_map)

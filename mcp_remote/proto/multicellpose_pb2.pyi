@@ -198,14 +198,16 @@ class SegmentResult(_message.Message):
     def __init__(self, masks: _Optional[_Union[NDArray, _Mapping]] = ..., classes: _Optional[_Union[NDArray, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., class_map: _Optional[_Union[NDArray, _Mapping]] = ..., flows: _Optional[_Union[NDArray, _Mapping]] = ..., cellprob: _Optional[_Union[NDArray, _Mapping]] = ..., diameter: _Optional[float] = ..., image: _Optional[str] = ..., frame: _Optional[str] = ..., class_colors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DatasetFile(_message.Message):
-    __slots__ = ("name", "sha256", "size")
+    __slots__ = ("name", "sha256", "size", "origin")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     sha256: str
     size: int
-    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+    origin: str
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class CreateDatasetRequest(_message.Message):
     __slots__ = ("name", "files")
@@ -324,14 +326,16 @@ class PredictionRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("image", "frame", "result")
+    __slots__ = ("image", "frame", "result", "origin")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     image: str
     frame: str
     result: SegmentResult
-    def __init__(self, image: _Optional[str] = ..., frame: _Optional[str] = ..., result: _Optional[_Union[SegmentResult, _Mapping]] = ...) -> None: ...
+    origin: str
+    def __init__(self, image: _Optional[str] = ..., frame: _Optional[str] = ..., result: _Optional[_Union[SegmentResult, _Mapping]] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class StorageUsage(_message.Message):
     __slots__ = ("bytes_used", "quota_bytes", "files")
