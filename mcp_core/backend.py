@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -65,6 +66,11 @@ class Backend(Protocol):
         """Delete uploaded datasets and job working files (never models)."""
 
 
+#: The last model ``LocalBackend.segment`` loaded in this process, and the lock around loading it.
+_LOADED: dict = {}
+_MODEL_LOCK = threading.Lock()
+
+
 def default_home() -> Path:
     """Where MultiCellPose keeps models and job files: ``$MULTICELLPOSE_HOME`` or ``~/.multicellpose``."""
     return Path(os.environ.get("MULTICELLPOSE_HOME") or Path.home() / ".multicellpose")
@@ -96,7 +102,6 @@ class LocalBackend:
         self.jobs_dir = self.home / "jobs"
         self.catalog = ModelCatalog(self.models_dir)
         self.job_store = JobStore(self.jobs_dir)
-        self._loaded: tuple[str, float, object] | None = None
 
     def info(self) -> BackendInfo:
         """Kind, device and versions, without importing torch in this process."""
@@ -135,13 +140,16 @@ class LocalBackend:
         return segment(self._model(params.model), list(images), params)
 
     def _model(self, name: str):
+        """The loaded model, kept per process (the app calls from a fresh backend in a worker process)."""
         spec = self.catalog.resolve(name)
-        stamp = os.stat(spec).st_mtime if os.path.isfile(spec) else 0.0
-        if self._loaded is None or self._loaded[:2] != (spec, stamp):
-            from .model import open_model
+        key = (spec, os.stat(spec).st_mtime if os.path.isfile(spec) else 0.0)
+        with _MODEL_LOCK:
+            if _LOADED.get("key") != key:
+                from .model import open_model
 
-            self._loaded = (spec, stamp, open_model(spec))
-        return self._loaded[2]
+                _LOADED.clear()
+                _LOADED.update(key=key, model=open_model(spec))
+            return _LOADED["model"]
 
     # -------------------------------------------------------------------- jobs
     def submit_training(self, dataset: str | os.PathLike, params: TrainParams) -> JobInfo:

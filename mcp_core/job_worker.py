@@ -3,7 +3,7 @@
 Reads ``job.json`` from the folder, runs the training or batch segmentation it describes,
 and writes numbered :class:`~mcp_core.params.JobEvent` JSON lines to its standard output
 (anything else printed goes to standard error). SIGTERM (or Ctrl+C) asks it to stop: training
-saves its checkpoint within one batch, a batch stops between frames. See :mod:`mcp_core.jobs`.
+saves its checkpoint within one batch, a batch stops after the frames in hand. See :mod:`mcp_core.jobs`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ Each job has a folder ``<jobs>/<job_id>/`` holding
 
 The worker is ``python -m mcp_core.job_worker <job folder>``; it runs the same way by hand on
 a cluster node. Cancelling sends it SIGTERM: training stops within one batch and keeps its
-checkpoint, a batch stops between frames. A worker that dies without saying so (killed,
-out of memory) is reported as failed, with the end of its error output.
+checkpoint, a batch stops after the frames in hand (at most 8). A worker that dies without
+saying so (killed, out of memory) is reported as failed, with the end of its error output.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def test_train_then_segment_headless(tmp_path):
     out = run_cli("train", "--train-dir", str(data), "--test-ratio", "0.25", "--base-model", "tiny", "--model-name", "hpc",
                   "--epochs", "3", "--batch-size", "4", "--bsize", "128", "--learning-rate", "0.003",
                   "--weight-decay", "0.01", "--use-lora", "--lora-blocks", "2", "--save-path", str(tmp_path / "models"),
-                  "--seed", "1", "--train-debug", "--train-debug-steps", "1", "--no-rescale")
+                  "--seed", "1", "--train-debug", "--train-debug-steps", "1")
     assert out.returncode == 0, out.stderr
     model = tmp_path / "models" / "hpc.pth"
     assert f"Model saved to {model}" in out.stdout and "AP@0.5" in out.stdout and "round" in out.stdout

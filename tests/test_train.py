@@ -140,6 +140,24 @@ def test_cancelled_training_leaves_a_loadable_checkpoint(tmp_path):
     assert "artifact" in events and events.count("loss") == 1
 
 
+def test_test_folder_and_replay(tmp_path):
+    write_demo_project(tmp_path / "d", n_images=2, n_labelled=2, shape=(128, 128))
+    write_demo_project(tmp_path / "t", n_images=3, n_labelled=3, shape=(128, 128), seed=10)
+    write_demo_project(tmp_path / "r", n_images=2, n_labelled=2, shape=(128, 128), seed=20)
+    logs = []
+    result = train(tmp_path / "d", TrainParams(**{**FAST, "batch_size": 4, "rescale": True}, epochs=1,
+                                               test_dir=str(tmp_path / "t"), replay_dir=str(tmp_path / "r"),
+                                               replay_fraction=0.5, save_path=str(tmp_path / "m.pth")),
+                   progress=lambda kind, data: logs.append(data.get("message", "")) if kind == "log" else None)
+    assert result.n_train == 2 and result.n_test == 3 and result.model_path == str(tmp_path / "m.pth")
+    assert any("(+1 replayed per epoch), testing on 3" in m for m in logs)
+    side = json.loads(sidecar_path(tmp_path / "m.pth").read_text())
+    assert [r["file"] for r in side["data"]["replay"]] == ["demo_01.tif", "demo_02.tif"]
+    assert len(side["data"]["test"]) == 3 and len(side["data"]["digest"]) == 64
+    # Trained with rescaling: the network works at its 30-pixel diameter, the labels' own is recorded.
+    assert side["diam_mean"] == pytest.approx(30.0) and 10 < side["diameter"] < 30
+
+
 @pytest.mark.slow
 def test_tiny_model_learns_two_classes_on_cpu_in_under_two_minutes(tmp_path):
     """Must-show: AP@0.5 >= 0.7 and per-mask class accuracy >= 0.9 on held-out synthetic images."""
