@@ -52,6 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="size of each uploaded file")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cellprob", type=float, default=0.0,
+                        help="cell probability threshold; a high one (6) leaves little but the forward pass to time")
     parser.add_argument("--many-masks", action="store_true",
                         help="turn the flow-error check off so the random model yields ~30000 masks (minutes on a CPU)")
     args = parser.parse_args()
@@ -93,9 +95,11 @@ def main() -> None:
             for b in (local, direct, tunnelled):
                 b.add_model(model)
             image = make_sample(5, shape=(2048, 2048))[0]
-            params = SegmentParams(model="tiny", bsize=256, flow_threshold=0.0 if args.many_masks else 0.4)
+            params = SegmentParams(model="tiny", bsize=256, flow_threshold=0.0 if args.many_masks else 0.4,
+                                   cellprob_threshold=args.cellprob)
             n = int(local.segment([image], params)[0].masks.max())
-            print(f"segmentation of one {image.shape} {image.dtype} image ({n} masks), median of {args.repeats}:")
+            print(f"segmentation of one {image.shape} {image.dtype} image ({n} masks, cellprob_threshold "
+                  f"{args.cellprob}), median of {args.repeats}:")
             t = segment_times({"local": local, "direct": direct, "tunnel": tunnelled}, image, params, args.repeats)
             print(f"  local                  {t['local']:7.2f} s")
             print(f"  remote direct          {t['direct']:7.2f} s   ratio {t['direct'] / t['local']:.3f}")
