@@ -86,7 +86,7 @@ def test_keepalive_notices_a_dead_link_within_seconds(site):
 def test_an_upload_resumes_after_the_tunnel_drops(site, tmp_path):
     server, sshd, where, _ = site
     backend = connect("127.0.0.1", "alice", password="correct horse", **where)
-    data = os.urandom(24 * MiB)
+    data = os.urandom(48 * MiB)
     path = tmp_path / "big.bin"
     path.write_bytes(data)
     reports: list[int] = []
@@ -100,9 +100,14 @@ def test_an_upload_resumes_after_the_tunnel_drops(site, tmp_path):
 
     backend._transfer.Status = recording_status
 
+    partial = server.site.storage(backend.whoami()[0]).partial / hashlib.sha256(data).hexdigest()
+
     def progress(done: int, total: int) -> None:
         reports.append(done)
-        if len(reports) == 3:  # after a few chunks: cut the link
+        if len(reports) == 3:  # two chunks sent: once the server has stored some, cut the link
+            end = time.monotonic() + 20
+            while (not partial.exists() or partial.stat().st_size < 4 * MiB) and time.monotonic() < end:
+                time.sleep(0.01)
             sshd.drop()
 
     try:
