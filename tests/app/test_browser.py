@@ -10,17 +10,9 @@ import pytest
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 
-from .browser import App, make_driver, need_chromium, until, wait
+from .browser import App, until, wait
 
 CTRL, SHIFT = 2, 8
-
-
-@pytest.fixture
-def browser(tmp_path):
-    need_chromium()
-    driver = make_driver(tmp_path / "downloads")
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture

@@ -7,15 +7,7 @@ import pytest
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 
-from .browser import App, make_driver, need_chromium, until, wait
-
-
-@pytest.fixture
-def browser(tmp_path):
-    need_chromium()
-    driver = make_driver(tmp_path / "downloads")
-    yield driver
-    driver.quit()
+from .browser import App, until, wait
 
 
 @pytest.fixture
