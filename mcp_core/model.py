@@ -163,8 +163,13 @@ def rehead(state_dict: dict[str, torch.Tensor], ps: int, old_classes: Sequence[s
     return out
 
 
-def resize_tiles(state_dict: dict[str, torch.Tensor], ps: int, bsize: int) -> dict[str, torch.Tensor]:
-    """Resample the position embedding of a state dict to ``bsize`` tiles (bicubic), as SAM does."""
+def resize_tiles(state_dict: dict[str, torch.Tensor], ps: int, bsize: int, rel_pos: bool) -> dict[str, torch.Tensor]:
+    """Resample a state dict's position embeddings to ``bsize`` tiles.
+
+    The absolute embedding is resampled bicubically (as SAM does for other image sizes). With
+    *rel_pos* the relative embeddings, whose length a small encoder ties to its tile size, are
+    resampled linearly (as SAM's ``get_rel_pos`` does on the fly); ViT-L keeps SAM's own lengths.
+    """
     pos = state_dict["encoder.pos_embed"]
     n = bsize // ps
     if pos.shape[1] == n:
@@ -172,6 +177,10 @@ def resize_tiles(state_dict: dict[str, torch.Tensor], ps: int, bsize: int) -> di
     out = dict(state_dict)
     out["encoder.pos_embed"] = F.interpolate(pos.permute(0, 3, 1, 2), size=(n, n), mode="bicubic",
                                              align_corners=False).permute(0, 2, 3, 1).contiguous()
+    if rel_pos:
+        for key, table in state_dict.items():
+            if key.endswith((".attn.rel_pos_h", ".attn.rel_pos_w")) and table.shape[0] != 2 * n - 1:
+                out[key] = F.interpolate(table.T[None], size=2 * n - 1, mode="linear")[0].T.contiguous()
     return out
 
 
@@ -377,7 +386,7 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
         target_bsize = int(bsize or arch["bsize"])
         if target_bsize % ps:
             raise ParameterError(f"Tile size bsize={target_bsize} must be a multiple of the patch size {ps}.")
-        sd = resize_tiles(sd, ps, target_bsize)
+        sd = resize_tiles(sd, ps, target_bsize, rel_pos=arch["name"] != "sam_vitl")
         sd = rehead(sd, ps, old_names, names)
         arch = {**{k: arch[k] for k in ARCH_VITL}, "bsize": target_bsize}
         net = build_network(arch, len(names) + N_SEG_CHANNELS if names else N_SEG_CHANNELS)

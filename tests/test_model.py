@@ -80,6 +80,13 @@ def test_rebasing_keeps_named_class_channels(tmp_path):
     assert torch.equal(new[-3:], old[-3:])  # flows and cell probability kept
 
 
+def test_a_model_moves_to_another_tile_size(tmp_path):
+    path = build_model("tiny", NAMES, device="cpu", bsize=128).save(tmp_path / "m.pth")
+    bigger = build_model(path, NAMES, device="cpu", bsize=256)
+    assert bigger.bsize == 256 and bigger.net.encoder.blocks[0].attn.rel_pos_h.shape[0] == 63
+    assert bigger.net(torch.zeros(1, 3, 256, 256))[0].shape == (1, 6, 256, 256)
+
+
 def test_rehead_drops_class_channels_for_a_plain_model():
     sd = build_network(ARCH_TINY, 6).state_dict()
     plain = rehead(sd, ARCH_TINY["ps"], NAMES, [])
