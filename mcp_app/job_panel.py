@@ -134,3 +134,14 @@ class JobPanel:
             ui.notify(f"Could not cancel: {exc}", type="negative")
             return
         ui.notify("Cancelling…")
+
+
+async def reattach_jobs(state, kind: str) -> list[JobPanel]:
+    """Show a panel for every unfinished job of *kind* (after a reload or a reconnect to a server)."""
+    try:
+        jobs = await call(state.backend.jobs)
+    except Exception as exc:
+        ui.notify(f"Could not list jobs: {exc}", type="warning")
+        return []
+    return [JobPanel(state.backend, j.job_id, f"{'Training' if kind == 'train' else 'Segmentation'} {j.job_id}")
+            for j in jobs if j.kind == kind and j.state not in FINAL]

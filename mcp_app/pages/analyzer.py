@@ -9,9 +9,10 @@ from mcp_core.params import SegmentParams, json_schema
 
 from .. import compute
 from ..forms import schema_form
-from ..job_panel import JobPanel
+from ..job_panel import JobPanel, reattach_jobs
 from ..measure_panel import MeasurePanel
 from ..model_picker import ModelPicker
+from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..workspace import Workspace
 from .layout import header
@@ -122,7 +123,7 @@ def register(state: AppState) -> None:
                 if not chosen:
                     return
                 try:
-                    info = await compute.call(state.backend.add_model, chosen)
+                    info = await call_with_progress(state.backend.add_model, chosen, title="Adding the model")
                 except Exception as exc:
                     ui.notify(f"Could not add the model: {exc}", type="negative", multi_line=True)
                     return
@@ -132,6 +133,8 @@ def register(state: AppState) -> None:
             background_tasks.create(go())
 
         await model.refresh()
+        with jobs_box:
+            await reattach_jobs(state, "batch")
         await ws.start()
 
 

@@ -7,8 +7,9 @@ from nicegui import background_tasks, ui
 from mcp_core.params import SegmentParams, TrainParams
 
 from .. import compute
-from ..job_panel import JobPanel
+from ..job_panel import JobPanel, reattach_jobs
 from ..model_picker import ModelPicker
+from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..workspace import Workspace
 from .layout import header
@@ -148,6 +149,8 @@ def register(state: AppState) -> None:
 
         train_button.on_click(open_train_dialog)
         await model.refresh()
+        with jobs_box:
+            await reattach_jobs(state, "train")
         await ws.start()
 
 
@@ -196,7 +199,8 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
                 use_lora=mode.value == "lora", lora_blocks=int(blocks.value),
                 unfreeze_blocks=int(blocks.value) if mode.value == "unfreeze" else 0,
             )
-            job = await compute.call(state.backend.submit_training, str(state.folder), params)
+            job = await call_with_progress(state.backend.submit_training, str(state.folder), params,
+                                           title="Uploading the labelled images")
         except Exception as exc:
             ui.notify(f"Training could not start: {exc}", type="negative", multi_line=True)
             return

@@ -97,3 +97,20 @@ async def test_measure_folder_table_and_csv(app_user, demo):
     assert len(table) == truth.count
     assert {"image", "mask_id", "class_name", "area"} <= set(table.columns)
     assert sorted(table["area"]) == sorted(int((truth.masks == i).sum()) for i in truth.ids)
+
+
+async def test_trainer_reattaches_to_a_running_training_job(app_user, state, demo):
+    from mcp_core.params import TrainParams
+
+    job = state.backend.submit_training(demo, TrainParams(model_name="long", base_model="tiny", epochs=500,
+                                                          class_names=list(state.project.class_names)))
+    try:
+        await app_user.open("/trainer")
+        await app_user.should_see(f"Training {job.job_id}")
+    finally:
+        state.backend.cancel(job.job_id)
+    for _ in range(200):
+        if state.backend.job(job.job_id).state in ("cancelled", "done", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    assert state.backend.job(job.job_id).state == "cancelled"
