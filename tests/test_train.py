@@ -164,14 +164,14 @@ def test_tiny_model_learns_two_classes_on_cpu_in_under_two_minutes(tmp_path):
     t0 = time.time()
     write_demo_project(tmp_path / "data", n_images=20, n_labelled=20)
     seen = []
-    result = train(tmp_path / "data", TrainParams(**FAST, epochs=250, test_ratio=0.2, seed=0, model_name="tiny2",
+    result = train(tmp_path / "data", TrainParams(**FAST, epochs=200, test_ratio=0.2, seed=0, model_name="tiny2",
                                                   save_path=str(tmp_path / "models")),
                    progress=lambda kind, data: seen.append((kind, data)))
     elapsed = time.time() - t0
     assert elapsed < 120, f"training took {elapsed:.0f} s"
-    assert not result.cancelled and result.epochs_done == 250 and result.n_test == 4
+    assert not result.cancelled and result.epochs_done == 200 and result.n_test == 4
     losses = [d for k, d in seen if k == "loss"]
-    assert len(losses) == 250 and losses[-1]["train_loss"] < losses[0]["train_loss"]
+    assert len(losses) == 200 and losses[-1]["train_loss"] < losses[0]["train_loss"]
     progress = [d for k, d in seen if k == "progress" and d.get("stage") == "training"]
     assert {"elapsed", "eta", "fraction", "epoch"} <= set(progress[0]) and progress[-1]["fraction"] == 1.0
     # Metrics of the test split are in the result and the sidecar.
