@@ -8,12 +8,13 @@ import signal
 import time
 
 import pytest
+import torch
 
 from mcp_core.backend import LocalBackend
 from mcp_core.catalog import sidecar_path
 from mcp_core.errors import JobError, ModelError
 from mcp_core.jobs import JobStore, read_events
-from mcp_core.model import MultiClassModel
+from mcp_core.model import MultiClassModel, build_model
 from mcp_core.params import SegmentParams, TrainParams
 from mcp_core.synthetic import make_sample, write_demo_project
 
@@ -133,3 +134,20 @@ def test_unknown_job_ids_are_refused(tmp_path):
     for bad in ("nope", "../etc", ""):
         with pytest.raises(JobError):
             store.job(bad)
+
+
+def test_add_model_copies_checked_files_into_the_catalog(tmp_path):
+    backend = LocalBackend(tmp_path / "home")
+    ours = build_model("tiny", TINY["class_names"], device="cpu").save(tmp_path / "lab" / "ours.pth")
+    info = backend.add_model(ours)
+    assert info.name == "ours" and info.class_names == TINY["class_names"] and info.scope == "user"
+    assert backend.add_model(ours).name == "ours_2"  # never overwrites
+    plain = tmp_path / "upstream_model"  # a cellpose file: no extension, no sidecar
+    torch.save(build_model("tiny", device="cpu").net.state_dict(), plain)
+    info = backend.add_model(plain)
+    assert info.name == "upstream_model" and info.class_names == [] and info.architecture == "tiny"
+    assert {m.name for m in backend.list_models()} >= {"cpsam", "cpsam_v2", "ours", "ours_2", "upstream_model"}
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="not a readable model file"):
+        backend.add_model(tmp_path / "junk.pth")
+    assert not (backend.models_dir / "junk.pth").exists()
