@@ -300,3 +300,13 @@ def test_third_party_reader_registers_through_the_hook(tmp_path):
         pm.unregister(plugin)
     assert "foo" not in list_formats()
     assert set(list_formats()) >= {"tiff", "raster", "npy", "nd2", "lif", "nrrd", "dax"}
+
+
+@pytest.mark.parametrize("shape,axes", [((4, 16, 16), "TYX"), ((3, 16, 16, 2), "TYXC"), ((3, 16, 16, 3), "TYXS")])
+def test_tiff_whose_pages_are_not_planes(tmp_path, shape, axes):
+    """tifffile stores small TYX stacks as one page of samples and TYXC as one row per page."""
+    data = rng_image(shape, np.uint8)
+    tifffile.imwrite(tmp_path / "odd.tif", data, metadata={"axes": axes})
+    src = open_image(tmp_path / "odd.tif")
+    assert src.frames == [f"T{i}" for i in range(shape[0])]
+    np.testing.assert_array_equal(src.read("T2"), data[2] if data.ndim == 4 else data[2][..., None])

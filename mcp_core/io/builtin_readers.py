@@ -61,7 +61,7 @@ def _tiff_layout(series, path: Path) -> dict:
     page_axes = series.keyframe.axes  # squeezed axes inside one page, e.g. YX, YXS, SYX
     n_page = len(page_axes)
     if axes[-n_page:] != page_axes or "Y" not in page_axes or "X" not in page_axes:
-        raise ImageReadError(f"{path} has an unsupported TIFF layout (axes {axes}).")
+        return _tiff_whole_layout(series, path)
     lead_axes, lead_shape = axes[:-n_page], series.shape[: len(axes) - n_page]
     frame_sizes, channels = {}, 1
     named = {}
@@ -95,7 +95,30 @@ def _tiff_layout(series, path: Path) -> dict:
     }
 
 
+def _tiff_whole_layout(series, path: Path) -> dict:
+    """Layout of a series whose pages do not hold whole planes (e.g. several frames stored as the
+    samples of one page, or one image row per page): read whole on first use, then sliced."""
+    axes, shape = series.axes, tuple(series.shape)
+    if "Y" not in axes or "X" not in axes or sum(a in _CHANNEL_AXES for a in axes) > 1:
+        raise ImageReadError(f"{path} has an unsupported TIFF layout (axes {axes}).")
+    named = {}
+    for ax in axes:
+        if ax not in "YX" and ax not in _CHANNEL_AXES:
+            named[ax if ax in "TZ" or "T" in named or "T" in axes else "T"] = ax
+    out_axes = "".join({v: k for k, v in named.items()}.get(a, "C" if a in _CHANNEL_AXES else a) for a in axes)
+    frame_sizes = {name: shape[axes.index(nat)] for name, nat in named.items()}
+    plane_axes = "".join(named) + "YXC"
+    plane_shape = [frame_sizes[a] for a in named] + [shape[axes.index("Y")], shape[axes.index("X")],
+                                                       next((shape[i] for i, a in enumerate(axes) if a in _CHANNEL_AXES), 1)]
+    return {"whole": out_axes, "cache": {}, "named": named, "frame_sizes": frame_sizes, "axes": plane_axes,
+            "shape": plane_shape}
+
+
 def _tiff_read(series, layout: dict, index: dict[str, int]) -> np.ndarray:
+    if "whole" in layout:
+        if "array" not in layout["cache"]:
+            layout["cache"]["array"] = series.asarray()
+        return _plane_of(layout["cache"]["array"], layout["whole"], index)
     lead_axes, lead_shape = layout["lead_axes"], layout["lead_shape"]
     by_native = {nat: index.get(name, 0) for name, nat in layout["named"].items()}
     channel_dims = [i for i, a in enumerate(lead_axes) if a in _CHANNEL_AXES]
