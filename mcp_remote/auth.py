@@ -32,6 +32,17 @@ USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
+def _read_json_dict(path: Path, what: str) -> dict[str, dict]:
+    """A JSON object file as a dict: empty when the file does not exist, an error when it is unreadable."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise MCPError(f"The {what} {path} is unreadable: {exc}.") from exc
+    return data if isinstance(data, dict) else {}
+
+
 class AuthError(MCPError):
     """A token or password is missing, wrong or expired, or login is throttled."""
 
@@ -71,13 +82,7 @@ class TokenStore:
         self._tokens: dict[str, dict] = self._read()
 
     def _read(self) -> dict[str, dict]:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise MCPError(f"The token file {self.path} is unreadable: {exc}.") from exc
-        return data if isinstance(data, dict) else {}
+        return _read_json_dict(self.path, "token file")
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -126,13 +131,7 @@ class PasswordFile:
         self._lock = threading.Lock()
 
     def _read(self) -> dict[str, dict]:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise MCPError(f"The password file {self.path} is unreadable: {exc}.") from exc
-        return data if isinstance(data, dict) else {}
+        return _read_json_dict(self.path, "password file")
 
     def set(self, user: str, password: str) -> None:
         """Add a user or change their password.
