@@ -20,6 +20,7 @@ from skimage.draw import polygon as draw_polygon
 from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
 from mcp_core.labels import LabelSet, save_labels
+from mcp_core.labels.labelset import bbox_of
 
 from .project import Item, Project
 
@@ -153,12 +154,8 @@ class Editor:
         ids = ids[ids > 0]
         if ids.size == 0:
             return None
-        box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
-        sub = self.labels.masks[box]
-        total = np.bincount(sub.ravel().astype(np.int64), minlength=self.labels.max_id + 1)
-        # Masks that reach outside the lasso box count their outside pixels too.
-        spill = self._spill(ids, box)
-        frac = inside[ids] / np.maximum(total[ids] + spill, 1)
+        total = np.bincount(self.labels.masks.ravel().astype(np.int64), minlength=self.labels.max_id + 1)
+        frac = inside[ids] / np.maximum(total[ids], 1)
         return self.delete(ids[frac >= min_fraction].tolist())
 
     def erase(self, points: Sequence[Sequence[float]], radius: float) -> Patch | None:
@@ -229,17 +226,7 @@ class Editor:
             return None
         lut = np.zeros(self.labels.max_id + 1, bool)
         lut[ids] = True
-        hit = lut[self.labels.masks]
-        rows = np.flatnonzero(hit.any(axis=1))
-        if rows.size == 0:
-            return None
-        cols = np.flatnonzero(hit.any(axis=0))
-        return (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-
-    def _spill(self, ids: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
-        total = np.bincount(self.labels.masks.ravel().astype(np.int64), minlength=self.labels.max_id + 1)
-        inside_box = np.bincount(self.labels.masks[box].ravel().astype(np.int64), minlength=self.labels.max_id + 1)
-        return (total - inside_box)[ids]
+        return bbox_of(lut[self.labels.masks])
 
     def _clip(self, box: tuple[slice, slice]) -> tuple[slice, slice]:
         h, w = self.labels.shape

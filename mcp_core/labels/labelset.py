@@ -202,7 +202,7 @@ class LabelSet:
             return 0
         lut = np.zeros(len(self.classes), bool)
         lut[ids] = True
-        box = _bbox_of(lut[self.masks])
+        box = bbox_of(lut[self.masks])
         if box is None:
             return 0
         sub = self.masks[box]
@@ -227,7 +227,7 @@ class LabelSet:
         keep, others = int(ids.min()), ids[ids != ids.min()]
         lut = np.zeros(len(self.classes), bool)
         lut[others] = True
-        box = _bbox_of(lut[self.masks])
+        box = bbox_of(lut[self.masks])
         if box is None:
             return keep
         hit = lut[self.masks[box]]
@@ -249,7 +249,7 @@ class LabelSet:
         """
         if mask_id not in set(self._valid_ids([mask_id]).tolist()):
             raise ParameterError(f"There is no mask {mask_id} to split.")
-        box = _bbox_of(self.masks == mask_id, pad=1, shape=self.shape)
+        box = bbox_of(self.masks == mask_id, pad=1, shape=self.shape)
         sub = self.masks[box]
         region = sub == mask_id
         pts = np.asarray(line, float) - [box[1].start, box[0].start]
@@ -288,7 +288,7 @@ class LabelSet:
                 rr, cc = disk((sy, sx), radius, shape=self.shape)
                 brush[rr, cc] = True
             prev = (x, y)
-        box = _bbox_of(brush & (self.masks > 0))
+        box = bbox_of(brush & (self.masks > 0))
         if box is None:
             return 0
         hit = brush[box] & (self.masks[box] > 0)
@@ -417,7 +417,7 @@ class LabelSet:
             sub[rows, cols] = values
 
 
-def _bbox_of(mask: np.ndarray, pad: int = 0, shape: tuple[int, int] | None = None) -> tuple[slice, slice] | None:
+def bbox_of(mask: np.ndarray, pad: int = 0, shape: tuple[int, int] | None = None) -> tuple[slice, slice] | None:
     """Bounding box of the true pixels of a boolean image (``None`` when empty)."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
