@@ -27,7 +27,11 @@ def add_app_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser (remote node)")
     p.add_argument("--native", action="store_true", help="open a desktop window (pywebview)")
-    p.add_argument("--token", default=None, help="require this token in the URL (shared nodes)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer to this host name (repeatable; loopback names and --host always work)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", default=None, help="the access token (default: a random one per launch)")
+    token.add_argument("--no-token", action="store_true", help="no token (refused with a non-loopback --host)")
 
 
 def _app(args: argparse.Namespace) -> int:

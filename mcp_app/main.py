@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import socket
 from pathlib import Path
 
@@ -30,22 +31,36 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(args: argparse.Namespace) -> int:
     """Serve the app; returns when the server stops."""
-    from nicegui import app, run, ui
+    from .pages.access import is_loopback
 
-    from . import pages
-    from .workspace import Workspace
-
+    if args.no_token and not is_loopback(args.host):
+        print(f"error: --no-token is refused with --host {args.host}: anyone who can reach it could drive the app.")
+        return 2
     folder = args.folder or demo_folder()
     if not folder.is_dir():
         print(f"error: {folder} is not a folder")
         return 2
+    from nicegui import app, run, ui
+
+    from . import pages
+    from .pages.access import AccessPolicy, install
+    from .workspace import Workspace
+
     state = AppState(project=Project.open(folder))
     state.recent.add(state.project.folder)
-    pages.register(state, token=args.token)
+    pages.register(state)
+    token = None if args.no_token else args.token or secrets.token_urlsafe(24)
+    port = args.port or free_port(args.host)
+    install(AccessPolicy.build(args.host, port, token, tuple(args.allow_host)))
     app.on_shutdown(Workspace.flush_all)
     run.process_pool_start_method = "spawn"  # fork is unsafe in a threaded server (workers inherit its sockets)
-    port = args.port or free_port(args.host)
-    print(f"MultiCellPose on http://{args.host}:{port}/  (project {state.folder})", flush=True)
-    ui.run(host=args.host, port=port, title="MultiCellPose", show=not (args.no_browser or args.native),
-           native=args.native, reload=False, reconnect_timeout=30, favicon="🔬", storage_secret=args.token or "mcp")
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    path = f"/?token={token}" if token else "/"
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}{path}"
+    print(f"MultiCellPose on {url}  (project {state.folder})", flush=True)
+    if args.native:
+        app.native.window_args["url"] = url
+    ui.run(host=args.host, port=port, title="MultiCellPose", show=False if args.no_browser or args.native else path,
+           native=args.native, reload=False, reconnect_timeout=30, favicon="🔬",
+           storage_secret=secrets.token_urlsafe(24))
     return 0

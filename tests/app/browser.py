@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -34,7 +36,7 @@ def free_port() -> int:
 
 
 class App:
-    """A ``multicellpose`` server process on a project folder."""
+    """A ``multicellpose`` server process on a project folder; ``token`` is read from its startup line."""
 
     def __init__(self, folder: Path, home: Path, *extra: str) -> None:
         self.port = free_port()
@@ -52,6 +54,12 @@ class App:
         except BaseException:
             self.stop()
             raise
+        found = re.search(r"MultiCellPose on (http://\S+)", self.log.read_text())
+        if not found:
+            self.stop()
+            raise RuntimeError(f"no startup line in the app's output: {self.log.read_text()}")
+        self.start_url = found.group(1)
+        self.token: str | None = parse_qs(urlsplit(self.start_url).query).get("token", [None])[0]
 
     def _wait_until_up(self) -> None:
         deadline = time.time() + 60
@@ -67,6 +75,10 @@ class App:
                 time.sleep(0.3)
         else:
             raise RuntimeError("the app did not start within 60 s")
+
+    def login(self, driver) -> None:
+        """Open the token link once, so the browser holds the session cookie."""
+        driver.get(self.start_url)
 
     def stop(self) -> None:
         """Stop the app and every process it started."""

@@ -16,8 +16,9 @@ CTRL, SHIFT = 2, 8
 
 
 @pytest.fixture
-def app(demo, tmp_path):
+def app(demo, tmp_path, browser):
     server = App(demo, tmp_path / "home")
+    server.login(browser)
     yield server
     server.stop()
 

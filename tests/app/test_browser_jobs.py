@@ -11,12 +11,13 @@ from .browser import App, until, wait
 
 
 @pytest.fixture
-def app_with_model(demo, tmp_path):
+def app_with_model(demo, tmp_path, browser):
     from mcp_core.model import build_model
 
     home = tmp_path / "home"
     build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=0).save(home / "models" / "demo_tiny.pth")
     server = App(demo, home)
+    server.login(browser)
     yield server
     server.stop()
 
