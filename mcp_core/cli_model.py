@@ -133,6 +133,8 @@ def _segment(args: argparse.Namespace) -> int:
     files = image_files(args.input)
     if not files:
         raise ParameterError(f"No images found in {', '.join(map(str, args.input))}.")
+    if args.cluster:
+        return _segment_on_cluster(args, spec, files, fields)
     model = open_model(spec, device=args.device)
     params = _build(SegmentParams, {"bsize": model.bsize, **fields})
     bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
@@ -151,6 +153,44 @@ def _segment(args: argparse.Namespace) -> int:
     print(f"Wrote {len(out['written'])} prediction file(s)" + (f" to {args.output}" if args.output else " beside the images")
           + (f"; skipped {len(out['skipped'])} unreadable file(s)" if out["skipped"] else "") + ".")
     return 1 if out["skipped"] and not out["written"] else 0
+
+
+def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields: dict[str, Any]) -> int:
+    """``segment --cluster``: one task per frame on dask workers; frames already done are skipped."""
+    import json
+
+    from tqdm import tqdm
+
+    from .catalog import sidecar_path
+    from .distributed import segment_folder
+    from .params import SegmentParams
+
+    if args.device:
+        raise ParameterError("--device applies to one process; with --cluster each worker uses its own GPU (or CPU).")
+    if "bsize" not in fields and sidecar_path(spec).is_file():
+        try:
+            fields["bsize"] = int(json.loads(sidecar_path(spec).read_text("utf-8"))["architecture"]["bsize"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # the workers report a tile-size mismatch with the model
+    params = _build(SegmentParams, fields)
+    bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
+
+    def progress(kind: str, data: dict) -> None:
+        if kind == "progress":
+            bar.total = data["total"]
+            bar.update(data["done"] - bar.n)
+        elif kind == "log":
+            bar.write(data.get("message", ""), file=sys.stderr)
+
+    try:
+        out = segment_folder(spec, files, params, args.output, args.cluster, args.cluster_config, progress)
+    finally:
+        bar.close()
+    print(f"Done {len(out['done'])}, skipped {len(out['skipped'])} (already segmented), failed {len(out['failed'])} "
+          f"frame(s) in {out['elapsed']:.0f} s" + (f"; predictions in {args.output}" if args.output else "") + ".")
+    for f in out["failed"]:
+        print(f"  failed: {f['image']} {f['frame']}: {f['error']}".replace("  :", ":"))
+    return 1 if out["failed"] else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -213,6 +253,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-flows", dest="return_flows", action="store_true", default=None,
                    help="store flows and cell probability in the _pred.npy files")
     p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.add_argument("--cluster", metavar="SPEC",
+                   help="run on dask workers: local (one per GPU), local:N, slurm (see --cluster-config) or "
+                        "tcp://host:port; frames already segmented with the same model and options are skipped")
+    p.add_argument("--cluster-config", metavar="FILE",
+                   help="JSON file with a \"cluster\" section for --cluster slurm (default $MULTICELLPOSE_HOME/cluster.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_segment)
 
