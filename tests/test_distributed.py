@@ -134,3 +134,22 @@ def test_cluster_specs_and_config(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"cluster": {"queue": "gpu", "memory": "16GB", "jobs": 3}}))
     assert load_config(good) == ClusterConfig(queue="gpu", memory="16GB", jobs=3)
+
+
+def test_cli_segment_on_a_scheduler_address_then_rerun(client, model_file, images, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("multicellpose", path=str(Path(sys.executable).parent))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    args = [exe, "segment", "--model", str(model_file), "--input", str(images), "--output", str(tmp_path / "out"),
+            "--flow-threshold", "0", "--niter", "50", "--cluster", client.scheduler.address]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert f"Done {N_IMAGES}, skipped 0 (already segmented), failed 0 frame(s)" in first.stdout
+    assert len(list((tmp_path / "out").glob("*_pred.npy"))) == N_IMAGES
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert f"Done 0, skipped {N_IMAGES} (already segmented)" in again.stdout
+    assert "Skipping 12 frame(s) already segmented" in again.stderr
