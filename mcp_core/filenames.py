@@ -16,7 +16,7 @@ LabelKind = Literal["seg", "pred"]
 #: Endings of files that hold labels, predictions or other derived data, never images.
 DERIVED_SUFFIXES = ("_seg.npy", "_pred.npy", "_flows.tif", "_cp_masks.png", "_cp_outlines.txt", "_outlines.png")
 _DERIVED_STEM = re.compile(r"_(masks|classes|cp_masks|flows|outlines)$", re.IGNORECASE)
-_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif")
+_MULTI_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr")
 
 
 def image_stem(image_path: str | Path) -> str:

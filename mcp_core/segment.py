@@ -21,7 +21,7 @@ from cellpose import dynamics, plot, transforms
 
 from .errors import ImageReadError, MCPError, ParameterError
 from .filenames import label_path
-from .io import list_images, open_image
+from .io import FOLDER_FORMATS, list_images, open_image
 from .labels import LabelSet, majority_class, save_labels
 from .model import N_SEG_CHANNELS, MultiClassModel, open_model
 from .params import SegmentParams, SegmentResult
@@ -210,7 +210,7 @@ def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if p.is_dir() and not p.name.lower().endswith(FOLDER_FORMATS):
             out.extend(list_images(p))
         elif p.exists():
             out.append(p)

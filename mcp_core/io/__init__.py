@@ -18,6 +18,9 @@ from ..filenames import is_derived
 from .registry import Reader, hookimpl, reader_for, readers
 from .source import ImageMeta, ImageSource, as_yxc, frame_id, parse_frame_id
 
+#: Endings of images that are folders (OME-Zarr).
+FOLDER_FORMATS = (".zarr",)
+
 __all__ = [
     "ImageMeta",
     "ImageSource",
@@ -54,7 +57,7 @@ def open_image(path: str | os.PathLike) -> ImageSource:
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path} does not exist.")
-    if path.is_dir():
+    if path.is_dir() and not path.name.lower().endswith(FOLDER_FORMATS):
         raise ImageReadError(f"{path} is a folder, not an image file.")
     if is_derived(path):
         raise ImageReadError(f"{path} is a label or prediction file, not an image.")
@@ -64,7 +67,7 @@ def open_image(path: str | os.PathLike) -> ImageSource:
             f"{path} has an unknown image type {''.join(path.suffixes) or '(no extension)'}; "
             f"supported: {', '.join(sorted({e for r in readers() for e in r.extensions}))}."
         )
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise ImageReadError(f"{path} is empty (0 bytes).")
     try:
         return reader.open(path)
@@ -99,7 +102,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     found = [
         p
         for p in folder.iterdir()
-        if p.is_file()
+        if (p.is_file() or p.name.lower().endswith(FOLDER_FORMATS))
         and not p.name.startswith(".")
         and not is_temporary(p)
         and not is_derived(p)

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ImageReadError
 from .registry import Reader, hookimpl
 from .source import ImageMeta, ImageSource, as_yxc
+from .zarr_reader import open_ome_zarr
 
 _CHANNEL_AXES = "CS"  # tifffile: C channel, S samples (RGB)
 
@@ -422,4 +423,5 @@ def mcp_image_readers() -> list[Reader]:
         Reader("lif", (".lif",), open_lif, "Leica LIF, every image a scene (readlif)"),
         Reader("nrrd", (".nrrd", ".nhdr"), open_nrrd, "NRRD (pynrrd)"),
         Reader("dax", (".dax",), open_dax, "DAX raw uint16 movies with .inf"),
+        Reader("ome-zarr", (".zarr", ".ome.zarr"), open_ome_zarr, "OME-Zarr (NGFF) folders, read lazily (zarr)"),
     ]
