@@ -4,6 +4,10 @@ Reads ``job.json`` from the folder, runs the training or batch segmentation it d
 and writes numbered :class:`~mcp_core.params.JobEvent` JSON lines to its standard output
 (anything else printed goes to standard error). SIGTERM (or Ctrl+C) asks it to stop: training
 saves its checkpoint within one batch, a batch stops after the frames in hand. See :mod:`mcp_core.jobs`.
+
+With ``MULTICELLPOSE_JOB_PARENT=<pid>`` in its environment (a server sets it), the worker also
+stops when that process is no longer its parent (the server was killed), and exits at the
+latest :data:`ORPHAN_GRACE_S` seconds later, so no job runs on unsupervised.
 """
 
 from __future__ import annotations
@@ -20,6 +24,18 @@ from typing import Any
 
 from .errors import MCPError
 from .jobs import EventWriter, read_events, read_job, write_job
+
+PARENT_ENV = "MULTICELLPOSE_JOB_PARENT"
+ORPHAN_GRACE_S = 10.0
+
+
+def watch_parent(parent: int, stop: threading.Event, poll_s: float = 0.5) -> None:
+    """Set *stop* once *parent* is no longer this process's parent; exit if the job has not ended by then."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    stop.set()
+    time.sleep(ORPHAN_GRACE_S)
+    os._exit(1)
 
 
 def run_job(job_dir: Path, emit: EventWriter, stop: threading.Event) -> tuple[str, dict[str, Any]]:
@@ -58,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if os.environ.get(PARENT_ENV, "").isdigit():
+        threading.Thread(target=watch_parent, args=(int(os.environ[PARENT_ENV]), stop), daemon=True).start()
 
     record = read_job(job_dir)
     previous = read_events(job_dir)
