@@ -1,7 +1,7 @@
 """Who is calling: bearer tokens, the scrypt password file, login throttling, peer credentials.
 
 Tokens are random 256-bit strings; the server keeps only their sha256 with the user name and
-expiry (``<storage>/auth/tokens.json``), so a copy of that file lets no one in. A token is minted
+expiry (``<storage>/auth/tokens/<sha256>.json``), so a copy of those files lets no one in. A token is minted
 
 * for the OS user who asks over the server's local UNIX socket (``multicellpose-server token``,
   run through the user's own SSH login): the kernel reports the caller's uid (``SO_PEERCRED``),
@@ -29,6 +29,7 @@ from mcp_core.atomic import atomic_write_text
 from mcp_core.errors import MCPError, ParameterError
 
 USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+DIGEST = re.compile(r"[0-9a-f]{64}")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
@@ -65,41 +66,54 @@ def _digest(token: str) -> str:
 
 
 class TokenStore:
-    """Minted tokens, kept as sha256 digests in one JSON file.
+    """Minted tokens, each kept as its sha256 digest in a file of its own (``<digest>.json``, mode 0600).
+
+    Minting writes one small file and revoking deletes one, so the store is never rewritten whole.
+    Expired tokens are deleted when the next token is minted; a user with ``max_per_user`` live
+    tokens loses the oldest when a new one is minted.
 
     Parameters
     ----------
-    path
-        The JSON file (created on the first token).
+    folder
+        The folder of token files (created on the first token).
     lifetime_s
         How long a new token is valid.
+    max_per_user
+        Live tokens one user may have.
     """
 
-    def __init__(self, path: str | os.PathLike, lifetime_s: float = 30 * 86400) -> None:
-        self.path = Path(path)
+    def __init__(self, folder: str | os.PathLike, lifetime_s: float = 30 * 86400, max_per_user: int = 20) -> None:
+        self.folder = Path(folder)
         self.lifetime_s = lifetime_s
+        self.max_per_user = max_per_user
         self._lock = threading.Lock()
-        self._tokens: dict[str, dict] = self._read()
+        self._tokens: dict[str, dict] = {}
+        for path in self.folder.glob("*.json") if self.folder.is_dir() else ():
+            entry = _read_json_dict(path, "token file")
+            if DIGEST.fullmatch(path.stem) and isinstance(entry.get("expires"), int | float) and "user" in entry:
+                self._tokens[path.stem] = entry
 
-    def _read(self) -> dict[str, dict]:
-        return _read_json_dict(self.path, "token file")
-
-    def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write_text(self.path, json.dumps(self._tokens, indent=1))
-        os.chmod(self.path, 0o600)
+    def _forget(self, digest: str) -> None:
+        self._tokens.pop(digest, None)
+        (self.folder / f"{digest}.json").unlink(missing_ok=True)
 
     def mint(self, user: str, via: str) -> tuple[str, float]:
         """A new token for *user* (*via*: how the user proved who they are); returns ``(token, expires)``."""
         check_user_name(user)
         token = secrets.token_urlsafe(32)
-        expires = time.time() + self.lifetime_s
         with self._lock:
             now = time.time()
-            self._tokens = {k: v for k, v in self._tokens.items() if v["expires"] > now}
-            self._tokens[_digest(token)] = {"user": user, "created": now, "expires": expires, "via": via}
-            self._write()
-        return token, expires
+            for digest in [d for d, e in self._tokens.items() if e["expires"] <= now]:
+                self._forget(digest)
+            mine = sorted((e["created"], d) for d, e in self._tokens.items() if e["user"] == user)
+            for _, digest in mine[:max(0, len(mine) - self.max_per_user + 1)]:
+                self._forget(digest)
+            entry = {"user": user, "created": now, "expires": now + self.lifetime_s, "via": via}
+            if not self.folder.is_dir():
+                self.folder.mkdir(parents=True, mode=0o700)
+            atomic_write_text(self.folder / f"{_digest(token)}.json", json.dumps(entry))
+            self._tokens[_digest(token)] = entry
+        return token, entry["expires"]
 
     def user(self, token: str) -> str:
         """The user a token belongs to.
@@ -119,8 +133,7 @@ class TokenStore:
     def revoke(self, token: str) -> None:
         """Forget a token."""
         with self._lock:
-            if self._tokens.pop(_digest(token), None) is not None:
-                self._write()
+            self._forget(_digest(token))
 
 
 class PasswordFile:
@@ -163,16 +176,19 @@ class PasswordFile:
 
 
 class LoginThrottle:
-    """Refuses logins for a user (or from a peer) after repeated failures.
+    """Refuses logins for a key (a user, a peer) after repeated failures.
 
-    After ``max_failures`` failures within ``window_s``, further attempts are refused until
-    the window has passed since the last failure.
+    An attempt is admitted by :meth:`begin` and counts as a failure until :meth:`end` says
+    otherwise, so concurrent attempts never check more passwords than ``max_failures``. After
+    ``max_failures`` failures within ``window_s``, attempts are refused until the window has
+    passed since the last failure.
     """
 
     def __init__(self, max_failures: int = 5, window_s: float = 300.0) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self._failures: dict[str, list[float]] = {}
+        self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> list[float]:
@@ -180,28 +196,34 @@ class LoginThrottle:
         self._failures[key] = times
         return times
 
-    def check(self, *keys: str) -> None:
-        """Raise :class:`AuthError` when any key (user, peer) is locked out."""
+    def begin(self, key: str) -> None:
+        """Admit one attempt for *key*.
+
+        Raises
+        ------
+        AuthError
+            When failures plus attempts in progress have reached the limit.
+        """
         now = time.time()
         with self._lock:
-            for key in keys:
-                times = self._recent(key, now)
-                if len(times) >= self.max_failures:
-                    wait = int(self.window_s - (now - times[-1])) + 1
-                    raise AuthError(f"Too many failed logins; try again in {wait} s.")
+            times = self._recent(key, now)
+            if len(times) + self._pending.get(key, 0) >= self.max_failures:
+                wait = int(self.window_s - (now - times[-1])) + 1 if times else 1
+                raise AuthError(f"Too many failed logins; try again in {wait} s.")
+            self._pending[key] = self._pending.get(key, 0) + 1
 
-    def failed(self, *keys: str) -> None:
-        """Count a failure against each key."""
-        now = time.time()
+    def end(self, key: str, ok: bool | None) -> None:
+        """Close an attempt: *ok* True forgets *key*'s failures, False counts one, None counts nothing."""
         with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-
-    def succeeded(self, *keys: str) -> None:
-        """Forget the failures of each key."""
-        with self._lock:
-            for key in keys:
+            left = self._pending.get(key, 1) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
+            if ok:
                 self._failures.pop(key, None)
+            elif ok is False:
+                self._recent(key, time.time()).append(time.time())
 
 
 # ------------------------------------------------------------------------------ peer credentials
@@ -218,8 +240,8 @@ class TokenSocket:
     Parameters
     ----------
     path
-        The socket file; its folder is created. The socket is world-connectable: the kernel,
-        not the caller, says who is asking.
+        The socket file; its folder is created (mode 0755) when missing. The socket is
+        world-connectable: the kernel, not the caller, says who is asking.
     tokens
         Where tokens are minted.
     """
@@ -227,7 +249,9 @@ class TokenSocket:
     def __init__(self, path: str | os.PathLike, tokens: TokenStore) -> None:
         self.path = Path(path)
         self.tokens = tokens
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():  # its own folder, which every OS user may pass through
+            self.path.parent.mkdir(parents=True)
+            os.chmod(self.path.parent, 0o755)
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

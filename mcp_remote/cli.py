@@ -1,7 +1,8 @@
 """``multicellpose-server``: run a MultiCellPose server and manage who may use it.
 
 ``serve``
-    Listen on ``server_bind`` (127.0.0.1 or a UNIX socket by default) until interrupted.
+    Listen on ``server_bind`` (127.0.0.1 or a UNIX socket by default) until interrupted. Files
+    are written private to the server's account (umask 077); job workers stop when it dies.
 ``token``
     Print an access token for the OS user running the command (asks the running server over
     its local socket; the kernel tells it who is asking). Run it through your SSH login.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,8 +27,12 @@ from .config import load_config
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mcp_core.job_worker import PARENT_ENV
+
     from .server import start_server
 
+    os.umask(0o077)  # every file this process and its job workers write is private to the server's account
+    os.environ[PARENT_ENV] = str(os.getpid())  # job workers stop when this process dies
     config = load_config(args.config)
     server = start_server(config, bind=args.bind)
     print(f"MultiCellPose server on {server.address}; storage {config.storage_root()}; "
@@ -79,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
     p = sub.add_parser("token", help="print an access token for the current OS user")
     p.add_argument("--json", action="store_true", help="print {token, user, expires} as JSON")
-    p.add_argument("--socket", help="the server's token socket (default: <storage root>/run/token.sock)")
+    p.add_argument("--socket", help="the server's token socket (default: <token_socket_dir>/token.sock)")
     p.set_defaults(func=_token)
     p = sub.add_parser("adduser", help="add a user to the password file (or change their password)")
     p.add_argument("user")

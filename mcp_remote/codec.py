@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from .proto import multicellpose_pb2 as pb
 
 #: dtype kinds allowed on the wire: bool, signed/unsigned integers, floats, complex, fixed-width strings.
 WIRE_KINDS = frozenset("biufcU")
+#: Most dimensions an array on the wire may have (numpy's own limit).
+MAX_DIMS = 32
 
 
 def to_array_msg(arr: np.ndarray) -> pb.NDArray:
@@ -45,9 +48,13 @@ def from_array_msg(msg: pb.NDArray, what: str = "array") -> np.ndarray:
     if dtype.kind not in WIRE_KINDS or dtype.hasobject or dtype.fields is not None:
         raise ParameterError(f"The {what} has dtype {dtype}, which is not a plain numeric or string type.")
     shape = tuple(int(s) for s in msg.shape)
+    if len(shape) > MAX_DIMS:
+        raise ParameterError(f"The {what} has {len(shape)} dimensions in its field shape; at most {MAX_DIMS} are allowed.")
     if any(s < 0 for s in shape):
-        raise ParameterError(f"The {what} has a negative dimension in shape {shape}.")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raise ParameterError(f"The {what} has a negative dimension in its field shape {shape}.")
+    if math.prod(s for s in shape if s) * dtype.itemsize >= 1 << 62:  # Python integers: no wrap-around
+        raise ParameterError(f"The {what} has a field shape {shape} too large for any array.")
+    expected = math.prod(shape) * dtype.itemsize
     if expected != len(msg.data):
         raise ParameterError(f"The {what} holds {len(msg.data)} bytes, but shape {shape} of {dtype} needs {expected}.")
     return np.frombuffer(msg.data, dtype=dtype).reshape(shape)

@@ -43,7 +43,14 @@ class RemoteConfig:
     server_admins: list[str] = Field(default_factory=list, description="Users allowed to write shared models.")
     quota_bytes: int = Field(50 * GiB, ge=0, description="Storage each user may use.")
     max_upload_bytes: int = Field(8 * GiB, ge=1, description="Largest single file accepted.")
+    max_files: int = Field(50_000, ge=1, description="Files each user may store (uploads, dataset entries, job files).")
+    job_min_bytes: int = Field(256 << 20, ge=0, description="Least free quota a training or batch job needs to be accepted (the floor of its estimate).")
+    max_queued_jobs: int = Field(5, ge=1, description="Jobs one user may have queued or running at once.")
+    max_streams_per_user: int = Field(4, ge=1, description="Streaming calls (uploads, downloads, job watches, segmentations) one user may have open at once.")
+    upload_idle_s: float = Field(60.0, gt=0, description="An upload that sends nothing for this long is cut off (it resumes later).")
     token_days: float = Field(30.0, gt=0, description="How long a minted token stays valid.")
+    max_tokens_per_user: int = Field(20, ge=1, description="Live tokens per user; minting one more revokes the oldest.")
+    token_socket_dir: str = Field("", description="Folder of the token socket, which every OS user of the machine must be able to reach; <storage root>/run when empty.")
     server_tls_cert: str = Field("", description="PEM certificate; needed to listen on a non-loopback address.")
     server_tls_key: str = Field("", description="PEM private key of server_tls_cert.")
 
@@ -57,7 +64,8 @@ class RemoteConfig:
 
     def token_socket(self) -> Path:
         """The local UNIX socket ``multicellpose-server token`` asks for a token on."""
-        return self.storage_root() / "run" / "token.sock"
+        folder = Path(self.token_socket_dir).expanduser() if self.token_socket_dir else self.storage_root() / "run"
+        return folder / "token.sock"
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path | None:

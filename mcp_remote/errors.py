@@ -48,6 +48,12 @@ class QuotaExceeded(RemoteError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Busy(RemoteError):
+    """The user already has as many calls of this kind open as the server allows one user."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Forbidden(RemoteError):
     """The user may not do this (a non-admin writing a shared model)."""
 
@@ -92,7 +98,7 @@ RAISABLE: dict[str, type[MCPError]] = {cls.__name__: cls for cls in (
     core_errors.MCPError, core_errors.ParameterError, core_errors.ImageReadError, core_errors.LabelFileError,
     core_errors.ModelError, core_errors.JobError, AuthError, Throttled, RemoteError, NotFound, ModelNotFound,
     JobNotFound, InvalidRequest,
-    QuotaExceeded, Forbidden, Conflict, Corrupted, Unreachable)}
+    QuotaExceeded, Busy, Forbidden, Conflict, Corrupted, Unreachable)}
 
 _BY_CODE = {cls.code: cls for cls in (NotFound, InvalidRequest, QuotaExceeded, Forbidden, Conflict, Corrupted,
                                        Unreachable)}

@@ -26,7 +26,7 @@ from mcp_core.errors import MCPError
 from mcp_core.jobs import FINAL_STATES, EventWriter, read_events
 from mcp_core.params import JobEvent, JobInfo
 
-from .errors import JobNotFound
+from .errors import JobNotFound, QuotaExceeded
 
 _PATH_KEYS = ("path", "image", "model_path", "dataset", "save_path", "folder", "base_model", "replay_dir")
 
@@ -54,7 +54,11 @@ class Submission:
 
 
 class JobQueue:
-    """Persistent jobs of all users, run one at a time.
+    """Persistent jobs of all users, run one at a time, taking users in turn.
+
+    The next job to start is the oldest queued job of the user whose last job started longest
+    ago (a user who has not started one yet goes first), so one user's many jobs cannot keep
+    the others waiting.
 
     Parameters
     ----------
@@ -64,19 +68,31 @@ class JobQueue:
         ``(home, models_dir) -> LocalBackend``: the backend a job runs on.
     poll_s
         How often the scheduler looks at the running job.
-    on_finish
-        Called with the record and backend of a job that has just ended (to count its files).
+    on_end
+        Called with the record of a job that has just reached a final state by any way (finished,
+        failed, cancelled, interrupted by a restart).
+    max_per_user
+        Jobs one user may have queued or running at once.
     """
 
     def __init__(self, folder: str | os.PathLike, backend_for: Callable[[str, str | None], LocalBackend],
-                 poll_s: float = 0.2, on_finish: Callable[[dict[str, Any], LocalBackend], None] | None = None) -> None:
+                 poll_s: float = 0.2, on_end: Callable[[dict[str, Any]], None] | None = None,
+                 max_per_user: int = 5) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.backend_for = backend_for
-        self.on_finish = on_finish
+        self.on_end = on_end
+        self.max_per_user = max_per_user
         self.poll_s = poll_s
         self._lock = threading.RLock()
         self._starters: dict[str, Callable[[LocalBackend], JobInfo]] = {}
+        self._owners: dict[str, str] = {}  # job id -> user
+        self._last_start: dict[str, float] = {}  # user -> when their last job started
+        for job_id in self._ids():
+            try:
+                self._owners[job_id] = self._read(job_id)["user"]
+            except (OSError, ValueError, KeyError):
+                continue
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._interrupt_unfinished()
@@ -114,15 +130,41 @@ class JobQueue:
             raise JobNotFound(f"There is no job {job_id!r}.")
         return record
 
+    def folders(self, user: str) -> list[Path]:
+        """The folders holding *user*'s jobs: their records, and their workers' folders outside *user*'s home."""
+        out = []
+        for job_id, owner in list(self._owners.items()):
+            if owner != user:
+                continue
+            out.append(self._dir(job_id))
+            try:
+                record = self._read(job_id)
+            except (OSError, ValueError):
+                continue
+            if record.get("local_id"):
+                out.append(Path(record["home"]) / "jobs" / record["local_id"])
+        return out
+
     # ------------------------------------------------------------------ API
     def submit(self, sub: Submission) -> JobInfo:
-        """Queue a job; it starts when the jobs before it have finished."""
+        """Queue a job; it starts when its user's turn comes.
+
+        Raises
+        ------
+        QuotaExceeded
+            When the user already has ``max_per_user`` jobs queued or running.
+        """
         job_id = f"{sub.kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
-        self._dir(job_id).mkdir()
         record = {"job_id": job_id, "user": sub.user, "kind": sub.kind, "state": "queued", "created": time.time(),
                   "params": sub.params, "result": {}, "error": "", "home": sub.home, "models_dir": sub.models_dir,
                   "local_id": None, "local_seq_limit": None}
         with self._lock:
+            waiting = [r for r in self._records(sub.user) if r["state"] not in FINAL_STATES]
+            if len(waiting) >= self.max_per_user:
+                raise QuotaExceeded(f"You have {len(waiting)} jobs queued or running, the most this server takes "
+                                    "from one user; wait for one to end or cancel one.")
+            self._dir(job_id).mkdir(mode=0o700)
+            self._owners[job_id] = sub.user
             self._starters[job_id] = sub.start
             self._write(record)
         self._wake.set()
@@ -132,17 +174,19 @@ class JobQueue:
         """Current state of a job."""
         return self._info(self._refresh(self.record(user, job_id)))
 
+    def _records(self, user: str) -> list[dict[str, Any]]:
+        out = []
+        for job_id, owner in list(self._owners.items()):
+            if owner == user:
+                try:
+                    out.append(self._refresh(self._read(job_id)))
+                except (OSError, ValueError):
+                    continue
+        return out
+
     def jobs(self, user: str) -> list[JobInfo]:
         """*user*'s jobs, oldest first."""
-        out = []
-        for job_id in self._ids():
-            try:
-                record = self._read(job_id)
-            except (OSError, ValueError):
-                continue
-            if record.get("user") == user:
-                out.append(self._info(self._refresh(record)))
-        return sorted(out, key=lambda j: j.created)
+        return sorted((self._info(r) for r in self._records(user)), key=lambda j: j.created)
 
     def events(self, user: str, job_id: str, since: int = 0) -> list[JobEvent]:
         """Events with ``seq > since``: the local job's, then the server's own."""
@@ -197,9 +241,12 @@ class JobQueue:
                 record.update(state=local.state, result=local.result, error=local.error)
                 self._write(record)
                 self._wake.set()
-                if self.on_finish is not None:
-                    self.on_finish(record, backend)
+                self._ended(record)
         return record
+
+    def _ended(self, record: dict[str, Any]) -> None:
+        if self.on_end is not None:
+            self.on_end(record)
 
     def _own_event(self, record: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
         last = 0
@@ -220,6 +267,7 @@ class JobQueue:
         record.update(state=state, error=error or record.get("error", ""))
         self._write(record)
         self._own_event(record, "failed" if state == "failed" else "state", {**data, "state": state})
+        self._ended(record)
 
     def _interrupt_unfinished(self) -> None:
         for job_id in self._ids():
@@ -252,7 +300,9 @@ class JobQueue:
                 return None  # one job at a time
             if record["state"] == "queued":
                 queued.append(record)
-        return min(queued, key=lambda r: r["created"]) if queued else None
+        if not queued:
+            return None
+        return min(queued, key=lambda r: (self._last_start.get(r["user"], 0.0), r["created"]))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -279,6 +329,7 @@ class JobQueue:
                 self._finish_here(record, "interrupted", {}, error="The job's inputs are gone.")
                 return
             backend = self.backend_for(record["home"], record.get("models_dir"))
+            self._last_start[record["user"]] = time.time()
             try:
                 local = start(backend)
             except MCPError as exc:

@@ -69,7 +69,7 @@ def _credentials(config: RemoteConfig) -> grpc.ServerCredentials | None:
 
 
 def start_server(config: RemoteConfig, bind: str | None = None, token_socket: bool = True,
-                 workers: int = 16) -> RunningServer:
+                 workers: int = 32) -> RunningServer:
     """Start serving.
 
     Parameters
@@ -81,7 +81,8 @@ def start_server(config: RemoteConfig, bind: str | None = None, token_socket: bo
     token_socket
         Also answer ``multicellpose-server token`` on ``<storage>/run/token.sock``.
     workers
-        Threads serving calls.
+        Threads serving calls. Each user may hold ``max_streams_per_user`` of them with open
+        streams, so this many threads keep serving everyone else while a few users hold their most.
 
     Raises
     ------

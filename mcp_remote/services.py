@@ -2,8 +2,10 @@
 
 Every method takes the caller's user from the bearer token (:meth:`Site.user`), works only
 inside that user's storage, and turns a :class:`~mcp_core.errors.MCPError` into a gRPC status
-with the error's class in the ``mcp-error`` trailer. Segmentation, training and batch
-inference are the :class:`~mcp_core.backend.LocalBackend`'s: this module has none of its own.
+with the error's class in the ``mcp-error`` trailer. No message names a server path: absolute
+paths are cut to their last part, and any other failure is answered ``INTERNAL`` with one
+sentence (the traceback goes to the server's log). Segmentation, training and batch inference
+are the :class:`~mcp_core.backend.LocalBackend`'s: this module has none of its own.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import dataclasses
 import functools
 import inspect
 import json
+import logging
+import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -25,15 +30,23 @@ from mcp_core.params import SegmentParams, TrainParams, to_dict
 
 from . import codec
 from .auth import AuthError, check_user_name
-from .errors import Forbidden, InvalidRequest, Throttled, status_of
+from .errors import Forbidden, InvalidRequest, status_of
 from .job_queue import Submission
 from .prediction_files import prediction_result
 from .proto import multicellpose_pb2 as pb
 from .proto import multicellpose_pb2_grpc as pbg
 from .site import Site
-from .storage import UserStorage, check_sha256
+from .storage import UserStorage, check_name, check_sha256
 
 CHUNK_BYTES = 4 << 20
+LOG = logging.getLogger("mcp_remote.server")
+#: An absolute path inside a message; only its last part is sent.
+_PATH = re.compile(r"(?<![\w.])(?:/[^\s/'\"():,]+)+/([^\s/'\"():,]*)")
+
+
+def public_message(text: str) -> str:
+    """*text* with every absolute path cut to its last part."""
+    return _PATH.sub(r"\1", text)
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
@@ -41,20 +54,29 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
         err = exc.errors()[0]
         name, message = "ParameterError", f"Parameter {'.'.join(map(str, err['loc']))}: {err['msg']}."
         code = grpc.StatusCode.INVALID_ARGUMENT
-    else:
+    elif isinstance(exc, MCPError):
         name, message, code = type(exc).__name__, str(exc), status_of(exc)
+    else:
+        LOG.exception("A call failed")
+        name, message = "RemoteError", "The server failed while answering this call; its log has the details."
+        code = grpc.StatusCode.INTERNAL
     context.set_trailing_metadata((("mcp-error", name),))
-    context.abort(code, message)
+    context.abort(code, public_message(message))
 
 
 def rpc(method: Callable) -> Callable:
-    """Run a servicer method, answering project errors with their status (streaming methods too)."""
+    """Run a servicer method, answering every error with a status and one sentence (streaming methods too).
+
+    A call the client has cancelled (its request stream raises :class:`grpc.RpcError`) just ends.
+    """
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def stream(self, request, context):
             try:
                 yield from method(self, request, context)
-            except (MCPError, ValidationError) as exc:
+            except grpc.RpcError:
+                return
+            except Exception as exc:
                 _abort(context, exc)
         return stream
 
@@ -62,9 +84,45 @@ def rpc(method: Callable) -> Callable:
     def unary(self, request, context):
         try:
             return method(self, request, context)
-        except (MCPError, ValidationError) as exc:
+        except grpc.RpcError:
+            return None
+        except Exception as exc:
             _abort(context, exc)
     return unary
+
+
+def params_of(cls: type, text: str, what: str) -> Any:
+    """A parameter dataclass from the JSON of a ``params_json`` field.
+
+    Raises
+    ------
+    InvalidRequest
+        When the JSON names a key *cls* does not have.
+    ParameterError, ValidationError
+        When it is not a JSON object or a value is invalid.
+    """
+    values = codec.loads(text, what)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InvalidRequest(f"The field params_json has unknown {what} key(s) {', '.join(map(repr, unknown))[:300]}; "
+                             f"known: {', '.join(sorted(known))}.")
+    return cls(**values)
+
+
+def _idle_cut(messages: Iterator, context: grpc.ServicerContext, idle_s: float) -> Iterator:
+    """*messages*, ending the call when the client sends nothing for *idle_s* seconds."""
+    while True:
+        timer = threading.Timer(idle_s, context.cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            msg = next(messages)
+        except StopIteration:
+            return
+        finally:
+            timer.cancel()
+        yield msg
 
 
 class _Service:
@@ -85,17 +143,7 @@ class AuthService(_Service, pbg.AuthServicer):
             check_user_name(user)
         except MCPError:
             raise AuthError("Wrong user name or password.") from None
-        try:
-            self.site.throttle.check(user)
-            self.site.peer_throttle.check(peer)
-        except AuthError as exc:
-            raise Throttled(str(exc)) from None
-        if not self.site.passwords.verify(user, request.password):
-            self.site.throttle.failed(user)
-            self.site.peer_throttle.failed(peer)
-            raise AuthError("Wrong user name or password.")
-        self.site.throttle.succeeded(user)
-        token, expires = self.site.tokens.mint(user, via="password")
+        token, expires = self.site.login(user, request.password, peer)
         return pb.LoginReply(token=token, user=user, expires=expires)
 
     @rpc
@@ -130,39 +178,42 @@ class TransferService(_Service, pbg.TransferServicer):
 
     @rpc
     def Upload(self, request_iterator, context):
-        store = self.site.storage(self.user(context))
-        first = next(request_iterator, None)
-        if first is None:
-            raise InvalidRequest("An upload must name its file (sha256 and size) in its first message.")
-        sha, size = first.sha256, first.size
-        store.check_upload(sha, size)
-        received, complete = store.status(sha, size)
-        if complete:
-            return pb.UploadStatus(sha256=sha, size=size, received=size, complete=True)
-        held = size - received
-        store.reserve(held)
-        try:
-            for msg in _chain(first, request_iterator):
-                if msg.sha256 not in ("", sha) or msg.size not in (0, size):
-                    raise InvalidRequest("An upload stream must carry one file only.")
-                if msg.data:
-                    received = store.write_chunk(sha, size, msg.offset, msg.data)
-                    held -= len(msg.data)
-        finally:
-            store.release(max(held, 0))
-            store.save_tally()
-        if received == size:
-            store.finish(sha, size)
+        user = self.user(context)
+        store = self.site.storage(user)
+        with self.site.stream(user):
+            messages = _idle_cut(request_iterator, context, self.site.config.upload_idle_s)
+            first = next(messages, None)
+            if first is None:
+                raise InvalidRequest("An upload must name its file (fields sha256 and size) in its first message.")
+            sha, size = first.sha256, first.size  # fixed for the whole stream
+            store.check_upload(sha, size)
+            received, complete = store.status(sha, size)
+            if complete:
+                return pb.UploadStatus(sha256=sha, size=size, received=size, complete=True)
+            hold = store.begin_upload(sha, size)
+            try:
+                for msg in _chain(first, messages):
+                    if msg.sha256 not in ("", sha) or msg.size not in (0, size):
+                        raise InvalidRequest("The fields sha256 and size may only repeat the first message's: an "
+                                             "upload stream carries one file.")
+                    if msg.data:
+                        received = store.write_chunk(hold, sha, size, msg.offset, msg.data)
+                if received == size:
+                    store.finish(sha, size)
+            finally:
+                hold.close()
+                store.end_upload(sha)
         return pb.UploadStatus(sha256=sha, size=size, received=received, complete=received == size)
 
     @rpc
     def Download(self, request, context):
-        store = self.site.storage(self.user(context))
+        user = self.user(context)
+        store = self.site.storage(user)
         path = store.blob(request.sha256)
         size = path.stat().st_size
         if not 0 <= request.offset <= size:
-            raise InvalidRequest(f"Offset {request.offset} is outside the file ({size} bytes).")
-        with open(path, "rb") as fh:
+            raise InvalidRequest(f"The field offset, {request.offset}, is outside the file ({size} bytes).")
+        with self.site.stream(user), open(path, "rb") as fh:
             fh.seek(request.offset)
             offset = request.offset
             while data := fh.read(CHUNK_BYTES):
@@ -190,9 +241,10 @@ class ModelsService(_Service, pbg.ModelsServicer):
             raise InvalidRequest(f"A model's scope is 'user' or 'shared', not {scope[:40]!r}.")
         if scope == "shared" and user not in self.site.admins:
             raise Forbidden("Only the server's admins may add shared models.")
+        check_name(request.name, "name")
         store = self.site.storage(user)
-        weights = store.blob(check_sha256(request.weights.sha256))
-        sidecar = store.blob(check_sha256(request.sidecar.sha256)) if request.sidecar.sha256 else None
+        weights = store.blob(request.weights.sha256, "weights.sha256")
+        sidecar = store.blob(request.sidecar.sha256, "sidecar.sha256") if request.sidecar.sha256 else None
         backend = self.site.shared if scope == "shared" else self.site.user_backend(user)
         return codec.to_model_msg(self.site.register_model(store, backend, safe_name(request.name or "model"),
                                                            weights, sidecar, scope))
@@ -211,12 +263,13 @@ class SegmentationService(_Service, pbg.SegmentationServicer):
     @rpc
     def Segment(self, request, context):
         user = self.user(context)
-        params = SegmentParams(**codec.loads(request.params_json, "segmentation parameters"))
-        images = [codec.from_array_msg(m, f"image {i + 1}") for i, m in enumerate(request.images)]
+        params = params_of(SegmentParams, request.params_json, "segmentation parameter")
+        images = [codec.from_array_msg(m, f"images[{i}]") for i, m in enumerate(request.images)]
         if not images:
-            raise InvalidRequest("No images to segment.")
-        for result in self.site.segment(user, images, params):
-            yield codec.to_result_msg(result)
+            raise InvalidRequest("The field images is empty: there is nothing to segment.")
+        with self.site.stream(user):
+            for result in self.site.segment(user, images, params):
+                yield codec.to_result_msg(result)
 
 
 # ------------------------------------------------------------------------------- datasets
@@ -251,8 +304,8 @@ class JobsService(_Service, pbg.JobsServicer):
         user = self.user(context)
         store = self.site.storage(user)
         folder = store.dataset(request.dataset_id)
-        store.check_room()
-        params = TrainParams(**codec.loads(request.params_json, "training parameters"))
+        params = params_of(TrainParams, request.params_json, "training parameter")
+        check_name(params.model_name, "model_name")
         for field in ("test_dir", "save_path", "replay_dir"):
             if getattr(params, field):
                 raise InvalidRequest(f"Parameter {field} cannot name a server folder; upload the data as a dataset.")
@@ -266,16 +319,16 @@ class JobsService(_Service, pbg.JobsServicer):
         def start(backend):
             return backend.submit_training(folder, local)
 
-        return codec.to_job_msg(self.site.queue.submit(Submission(user, "train", public_params, str(store.home),
-                                                                  None, start)))
+        estimate = self.site.train_estimate(user, params.base_model)
+        return codec.to_job_msg(self.site.submit_job(store, Submission(user, "train", public_params, str(store.home),
+                                                                       None, start), estimate))
 
     @rpc
     def SubmitBatch(self, request, context):
         user = self.user(context)
         store = self.site.storage(user)
         folder = store.dataset(request.dataset_id)
-        store.check_room()
-        params = SegmentParams(**codec.loads(request.params_json, "segmentation parameters"))
+        params = params_of(SegmentParams, request.params_json, "segmentation parameter")
         backend, info = self.site.resolve_model(user, params.model)
         paths = self.site.dataset_images(folder)
 
@@ -283,8 +336,8 @@ class JobsService(_Service, pbg.JobsServicer):
             return b.submit_batch(paths, dataclasses.replace(params, model=info.name))
 
         home, models_dir = self.site.home_of(backend)
-        return codec.to_job_msg(self.site.queue.submit(Submission(user, "batch", to_dict(params), home, models_dir,
-                                                                  start)))
+        sub = Submission(user, "batch", to_dict(params), home, models_dir, start)
+        return codec.to_job_msg(self.site.submit_job(store, sub, self.site.batch_estimate(paths)))
 
     @rpc
     def Get(self, request, context):
@@ -303,6 +356,11 @@ class JobsService(_Service, pbg.JobsServicer):
     def Watch(self, request, context):
         user = self.user(context)
         since = request.since
+        self.site.queue.job(user, request.job_id)
+        with self.site.stream(user):
+            yield from self._watch(user, request, since, context)
+
+    def _watch(self, user, request, since, context):
         while context.is_active():
             for event in self.site.queue.events(user, request.job_id, since):
                 since = event.seq
@@ -320,15 +378,17 @@ class JobsService(_Service, pbg.JobsServicer):
     @rpc
     def Predictions(self, request, context):
         user = self.user(context)
-        for path, image, frame, origin in self.site.predictions(user, request.job_id):
-            result = prediction_result(path, image=image, frame=frame)
-            yield pb.Prediction(image=image, frame=frame, result=codec.to_result_msg(result), origin=origin)
+        found = self.site.predictions(user, request.job_id)
+        with self.site.stream(user):
+            for path, image, frame, origin in found:
+                result = prediction_result(path, image=image, frame=frame)
+                yield pb.Prediction(image=image, frame=frame, result=codec.to_result_msg(result), origin=origin)
 
 
 # -------------------------------------------------------------------------------- storage
 def _usage_msg(store: UserStorage) -> pb.StorageUsage:
-    t = store.tally()
-    return pb.StorageUsage(bytes_used=t["bytes"], quota_bytes=store.quota_bytes, files=t["files"])
+    nbytes, files = store.usage()
+    return pb.StorageUsage(bytes_used=nbytes, quota_bytes=store.quota_bytes, files=files)
 
 
 class StorageService(_Service, pbg.StorageServicer):

@@ -3,6 +3,11 @@
 :class:`Site` is what the gRPC services (:mod:`mcp_remote.services`) call; it holds no
 segmentation or training code: those go to a :class:`~mcp_core.backend.LocalBackend` per user
 (home ``<storage>/users/<user>/home``) and one for the shared models.
+
+The storage root is mode 0711 (others may pass through, to the token socket's ``run/`` folder,
+but list nothing); every other folder the server makes is 0700 and its files 0600. Each user
+may have ``max_streams_per_user`` streaming calls open at once (:meth:`Site.stream`), so one
+user's open streams cannot take every serving thread.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
+import contextlib
 import os
 import random
 import secrets
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +34,14 @@ from mcp_core.params import ModelInfo, SegmentParams, SegmentResult, TrainParams
 
 from .auth import AuthError, LoginThrottle, PasswordFile, TokenStore
 from .config import RemoteConfig
-from .errors import InvalidRequest, ModelNotFound
-from .job_queue import JobQueue
-from .storage import UserStorage
+from .errors import Busy, InvalidRequest, ModelNotFound, Throttled
+from .job_queue import JobQueue, Submission
+from .storage import BLOCK, Hold, Ledger, UserStorage, blocks_for, private_dir
 
 MAX_SIDECAR_BYTES = 1 << 20
+#: What a batch job's predictions may take per byte of its input images (masks, class map, outlines,
+#: flows of a 16-bit one-channel frame): the estimate a batch job must find room for.
+PREDICTION_BYTES_PER_INPUT_BYTE = 16
 
 
 def use_cpsam_path(path: str) -> None:
@@ -67,11 +76,20 @@ class Site:
     def __init__(self, config: RemoteConfig) -> None:
         self.config = config
         self.root = config.storage_root()
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o711)
+        for name in ("auth", "users", "jobs", "shared"):
+            private_dir(self.root / name)
+            os.chmod(self.root / name, 0o700)
         if config.cpsam_model_path:
             use_cpsam_path(config.cpsam_model_path)
-        self.tokens = TokenStore(self.root / "auth" / "tokens.json", config.token_days * 86400)
+        self.tokens = TokenStore(self.root / "auth" / "tokens", config.token_days * 86400, config.max_tokens_per_user)
         self.passwords = PasswordFile(self.root / "auth" / "passwords.json")
+        self.ledger = Ledger(config.quota_bytes, config.max_files, self._folders_of)
+        self._streams: dict[str, int] = {}
+        self._streams_lock = threading.Lock()
+        self._job_holds: dict[str, Hold] = {}
+        self._job_holds_lock = threading.Lock()
         # Per user, and (looser, as every tunnelled client shares 127.0.0.1) per peer address.
         self.throttle = LoginThrottle(max_failures=5)
         self.peer_throttle = LoginThrottle(max_failures=50)
@@ -81,7 +99,8 @@ class Site:
         self.shared = self.backend_for(str(self.root / "shared"), str(config.shared_models()))
         self.segment_lock = threading.Lock()
         self._event_tick = threading.Event()
-        self.queue = JobQueue(self.root / "jobs", self.backend_for, on_finish=self._count_job_files)
+        self.queue = JobQueue(self.root / "jobs", self.backend_for, on_end=self._job_ended,
+                              max_per_user=config.max_queued_jobs)
 
     def close(self) -> None:
         """Stop the job scheduler."""
@@ -108,17 +127,72 @@ class Site:
                             "get one with `multicellpose-server token` or by logging in.")
         return self.tokens.user(token)
 
+    def login(self, user: str, password: str, peer: str) -> tuple[str, float]:
+        """A token for a password login: ``(token, expires)``.
+
+        Raises
+        ------
+        Throttled
+            When *user* or *peer* has failed too often (attempts in progress count as failures).
+        AuthError
+            For a wrong user name or password.
+        """
+        try:
+            self.throttle.begin(user)
+        except AuthError as exc:
+            raise Throttled(str(exc)) from None
+        try:
+            self.peer_throttle.begin(peer)
+        except AuthError as exc:
+            self.throttle.end(user, None)
+            raise Throttled(str(exc)) from None
+        ok = False
+        try:
+            ok = self.passwords.verify(user, password)
+        finally:
+            self.throttle.end(user, ok)
+            self.peer_throttle.end(peer, ok or None)
+        if not ok:
+            raise AuthError("Wrong user name or password.")
+        return self.tokens.mint(user, via="password")
+
+    @contextlib.contextmanager
+    def stream(self, user: str) -> Iterator[None]:
+        """Admit one streaming call of *user* for the time of the ``with`` block.
+
+        Raises
+        ------
+        Busy
+            When *user* already has ``max_streams_per_user`` streams open.
+        """
+        with self._streams_lock:
+            n = self._streams.get(user, 0)
+            if n >= self.config.max_streams_per_user:
+                raise Busy(f"You have {n} transfers or streams open, the most this server allows one user; "
+                           "wait for one to end.")
+            self._streams[user] = n + 1
+        try:
+            yield
+        finally:
+            with self._streams_lock:
+                self._streams[user] -= 1
+
     def limits(self) -> dict:
         """Limits a client must respect."""
         from .channel import MAX_MESSAGE_BYTES
 
         return {"max_upload_bytes": self.config.max_upload_bytes, "quota_bytes": self.config.quota_bytes,
-                "max_message_bytes": MAX_MESSAGE_BYTES, "chunk_bytes": 4 << 20}
+                "max_message_bytes": MAX_MESSAGE_BYTES, "chunk_bytes": 4 << 20, "max_files": self.config.max_files,
+                "max_streams_per_user": self.config.max_streams_per_user,
+                "max_queued_jobs": self.config.max_queued_jobs}
 
     # ------------------------------------------------------------------ storage and backends
     def storage(self, user: str) -> UserStorage:
         """*user*'s storage."""
-        return UserStorage(self.root, user, self.config.quota_bytes, self.config.max_upload_bytes)
+        return UserStorage(self.root, user, self.ledger, self.config.max_upload_bytes)
+
+    def _folders_of(self, user: str) -> list[Path]:
+        return [self.root / "users" / user, *self.queue.folders(user)]
 
     def backend_for(self, home: str, models_dir: str | None = None) -> LocalBackend:
         """The LocalBackend of a home folder (one per folder, kept)."""
@@ -189,11 +263,10 @@ class Site:
                 raise InvalidRequest(f"The model's sidecar is not JSON: {exc}.") from exc
             if not isinstance(side, dict):
                 raise InvalidRequest("The model's sidecar must be a JSON object.")
-        size = weights.stat().st_size + (sidecar.stat().st_size if sidecar else 0)
-        if scope == "user":
-            store.reserve(size)
-        staging = store.dir / "staging" / secrets.token_hex(8)
-        staging.mkdir(parents=True)
+        size = blocks_for(weights.stat().st_size) + blocks_for(sidecar.stat().st_size if sidecar else MAX_SIDECAR_BYTES)
+        hold = store.hold(size + 2 * BLOCK, 2, "This model") if scope == "user" else None
+        staging = private_dir(store.dir / "staging") / secrets.token_hex(8)
+        staging.mkdir(mode=0o700)
         try:
             staged = staging / f"{name}.pth"
             os.link(weights, staged)
@@ -204,11 +277,9 @@ class Site:
             raise InvalidRequest(f"The uploaded model was refused: {exc}".replace(str(staging), "upload")) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            if scope == "user":
-                store.release(size)
-        if scope == "user":
-            added = Path(info.path)
-            store.count(added.stat().st_size + sidecar_path(added).stat().st_size, 2)
+            store.changed()
+            if hold is not None:
+                hold.close()
         return dataclasses.replace(info, scope=scope)
 
     def delete_model(self, user: str, name: str, scope: str) -> None:
@@ -220,10 +291,9 @@ class Site:
         path = Path(found[0].path)
         store = self.storage(user) if scope == "user" else None
         for p in (path, sidecar_path(path)):
-            if store is not None:
-                store.remove(p)
-            else:
-                p.unlink(missing_ok=True)
+            p.unlink(missing_ok=True)
+        if store is not None:
+            store.changed()
 
     # ------------------------------------------------------------------ work
     def segment(self, user: str, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
@@ -254,8 +324,8 @@ class Site:
         labelled = [p for p in list_images(root) if label_path(p).exists() or masks_tiff_pair(p)]
         n = self.config.replay_sample_size or len(labelled)
         chosen = random.Random(params.seed).sample(labelled, min(n, len(labelled)))
-        folder = store.dir / "replay" / secrets.token_hex(8)
-        folder.mkdir(parents=True)
+        folder = private_dir(store.dir / "replay") / secrets.token_hex(8)
+        folder.mkdir(mode=0o700)
         for image in chosen:
             stem = image_stem(image)
             for p in image.parent.glob(f"{stem}*"):
@@ -288,17 +358,47 @@ class Site:
             out.append((path, image, str(event.data.get("frame", "")), origin))
         return out
 
-    def _count_job_files(self, record: dict, backend: LocalBackend) -> None:
-        """Add what a finished job wrote (its folder, a trained model, predictions) to its user's tally."""
-        store = self.storage(record["user"])
-        files = [p for p in (backend.jobs_dir / record["local_id"]).iterdir() if p.is_file()]
-        result = record.get("result") or {}
-        if record["kind"] == "train" and result.get("model_path") and backend is not self.shared:
-            model = Path(result["model_path"])
-            files += [model, sidecar_path(model)]
-        files += [Path(p) for p in result.get("written", [])]
-        sizes = [p.stat().st_size for p in files if p.is_file()]
-        store.count(sum(sizes), len(sizes))
+    def submit_job(self, store: UserStorage, sub: Submission, estimate: int):
+        """Queue a job after holding *estimate* bytes of *store*'s quota for its outputs until it ends.
+
+        Raises
+        ------
+        QuotaExceeded
+            When the user's free quota is below *estimate*, or they have too many jobs waiting.
+        """
+        hold = store.hold(max(estimate, self.config.job_min_bytes), 0, f"This {sub.kind} job")
+        with self._job_holds_lock:
+            try:
+                job = self.queue.submit(sub)
+            except BaseException:
+                hold.close()
+                raise
+            self._job_holds[job.job_id] = hold
+        return job
+
+    def train_estimate(self, user: str, base_model: str) -> int:
+        """Bytes a training job may write: its model and the checkpoint replacing it, each the size of the base."""
+        if base_model == "tiny":
+            return 0
+        if base_model in PRETRAINED:
+            cache = Path(os.environ.get("CELLPOSE_LOCAL_MODELS_PATH") or Path.home() / ".cellpose" / "models")
+            weights = cache / base_model
+        else:
+            weights = Path(self.resolve_model(user, base_model)[1].path)
+        return 2 * blocks_for(weights.stat().st_size) if weights.is_file() else 0
+
+    @staticmethod
+    def batch_estimate(paths: Sequence[str]) -> int:
+        """Bytes a batch job's predictions of *paths* may take."""
+        return PREDICTION_BYTES_PER_INPUT_BYTE * sum(os.path.getsize(p) for p in paths)
+
+    def _job_ended(self, record: dict) -> None:
+        """A job reached a final state: give back its hold and measure its user's files again."""
+        with self._job_holds_lock:
+            hold = self._job_holds.pop(record["job_id"], None)
+        self.ledger.stale(record["user"])
+        if hold is not None:
+            hold.close()
 
     def clear_training_files(self, user: str) -> None:
         """Delete *user*'s uploads, datasets and finished jobs' files (models stay)."""
@@ -306,7 +406,5 @@ class Site:
         self.user_backend(user).clear_training_files()
         store.clear()
         shutil.rmtree(store.dir / "replay", ignore_errors=True)
-        kept = [store.home / "models", *(p for p in (store.home / "jobs").glob("*") if p.is_dir())]
-        files = [p for d in kept if d.is_dir() for p in d.iterdir() if p.is_file()]
-        store.count(sum(p.stat().st_size for p in files), len(files))  # models and running jobs stay counted
+        store.changed()
 
