@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import MCPError
+from .threads import configure_environment
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -63,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed subcommand, turning project errors into one-line messages."""
+    configure_environment()  # before any command imports torch; job workers inherit it
     try:
         return int(args.func(args) or 0)
     except MCPError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import MCPError
 from .jobs import EventWriter, read_events, read_job, write_job
+from .threads import configure_environment
 
 PARENT_ENV = "MULTICELLPOSE_JOB_PARENT"
 ORPHAN_GRACE_S = 10.0
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m mcp_core.job_worker JOB_FOLDER", file=sys.stderr)
         return 2
     job_dir = Path(args[0]).resolve()
+    configure_environment()  # before the job imports torch (values set by the parent are kept)
     # Events own the real standard output; stray prints of libraries go to standard error.
     events = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     sys.stdout.flush()

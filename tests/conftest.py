@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from mcp_core.threads import configure_environment
+
+# One torch thread per process, none spinning: the suite runs several torch processes at once (itself, job
+# workers, the app and its worker pool, the remote server's jobs) on CI's 2 cores. Set before anything imports
+# torch, and inherited by every process the tests start.
+configure_environment(threads=1)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 
