@@ -9,13 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from waiting import DEADLINE, poll
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -62,19 +63,18 @@ class App:
         self.token: str | None = parse_qs(urlsplit(self.start_url).query).get("token", [None])[0]
 
     def _wait_until_up(self) -> None:
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        def answers() -> bool:
             try:
                 urllib.request.urlopen(self.url + "/", timeout=5)
-                break
+                return True
             except urllib.error.HTTPError:
-                break  # the server answers (e.g. 401 behind a token): it is up
+                return True  # the server answers (e.g. 401 behind a token): it is up
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"the app exited: {self.log.read_text()}")
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("the app did not start within 60 s")
+                    raise RuntimeError(f"the app exited: {self.log.read_text()}") from None
+                return False
+
+        poll(answers, f"the app to answer on {self.url}", interval=0.3, last=lambda: self.log.read_text()[-2000:])
 
     def login(self, driver) -> None:
         """Open the token link once, so the browser holds the session cookie."""
@@ -112,22 +112,12 @@ def make_driver(download_dir: Path):
     return driver
 
 
-def wait(driver, script: str, timeout: float = 20.0, poll: float = 0.05):
+def wait(driver, script: str, timeout: float = DEADLINE):
     """Poll a JS expression until it is truthy; returns its value."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = driver.execute_script("return " + script)
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(f"timed out waiting for: {script}")
+    return poll(lambda: driver.execute_script("return " + script), f"the page to show: {script}", timeout,
+                interval=0.05)
 
 
-def until(condition, timeout: float = 20.0, poll: float = 0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError("condition not met in time")
+def until(condition, timeout: float = DEADLINE, what: str = "a condition on the app's files"):
+    """Poll *condition* (e.g. a file the app writes) until it is truthy; returns its value."""
+    return poll(condition, what, timeout)

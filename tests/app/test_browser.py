@@ -176,10 +176,10 @@ def test_analyzer_measure_plugin_and_download_csv(browser, app, demo, tmp_path):
     browser.find_element("xpath", "//*[normalize-space(text())='labels (_seg.npy)']").click()
     buttons = browser.find_elements("xpath", "//*[normalize-space(text())='Whole folder']")
     buttons[-1].click()  # the measurement one (the first runs the model)
-    wait(browser, "document.body.innerText.includes('objects in 1 image(s)')", timeout=60)
+    wait(browser, "document.body.innerText.includes('objects in 1 image(s)')")
     browser.save_screenshot(str(tmp_path / "analyzer_measured.png"))
     browser.find_element("xpath", "//*[normalize-space(text())='CSV']").click()
-    csv = until(lambda: next(iter((tmp_path / "downloads").glob("*.csv")), None), timeout=30)
+    csv = until(lambda: next(iter((tmp_path / "downloads").glob("*.csv")), None))
     n_rows = until(lambda: _rows_when_complete(csv, pd))
     assert n_rows == load_labels(seg_of(demo, "demo_01.tif")).count
 

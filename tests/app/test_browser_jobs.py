@@ -34,25 +34,25 @@ def test_run_model_then_train_and_cancel(browser, app_with_model, demo, tmp_path
     seg = label_path(demo / "demo_01.tif")
     hand = load_labels(seg)
     click_text(browser, "Run model on this image")
-    wait(browser, "document.body.innerText.includes('masks from demo_tiny')", timeout=120)
+    wait(browser, "document.body.innerText.includes('masks from demo_tiny')")
     # the model's result replaced the masks as one edit (autosaved); undo brings the hand labels back
-    until(lambda: load_labels(seg).count != hand.count or (load_labels(seg).masks != hand.masks).any(), timeout=20)
+    until(lambda: load_labels(seg).count != hand.count or (load_labels(seg).masks != hand.masks).any())
     browser.execute_script("window.mcpCanvas.$refs.wrap.focus()")
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
-    until(lambda: (load_labels(seg).masks == hand.masks).all(), timeout=20)
+    until(lambda: (load_labels(seg).masks == hand.masks).all())
     browser.save_screenshot(str(tmp_path / "trainer_model_run.png"))
     # the training dialog: tiny is the base when the CellposeSAM weights are absent
     click_text(browser, "Train… (Ctrl+T)")
     wait(browser, "document.body.innerText.toLowerCase().includes('start training')")
     browser.save_screenshot(str(tmp_path / "train_dialog.png"))
     click_text(browser, "Start training")
-    wait(browser, "document.body.innerText.includes('Training ')", timeout=30)
-    wait(browser, "document.body.innerText.includes('running')", timeout=120)
+    wait(browser, "document.body.innerText.includes('Training ')")
+    wait(browser, "document.body.innerText.includes('running')")
     click_text(browser, "Cancel")
-    wait(browser, "document.body.innerText.includes('cancelled')", timeout=120)
+    wait(browser, "document.body.innerText.includes('cancelled')")
     browser.save_screenshot(str(tmp_path / "train_cancelled.png"))
     models = list((tmp_path / "home" / "models").glob("*.pth"))
     assert len(models) == 2  # the demo model and the cancelled run's checkpoint
