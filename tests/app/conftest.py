@@ -7,6 +7,7 @@ import re
 import pytest
 
 from mcp_core.synthetic import write_demo_project
+from waiting import patience
 
 
 @pytest.fixture
@@ -33,6 +34,14 @@ def app_user(user, state):
     from mcp_app import pages
 
     pages.register(state)
+    # should_see/should_not_see retry 3 times, 0.1 s apart, by default: too little for a loaded machine.
+    for name in ("should_see", "should_not_see"):
+        check = getattr(user, name)
+
+        async def patient(*args, _check=check, retries: int = 3, **kwargs):
+            return await _check(*args, retries=max(retries, int(patience(30) / 0.1)), **kwargs)
+
+        setattr(user, name, patient)
     user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["'](load|setImage)["'].*""")] = lambda m: {"width": 96, "height": 96}
     return user
 

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from mcp_app.canvas import LabelCanvas
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
-
-
-async def wait_for(condition, timeout=5.0):
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return condition()
+from waiting import apoll
 
 
 async def test_home_shows_project_and_backend(app_user, demo):
@@ -34,15 +25,16 @@ async def test_trainer_contour_autosaves_and_undo(app_user, demo):
     assert not seg.exists()
     canvas = app_user.find(LabelCanvas)
     canvas.trigger("polygon", {"points": [[10, 10], [40, 10], [40, 40], [10, 40]], "class_id": 2})
-    assert await wait_for(seg.exists), "autosave did not write the label file"
+    await apoll(seg.exists, "the autosave of demo_02_seg.npy")
     saved = load_labels(seg)
     assert saved.count == 1 and saved.classes.tolist() == [0, 2]
     canvas.trigger("assign", {"ids": [1], "class_id": 1})
     canvas.trigger("delete", {"ids": [1]})
+    await apoll(lambda: load_labels(seg).count == 0, "the deletion on disk")
     app_user.find(marker="undo").click()
     app_user.find(marker="undo").click()
-    await asyncio.sleep(0.5)
-    assert await wait_for(lambda: load_labels(seg).classes.tolist() == [0, 2])
+    await apoll(lambda: load_labels(seg).count == 1 and load_labels(seg).classes.tolist() == [0, 2],
+                "the undone edits on disk")
     await app_user.should_see("Saved demo_02_seg.npy")
 
 
@@ -61,7 +53,7 @@ async def test_add_class_in_trainer(app_user, state):
     await app_user.should_see("Classes")
     app_user.find("New class").type("mitotic")
     app_user.find(marker="add-class").click()
-    assert await wait_for(lambda: "mitotic" in state.project.class_names)
+    await apoll(lambda: "mitotic" in state.project.class_names, "the new class in the project")
     assert (state.folder / "multicellpose.json").exists()
 
 
@@ -73,7 +65,7 @@ async def test_analyzer_edits_predictions_not_labels(app_user, demo):
     seg_before = seg.read_bytes()
     app_user.find(LabelCanvas).trigger("polygon", {"points": [[5, 5], [20, 5], [20, 20]], "class_id": 1})
     pred = label_path(demo / "demo_01.tif", kind="pred")
-    assert await wait_for(pred.exists)
+    await apoll(pred.exists, "the prediction file")
     assert seg.read_bytes() == seg_before
 
 
@@ -109,8 +101,6 @@ async def test_trainer_reattaches_to_a_running_training_job(app_user, state, dem
         await app_user.should_see(f"Training {job.job_id}")
     finally:
         state.backend.cancel(job.job_id)
-    for _ in range(200):
-        if state.backend.job(job.job_id).state in ("cancelled", "done", "failed"):
-            break
-        await asyncio.sleep(0.1)
-    assert state.backend.job(job.job_id).state == "cancelled"
+    final = await apoll(lambda: state.backend.job(job.job_id).state in ("cancelled", "done", "failed")
+                        and state.backend.job(job.job_id).state, f"training job {job.job_id} to end")
+    assert final == "cancelled"

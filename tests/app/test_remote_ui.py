@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from mcp_core.backend import LocalBackend
+from waiting import apoll
 
 
 @pytest.fixture
@@ -37,17 +37,10 @@ async def test_connect_trust_host_key_and_back_to_local(app_user, state, remote_
     app_user.find(marker="remote-connect").click()
     await app_user.should_see(remote_site.host_key.get_fingerprint("sha256"), retries=100)
     app_user.find(marker="trust-host").click()
-    for _ in range(200):
-        if not isinstance(state.backend, LocalBackend):
-            break
-        await asyncio.sleep(0.05)
+    await apoll(lambda: not isinstance(state.backend, LocalBackend), "the remote backend to be in use")
     assert type(state.backend).__name__ == "RemoteBackend"
     await app_user.should_see("remote", retries=100)
     models = state.backend.list_models()
     assert models and models[0].scope == "builtin"
     app_user.find("Use this computer").click()
-    for _ in range(100):
-        if isinstance(state.backend, LocalBackend):
-            break
-        await asyncio.sleep(0.05)
-    assert isinstance(state.backend, LocalBackend)
+    await apoll(lambda: isinstance(state.backend, LocalBackend), "the local backend to be back")
