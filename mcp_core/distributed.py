@@ -33,7 +33,7 @@ _NEUTRAL = ("model", "batch_size")
 
 _models: dict[tuple[str, str], Any] = {}
 _loads = 0
-_lock = threading.Lock()
+model_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def is_complete(task: FrameTask) -> bool:
             and all(record.get(k) == v for k, v in _stamp(task.image).items()))
 
 
-def _worker_model(model: str, digest: str):
+def worker_model(model: str, digest: str):
     """The model of this process, loaded on first use (one model kept per process)."""
     global _loads
     if (model, digest) not in _models:
@@ -125,8 +125,8 @@ def segment_frame(task: FrameTask) -> dict[str, Any]:
     with open_image(task.image) as src:
         image = src.read(task.frame)
     params = SegmentParams(**task.params)
-    with _lock:  # one frame at a time per process, whatever the worker's thread count
-        model = _worker_model(task.model, task.digest)
+    with model_lock:  # one frame at a time per process, whatever the worker's thread count
+        model = worker_model(task.model, task.digest)
         [result] = segment(model, [image], params)
         loads = _loads
     out = save_prediction(result, task.image, task.frame, Path(task.output).parent, params)
