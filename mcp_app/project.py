@@ -15,6 +15,7 @@ from mcp_core.atomic import atomic_write_text
 from mcp_core.filenames import label_path
 from mcp_core.io import list_images, open_image
 from mcp_core.labels import LabelSet, default_color, load_labels, save_labels
+from mcp_core.labels.npyfile import read_label_dict
 
 PROJECT_FILE = "multicellpose.json"
 UNASSIGNED = "unassigned"
@@ -159,10 +160,8 @@ class Project:
 
 def _image_of(label_file: Path) -> Path | None:
     """The image a label file names in its ``filename`` entry."""
-    import numpy as np
-
-    name = np.load(label_file, allow_pickle=True).item().get("filename")
-    return Path(name) if name else None
+    name = read_label_dict(label_file).get("filename")
+    return Path(name) if isinstance(name, str) and name else None
 
 
 def _rename(ls: LabelSet, old: str, new: str) -> bool:

@@ -37,6 +37,7 @@ class Workspace:
         self._save_task: asyncio.Task | None = None
         self.on_open: list[Callable[[], None]] = []
         self.status: ui.label | None = None
+        self.unreadable: dict[int, str] = {}  # item index -> why it could not be opened
         OPEN_WORKSPACES.add(self)
 
     # ------------------------------------------------------------------- layout
@@ -54,8 +55,11 @@ class Workspace:
                 row.props("dense clickable" + (" active" if i == self.index else ""))
                 with row:
                     with ui.item_section().props("avatar"):
-                        ui.icon("check_circle" if done else "radio_button_unchecked",
-                                color="positive" if done else "grey").classes("text-sm")
+                        if i in self.unreadable:
+                            ui.icon("error", color="negative").classes("text-sm").tooltip(self.unreadable[i])
+                        else:
+                            ui.icon("check_circle" if done else "radio_button_unchecked",
+                                    color="positive" if done else "grey").classes("text-sm")
                     ui.item_section(item.name).classes("text-xs")
 
     def build_toolbar(self) -> None:
@@ -141,6 +145,7 @@ class Workspace:
     # --------------------------------------------------------------- navigation
     async def load_items(self) -> None:
         self.items = await run.io_bound(self.project.items)
+        self.unreadable.clear()
         self.refresh_list()
 
     async def goto(self, index: int) -> None:
@@ -152,9 +157,12 @@ class Workspace:
         item = self.items[index]
         try:
             await run.io_bound(self.editor.open, item)
-        except Exception as exc:
+        except Exception as exc:  # the file stays untouched; the editor keeps the previous item
+            self.unreadable[index] = str(exc)
+            self.refresh_list()
             ui.notify(f"Cannot open {item.name}: {exc}", type="negative", multi_line=True)
             return
+        self.unreadable.pop(index, None)
         self.index = index
         self.title.text = f"{item.name} ({index + 1}/{len(self.items)})"
         await self.canvas.show(keep_view=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,11 +18,12 @@ from pathlib import Path
 import numpy as np
 from cellpose import dynamics, utils
 
-from .errors import ParameterError
+from .errors import LabelFileError, ParameterError
 from .io import list_images, open_image
 from .labels import LabelSet, default_color, load_labels_for
 from .preprocess import prepare_image
 
+log = logging.getLogger(__name__)
 #: Class target of pixels that take no part in the class loss (masks with no class).
 IGNORE = -1
 #: Upper bound of a class weight relative to the mean, so a rare class cannot explode the loss.
@@ -68,6 +70,9 @@ class Sample:
 def labelled_frames(folder: str | os.PathLike) -> list[tuple[Path, str, LabelSet]]:
     """``(image, frame, labels)`` for every frame of *folder*'s images that has labels.
 
+    A label file that cannot be read (damaged, or refused because its pickle names code) is
+    logged as a warning and left out.
+
     Raises
     ------
     ImageReadError
@@ -78,9 +83,13 @@ def labelled_frames(folder: str | os.PathLike) -> list[tuple[Path, str, LabelSet
         with open_image(path) as src:
             frames = list(src.frames)
         for frame in frames:
-            labels = load_labels_for(path, frame)
-            if labels is None and len(frames) == 1 and frame:
-                labels = load_labels_for(path, "")
+            try:
+                labels = load_labels_for(path, frame)
+                if labels is None and len(frames) == 1 and frame:
+                    labels = load_labels_for(path, "")
+            except LabelFileError as exc:
+                log.warning("skipped: %s", exc)
+                continue
             if labels is not None:
                 found.append((path, frame, labels))
     return found

@@ -225,7 +225,7 @@ def test_masks_classes_tiff_pair(tmp_path):
     assert ls.classes.tolist() == [0, 2, 1, 0]
 
 
-@pytest.mark.parametrize("content,message", [(b"garbage", "not a readable label file"), (None, "does not exist")])
+@pytest.mark.parametrize("content,message", [(b"garbage", "not an .npy file"), (None, "does not exist")])
 def test_bad_label_files(tmp_path, content, message):
     path = tmp_path / "x_seg.npy"
     if content is not None:

@@ -1,7 +1,7 @@
 """Label files: ``_seg.npy`` / ``_pred.npy`` (upstream cellpose GUI compatible) and ``_masks``/``_classes`` TIFFs.
 
-A ``_seg.npy`` is a pickled dict, as upstream cellpose writes it; load one only from your own
-disk. We write every key the upstream GUI reads (``masks``, ``outlines``, ``colors``,
+A ``_seg.npy`` is a pickled dict, as upstream cellpose writes it; it is read only through
+:func:`mcp_core.labels.npyfile.read_label_dict`, which cannot run code. We write every key the upstream GUI reads (``masks``, ``outlines``, ``colors``,
 ``filename``, ``flows``, ``ismanual``, ``manual_changes``, ``model_path``, thresholds,
 ``normalize_params``, ``restore``, ``ratio``, ``diameter``, ``chan_choose``) plus our own
 ``classes``, ``classes_map``, ``class_names`` and ``class_colors``.
@@ -20,6 +20,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import LabelFileError
 from ..filenames import masks_tiff_pair
 from .labelset import LabelSet, mask_dtype
+from .npyfile import read_label_dict
 
 FORMAT_VERSION = 1
 _NORMALIZE_PARAMS = {"lowhigh": None, "percentile": [1.0, 99.0], "normalize": True, "norm3D": True,
@@ -116,13 +117,7 @@ def load_labels_for(image_path: str | os.PathLike, frame: str = "", kind: str = 
 
 
 def _load_seg(path: Path) -> LabelSet:
-    try:
-        raw = np.load(path, allow_pickle=True)
-        dat = raw.item() if raw.dtype == object and raw.shape == () else None
-    except Exception as exc:
-        raise LabelFileError(f"{path} is not a readable label file: {exc}.") from exc
-    if not isinstance(dat, dict) or "masks" not in dat:
-        raise LabelFileError(f"{path} is not a cellpose label file (no 'masks' entry).")
+    dat = read_label_dict(path)
     masks = np.asarray(dat["masks"]).squeeze()
     if masks.ndim != 2:
         raise LabelFileError(f"{path} holds masks of shape {masks.shape}; only 2-D label sets are supported.")
