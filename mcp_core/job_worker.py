@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import MCPError
 from .jobs import EventWriter, read_events, read_job, write_job
@@ -78,7 +78,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if os.environ.get(PARENT_ENV, "").isdigit():
         threading.Thread(target=watch_parent, args=(int(os.environ[PARENT_ENV]), stop), daemon=True).start()
+    return serve(job_dir, events, stop)
 
+
+def serve(job_dir: Path, events: TextIO, stop: threading.Event) -> int:
+    """Run the job of *job_dir*, writing its numbered events to *events*; returns the exit status.
+
+    Parameters
+    ----------
+    events
+        Where event lines go: the worker's standard output, or the job's ``events.jsonl`` opened for
+        appending when the job runs under submitit (:mod:`mcp_core.slurm`).
+    stop
+        Set to ask the job to stop (the signal handlers do).
+    """
     record = read_job(job_dir)
     previous = read_events(job_dir)
     emit = EventWriter(events, record["job_id"], start=previous[-1].seq if previous else 0)
