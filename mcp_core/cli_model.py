@@ -53,6 +53,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.lora_blocks is not None and not args.use_lora:
         raise ParameterError("--lora-blocks needs --use-lora.")
+    if args.slurm_config is not None and not args.slurm:
+        raise ParameterError("--slurm-config needs --slurm.")
     if args.train_debug:
         logging.basicConfig(level=logging.DEBUG)
         if args.train_debug_steps is None:
@@ -64,6 +66,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ParameterError(f"--train-dir {args.train_dir} is not a folder.")
     if params.base_model in PRETRAINED:
         pretrained_path(params.base_model, download=args.download_weights)
+    if args.slurm:
+        return _submit_training(args, params)
 
     from .train import model_file, train
 
@@ -99,6 +103,27 @@ def _train(args: argparse.Namespace) -> int:
         for name, s in (m.get("per_class") or {}).items():
             print(f"  {name:20s} precision {s['precision']:.3f} recall {s['recall']:.3f} f1 {s['f1']:.3f} (n={s['support']})")
     return 130 if result.cancelled else 0
+
+
+def _submit_training(args: argparse.Namespace, params) -> int:
+    """``train --slurm``: submit the training through submitit; the job is followed like any other."""
+    import dataclasses
+
+    from .backend import default_home
+    from .cluster import ClusterConfig, config_path, load_config
+    from .jobs import JobStore
+    from .slurm import submit_job
+    from .train import model_file
+
+    given = args.slurm_config is not None or config_path().is_file()
+    config = load_config(args.slurm_config) if given else ClusterConfig()
+    target = model_file(params).resolve()
+    fields = {**dataclasses.asdict(params), "save_path": str(target)}
+    store = JobStore(default_home() / "jobs")
+    info, slurm_id = submit_job(store, "train", fields, {"dataset": str(Path(args.train_dir).resolve())}, config)
+    print(f"Submitted Slurm job {slurm_id}: job {info.job_id}, model {target}; events in "
+          f"{store.jobs_dir / info.job_id / 'events.jsonl'}")
+    return 0
 
 
 _SEGMENT_FIELDS = {
@@ -231,6 +256,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-loss-weight", type=float)
     p.add_argument("--device", help="torch device (default: cuda if available)")
     p.add_argument("--download-weights", action="store_true", help="let cellpose download missing cpsam weights")
+    p.add_argument("--slurm", action="store_true",
+                   help="submit the training as a Slurm job (submitit) and return; follow it in the app's jobs")
+    p.add_argument("--slurm-config", metavar="FILE",
+                   help="JSON file whose \"cluster\" section gives the job's resources "
+                        "(default $MULTICELLPOSE_HOME/cluster.json, else 1 GPU, 8 cores, 48GB, 8 hours)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
