@@ -51,6 +51,7 @@ class ClusterConfig:
     max_jobs: int = Field(0, ge=0, le=10000, description="Above 'jobs': scale adaptively up to this many jobs.")
     python: str | None = Field(None, description="Python on the compute nodes (default: this one).")
     log_directory: str | None = Field(None, description="Folder for the jobs' output files.")
+    scheduler_host: str | None = Field(None, description="Address the dask scheduler listens on (one the nodes reach).")
 
 
 def config_path(path: str | os.PathLike | None = None) -> Path:
@@ -140,6 +141,8 @@ def slurm_cluster(config: ClusterConfig):
         "job_script_prologue": list(config.prologue), "python": config.python or sys.executable,
         "job_name": "mcp-dask", "scheduler_options": {"dashboard_address": None},
     }
+    if config.scheduler_host:
+        kwargs["scheduler_options"]["host"] = config.scheduler_host
     if config.log_directory:
         kwargs["log_directory"] = config.log_directory
     return SLURMCluster(**kwargs)

@@ -12,6 +12,9 @@ Each job has a folder ``<jobs>/<job_id>/`` holding
     Everything else the worker prints (warnings, tracebacks).
 ``process.json``
     The worker's process id.
+``executor.json``
+    Only for jobs submitted through submitit (:mod:`mcp_core.slurm`): the executor and its job id,
+    which say whether the job is alive and how to cancel it (``scancel`` on Slurm).
 
 The worker is ``python -m mcp_core.job_worker <job folder>``; it runs the same way by hand on
 a cluster node. Cancelling sends it SIGTERM: training stops within one batch and keeps its
@@ -38,8 +41,8 @@ from .errors import JobError
 from .params import JobEvent, JobInfo, JobKind
 
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
-JOB_FILE, EVENTS_FILE, STDERR_FILE, PROCESS_FILE, CANCEL_FILE = (
-    "job.json", "events.jsonl", "stderr.log", "process.json", "cancel_requested")
+JOB_FILE, EVENTS_FILE, STDERR_FILE, PROCESS_FILE, CANCEL_FILE, EXECUTOR_FILE = (
+    "job.json", "events.jsonl", "stderr.log", "process.json", "cancel_requested", "executor.json")
 
 
 def new_job_id(kind: str) -> str:
@@ -194,7 +197,12 @@ class JobStore:
             return info
         atomic_write_text(job_dir / CANCEL_FILE, str(time.time()))
         pid = self._pid(job_dir)
-        if pid is not None and self._alive(job_id, job_dir):
+        executor = _executor(job_dir)
+        if executor is not None and executor.get("cluster") == "slurm":
+            from .slurm import cancel_slurm_job
+
+            cancel_slurm_job(executor)
+        elif pid is not None and self._alive(job_id, job_dir):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -234,6 +242,11 @@ class JobStore:
         proc = self._procs.get(job_id)
         if proc is not None:
             return proc.poll() is None
+        executor = _executor(job_dir)
+        if executor is not None:
+            from .slurm import executor_alive
+
+            return executor_alive(executor)
         pid = self._pid(job_dir)
         if pid is None:
             # Submitted by another process that has not written the pid yet.
@@ -284,6 +297,14 @@ class JobStore:
             EventWriter(fh, job_id, start=last[-1].seq if last else 0)(kind, data)
         write_job(job_dir, record)
         return record
+
+
+def _executor(job_dir: Path) -> dict[str, Any] | None:
+    """The ``executor.json`` of a job submitted through submitit, else ``None``."""
+    try:
+        return json.loads((job_dir / EXECUTOR_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _tail(path: Path, lines: int = 3) -> str:
