@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from waiting import patience
+
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("multicellpose", path=str(Path(sys.executable).parent))
     assert exe, "the multicellpose console script is not installed"
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=patience(300))
 
 
 def test_demo_formats_info(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from mcp_core.labels import load_labels_for
 from mcp_core.model import MultiClassModel
 from mcp_core.synthetic import write_demo_project
+from waiting import patience
 
 
 def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
@@ -24,7 +25,7 @@ def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     if home:
         env["MULTICELLPOSE_HOME"] = str(home)
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=patience(900))
 
 
 def test_train_then_segment_headless(tmp_path):
@@ -86,10 +87,10 @@ def test_sigterm_stops_training_and_keeps_the_weights(tmp_path):
     reader = threading.Thread(target=watch, daemon=True)
     reader.start()
     try:
-        assert started.wait(120), "training did not start"
+        assert started.wait(patience(300)), "training did not start"
         proc.send_signal(signal.SIGTERM)
         out = proc.stdout.read()
-        proc.wait(timeout=60)
+        proc.wait(timeout=patience(120))
     finally:
         if proc.poll() is None:
             proc.kill()

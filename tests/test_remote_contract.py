@@ -3,7 +3,6 @@ real asyncssh SSH server (password login and key login). Segmentation must agree
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from mcp_core.errors import JobError, ModelError
 from mcp_core.labels.files import load_labels
 from mcp_core.params import SegmentParams, TrainParams
 from mcp_core.synthetic import make_sample, write_demo_project
+from waiting import poll
 
 CLASSES = ["unassigned", "round", "elongated"]
 # An untrained tiny model finds objects once the flow-error check is off; enough to compare backends.
@@ -94,14 +94,9 @@ def backend(request, tmp_path_factory, tiny_model):
     assert added.name == "tinym"
 
 
-def _wait(backend, job_id: str, timeout: float = 120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        info = backend.job(job_id)
-        if info.state in FINAL:
-            return info
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish: {backend.job(job_id)}")
+def _wait(backend, job_id: str):
+    return poll(lambda: (info := backend.job(job_id)).state in FINAL and info, f"job {job_id} to finish",
+                timeout=300, interval=0.2, last=lambda: backend.job(job_id))
 
 
 def test_backend_protocol_info_and_models(backend):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
@@ -14,20 +13,13 @@ from mcp_core.synthetic import write_demo_project
 from mcp_remote.client import RemoteBackend
 from mcp_remote.config import RemoteConfig
 from mcp_remote.server import start_server
+from waiting import poll
 
 LONG = TrainParams(base_model="tiny", bsize=128, batch_size=2, epochs=100000, train_debug_steps=1, test_ratio=0.0,
                    rescale=False, class_names=["unassigned", "round", "elongated"], model_name="long",
                    min_train_masks=0)
 
 
-def _until(predicate, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def _alive(pid: int) -> bool:
@@ -49,7 +41,7 @@ def test_jobs_queue_one_at_a_time_and_come_back_interrupted_after_a_restart(tmp_
         first = backend.submit_training(project, LONG)
         second = backend.submit_training(project, LONG)
         third = backend.submit_training(project, LONG)
-        _until(lambda: any(e.kind == "loss" for e in backend.events(first.job_id)))
+        poll(lambda: any(e.kind == "loss" for e in backend.events(first.job_id)), "the first job's first loss")
         assert [backend.job(j.job_id).state for j in (second, third)] == ["queued", "queued"]  # one GPU queue
         assert backend.events(second.job_id) == []
         cancelled = backend.cancel(third.job_id)
@@ -66,7 +58,7 @@ def test_jobs_queue_one_at_a_time_and_come_back_interrupted_after_a_restart(tmp_
     server = start_server(cfg, bind="127.0.0.1:0")  # a restart: same storage, new address
     try:
         backend = RemoteBackend(server.address, token)  # tokens persist too
-        assert _until(lambda: not _alive(pid), 30)  # the orphaned worker was stopped
+        poll(lambda: not _alive(pid), f"the orphaned worker {pid} to be stopped")
         states = {j.job_id: j.state for j in backend.jobs()}
         assert states == {first.job_id: "interrupted", second.job_id: "interrupted", third.job_id: "cancelled"}
         events = backend.events(first.job_id)
