@@ -7,7 +7,6 @@ import io
 import json
 import os
 import pwd
-import time
 from pathlib import Path
 
 import grpc
@@ -22,6 +21,7 @@ from mcp_remote.config import RemoteConfig, is_loopback
 from mcp_remote.proto import multicellpose_pb2 as pb
 from mcp_remote.proto import multicellpose_pb2_grpc as pbg
 from mcp_remote.server import start_server
+from waiting import poll
 
 MiB = 1 << 20
 CODE = grpc.StatusCode
@@ -152,11 +152,9 @@ def test_another_users_files_datasets_and_jobs_are_not_found(server, channel, to
         assert status_of(datasets.Delete, pb.DatasetRef(dataset_id=dataset.dataset_id), metadata=alice) == CODE.NOT_FOUND
         assert job.job_id not in [j.job_id for j in jobs.List(pb.Empty(), metadata=alice).jobs]
     finally:  # the worker fails (no labels); wait so no process outlives the test
-        end = time.monotonic() + 60
-        while jobs.Get(pb.JobRef(job_id=job.job_id), metadata=auth(tokens["bob"])).state not in (
-                "done", "failed", "cancelled") and time.monotonic() < end:
-            time.sleep(0.2)
-    assert jobs.Get(pb.JobRef(job_id=job.job_id), metadata=auth(tokens["bob"])).state == "failed"
+        state = poll(lambda: (st := jobs.Get(pb.JobRef(job_id=job.job_id), metadata=auth(tokens["bob"])).state) in (
+            "done", "failed", "cancelled") and st, f"bob's job {job.job_id} to end", interval=0.2)
+    assert state == "failed"
 
 
 @pytest.mark.parametrize("name", ["../evil.npy", "/etc/passwd.npy", "a/b.npy", ".hidden.npy", "..", "x\\y.npy",
