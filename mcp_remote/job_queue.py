@@ -43,7 +43,10 @@ def public(value: Any) -> Any:
 
 @dataclasses.dataclass
 class Submission:
-    """What a job needs to start: ``start(backend)`` submits it to the LocalBackend and returns the local job."""
+    """What a job needs to start: ``start(backend)`` submits it to the LocalBackend and returns the local job.
+
+    ``release`` (when given) is called once when the job reaches a final state.
+    """
 
     user: str
     kind: str
@@ -51,6 +54,7 @@ class Submission:
     home: str
     models_dir: str | None
     start: Callable[[LocalBackend], JobInfo]
+    release: Callable[[], None] | None = None
 
 
 class JobQueue:
@@ -86,6 +90,7 @@ class JobQueue:
         self.poll_s = poll_s
         self._lock = threading.RLock()
         self._starters: dict[str, Callable[[LocalBackend], JobInfo]] = {}
+        self._releases: dict[str, Callable[[], None]] = {}
         self._owners: dict[str, str] = {}  # job id -> user
         self._last_start: dict[str, float] = {}  # user -> when their last job started
         for job_id in self._ids():
@@ -166,6 +171,8 @@ class JobQueue:
             self._dir(job_id).mkdir(mode=0o700)
             self._owners[job_id] = sub.user
             self._starters[job_id] = sub.start
+            if sub.release is not None:
+                self._releases[job_id] = sub.release
             self._write(record)
         self._wake.set()
         return self._info(record)
@@ -245,6 +252,9 @@ class JobQueue:
         return record
 
     def _ended(self, record: dict[str, Any]) -> None:
+        release = self._releases.pop(record["job_id"], None)
+        if release is not None:
+            release()
         if self.on_end is not None:
             self.on_end(record)
 

@@ -36,7 +36,7 @@ from .auth import AuthError, LoginThrottle, PasswordFile, TokenStore
 from .config import RemoteConfig
 from .errors import Busy, InvalidRequest, ModelNotFound, Throttled
 from .job_queue import JobQueue, Submission
-from .storage import BLOCK, Hold, Ledger, UserStorage, blocks_for, private_dir
+from .storage import BLOCK, Ledger, UserStorage, blocks_for, private_dir
 
 MAX_SIDECAR_BYTES = 1 << 20
 #: What a batch job's predictions may take per byte of its input images (masks, class map, outlines,
@@ -88,8 +88,6 @@ class Site:
         self.ledger = Ledger(config.quota_bytes, config.max_files, self._folders_of)
         self._streams: dict[str, int] = {}
         self._streams_lock = threading.Lock()
-        self._job_holds: dict[str, Hold] = {}
-        self._job_holds_lock = threading.Lock()
         # Per user, and (looser, as every tunnelled client shares 127.0.0.1) per peer address.
         self.throttle = LoginThrottle(max_failures=5)
         self.peer_throttle = LoginThrottle(max_failures=50)
@@ -367,14 +365,11 @@ class Site:
             When the user's free quota is below *estimate*, or they have too many jobs waiting.
         """
         hold = store.hold(max(estimate, self.config.job_min_bytes), 0, f"This {sub.kind} job")
-        with self._job_holds_lock:
-            try:
-                job = self.queue.submit(sub)
-            except BaseException:
-                hold.close()
-                raise
-            self._job_holds[job.job_id] = hold
-        return job
+        try:
+            return self.queue.submit(dataclasses.replace(sub, release=hold.close))
+        except BaseException:
+            hold.close()
+            raise
 
     def train_estimate(self, user: str, base_model: str) -> int:
         """Bytes a training job may write: its model and the checkpoint replacing it, each the size of the base."""
@@ -393,12 +388,8 @@ class Site:
         return PREDICTION_BYTES_PER_INPUT_BYTE * sum(os.path.getsize(p) for p in paths)
 
     def _job_ended(self, record: dict) -> None:
-        """A job reached a final state: give back its hold and measure its user's files again."""
-        with self._job_holds_lock:
-            hold = self._job_holds.pop(record["job_id"], None)
+        """A job reached a final state (its hold is given back): measure its user's files again."""
         self.ledger.stale(record["user"])
-        if hold is not None:
-            hold.close()
 
     def clear_training_files(self, user: str) -> None:
         """Delete *user*'s uploads, datasets and finished jobs' files (models stay)."""
