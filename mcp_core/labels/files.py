@@ -32,6 +32,7 @@ def to_seg_dict(labelset: LabelSet, image_path: str | os.PathLike | None = None)
     """The dict written to ``_seg.npy``: upstream GUI keys plus class keys."""
     masks = labelset.masks
     n = labelset.max_id
+    extra = {"confidence": dict(labelset.confidence)} if labelset.confidence else {}
     outlines = np.where(find_boundaries(masks, mode="inner"), masks, 0).astype(masks.dtype)
     colors = _instance_colors(n)
     return {
@@ -55,6 +56,7 @@ def to_seg_dict(labelset: LabelSet, image_path: str | os.PathLike | None = None)
         "class_names": list(labelset.class_names),
         "class_colors": list(labelset.class_colors),
         "mcp_format": FORMAT_VERSION,
+        **extra,
     }
 
 
@@ -140,6 +142,10 @@ def _load_seg(path: Path) -> LabelSet:
         ls.diameter = float("nan")
     ls.flow_threshold = _float_or_none(dat.get("flow_threshold"))
     ls.cellprob_threshold = _float_or_none(dat.get("cellprob_threshold"))
+    confidence = dat.get("confidence")
+    if isinstance(confidence, dict):
+        ls.confidence = {str(k): v.astype(np.float32) for k, v in confidence.items()
+                         if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "fiu"}
     return ls
 
 
