@@ -67,6 +67,9 @@ class LabelSet:
         Optional cellpose-style flows (kept as given, saved for the upstream GUI).
     diameter, flow_threshold, cellprob_threshold
         Optional values saved with the labels.
+    confidence
+        The model's per-object scores ``{name: array indexed by mask id}`` (see
+        :mod:`mcp_core.confidence`); an edit sets the scores of the objects it touches to ``nan``.
     max_undo
         How many edits undo remembers.
     """
@@ -80,6 +83,7 @@ class LabelSet:
     flow_threshold: float | None = None
     cellprob_threshold: float | None = None
     max_undo: int = 200
+    confidence: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         masks = np.asarray(self.masks)
@@ -136,7 +140,8 @@ class LabelSet:
     def copy(self) -> LabelSet:
         """A copy without undo history."""
         return LabelSet(self.masks.copy(), self.classes.copy(), list(self.class_names), list(self.class_colors),
-                        self.flows, self.diameter, self.flow_threshold, self.cellprob_threshold, self.max_undo)
+                        self.flows, self.diameter, self.flow_threshold, self.cellprob_threshold, self.max_undo,
+                        {k: v.copy() for k, v in self.confidence.items()} if self.confidence else None)
 
     # ------------------------------------------------------------------ classes
     def add_class(self, name: str, color: str | None = None) -> int:
@@ -394,10 +399,19 @@ class LabelSet:
         old = sub.ravel()[flat].copy()
         new = values.astype(self.masks.dtype)
         self._set_pixels(box, flat, new)
+        if self.confidence:
+            self._forget_confidence(np.union1d(old, new))
         self._undo.append(Delta(box, flat.astype(np.int64), old, new, self.classes.copy(), new_classes.copy()))
         self._redo.clear()
         self.classes = new_classes.astype(np.uint16)
         return len(flat)
+
+    def _forget_confidence(self, ids: np.ndarray) -> None:
+        """Edited objects are no longer what the model scored."""
+        for name, values in self.confidence.items():
+            values = np.asarray(values, np.float32).copy()
+            values[ids[(ids > 0) & (ids < len(values))].astype(np.int64)] = np.nan
+            self.confidence[name] = values
 
     def _record_classes(self, new_classes: np.ndarray) -> None:
         empty = np.zeros(0, np.int64)
