@@ -28,7 +28,7 @@ from pathlib import Path
 from mcp_core.atomic import atomic_write_text
 from mcp_core.errors import MCPError, ParameterError
 
-USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
@@ -56,7 +56,7 @@ def check_user_name(name: str) -> str:
     ParameterError
         Otherwise.
     """
-    if not isinstance(name, str) or not USER_NAME.match(name):
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
         raise ParameterError(f"{name!r} is not a valid user name (letters, digits, '_', '.', '-'; up to 64).")
     return name
 

@@ -79,7 +79,7 @@ def start_server(config: RemoteConfig, bind: str | None = None, token_socket: bo
     bind
         Overrides ``config.server_bind``: ``127.0.0.1:PORT`` (``:0`` picks a free port) or ``unix:/path``.
     token_socket
-        Also answer ``multicellpose-server token`` on ``<storage>/run/token.sock``.
+        Also answer ``multicellpose-server token`` on ``config.token_socket()``.
     workers
         Threads serving calls. Each user may hold ``max_streams_per_user`` of them with open
         streams, so this many threads keep serving everyone else while a few users hold their most.
