@@ -88,6 +88,8 @@ class SegmentResult:
     image: str = ""
     frame: str = ""
     class_colors: list[str] = dataclasses.field(default_factory=list)
+    #: Per-object scores ``{name: array indexed by mask id}`` (see :mod:`mcp_core.confidence`).
+    confidence: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
