@@ -4,7 +4,8 @@ Tiles of all images go through the network together in batches of ``batch_size``
 folder of small images keeps the device busy), each image's tiles are averaged with cellpose's
 ``average_tiles`` as soon as they are all back, masks come from cellpose's dynamics
 (``resize_and_compute_masks``) and each mask's class is the majority vote of the per-pixel
-class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one ``bincount``).
+class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one ``bincount``) and
+each mask's confidence scores come from :func:`mcp_core.confidence.object_confidence`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from cellpose import dynamics, plot, transforms
 
+from .confidence import object_confidence
 from .errors import ImageReadError, MCPError, ParameterError
 from .filenames import label_path
 from .io import FOLDER_FORMATS, list_images, open_image
@@ -171,16 +173,18 @@ def _finish(model: MultiClassModel, entry: dict, params: SegmentParams, rsz: flo
         class_map = np.zeros(masks.shape, np.uint16)
         classes = np.zeros(int(masks.max(initial=0)) + 1, np.uint16)
         names, colors = ["unassigned"], []
+    confidence = object_confidence(masks, cellprob, dp, yf[:k] if k > 2 else None, device=model.device)
     return SegmentResult(
         masks=masks, classes=classes, class_names=names, class_map=class_map,
         flows=dp if params.return_flows else None, cellprob=cellprob if params.return_flows else None,
-        diameter=float(diameter), class_colors=colors,
+        diameter=float(diameter), class_colors=colors, confidence=confidence,
     )
 
 
 def to_labelset(result: SegmentResult) -> LabelSet:
     """A segmentation result as a label set (flows kept in the upstream GUI's layout when present)."""
-    ls = LabelSet(result.masks, result.classes, list(result.class_names), list(result.class_colors))
+    ls = LabelSet(result.masks, result.classes, list(result.class_names), list(result.class_colors),
+                  confidence=dict(result.confidence) or None)
     if result.flows is not None and result.cellprob is not None:
         ls.flows = [plot.dx_to_circ(result.flows), result.flows, result.cellprob]
     ls.diameter = result.diameter
