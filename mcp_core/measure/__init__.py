@@ -10,17 +10,19 @@ Plugins are found through the ``multicellpose.measure`` entry-point group (the b
 
 from . import grouped, regions
 from .contract import parse_params
-from .plugin import ENTRY_POINT_GROUP, ID_COLUMNS, FrameData, Plugin, PluginError, hookimpl
+from .plugin import ENTRY_POINT_GROUP, ID_COLUMNS, FrameData, Overlay, Plugin, PluginError, PluginOutput, hookimpl
 from .registry import get_plugin, list_plugins, load_module, plugins_of_module, refresh
-from .runner import MeasureResult, measure, measure_labels, resolve_images, run_measurements
+from .runner import MeasureResult, measure, measure_labels, resolve_images, run_labels, run_measurements
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ID_COLUMNS",
     "FrameData",
     "MeasureResult",
+    "Overlay",
     "Plugin",
     "PluginError",
+    "PluginOutput",
     "get_plugin",
     "grouped",
     "hookimpl",
@@ -33,5 +35,6 @@ __all__ = [
     "refresh",
     "regions",
     "resolve_images",
+    "run_labels",
     "run_measurements",
 ]

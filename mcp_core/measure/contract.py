@@ -17,7 +17,8 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ParameterError
-from .plugin import ID_COLUMNS, NAME_PATTERN, FrameData, Plugin, PluginError, expand_columns, open_patterns
+from .plugin import (ID_COLUMNS, NAME_PATTERN, OVERLAY_KINDS, FrameData, Overlay, Plugin, PluginError, PluginOutput,
+                     expand_columns, open_patterns)
 
 _SCOPES = ("frame", "series", "table")
 _ARITY = {"frame": 2, "series": 2, "table": 3}
@@ -69,6 +70,7 @@ def check_declaration(plugin: Plugin, strict: bool = True) -> list[str]:
         hard.append("compute is not callable")
     elif plugin.scope in _ARITY:
         hard += _check_arity("compute", plugin.compute, _ARITY[plugin.scope])
+    hard += _check_extras(plugin)
     if plugin.review is not None:
         if plugin.scope != "frame":
             hard.append("review images are only supported for frame plugins")
@@ -84,6 +86,28 @@ def check_declaration(plugin: Plugin, strict: bool = True) -> list[str]:
     if not str(plugin.description).strip():
         soft.append("description is empty")
     return soft + _check_params_class(plugin.params) + _check_columns(plugin)
+
+
+def _check_extras(plugin: Plugin) -> list[str]:
+    """Hard problems with the declared extra tables, overlay layers and second label set."""
+    v: list[str] = []
+    tables, overlays = plugin.tables, plugin.overlays
+    if not isinstance(tables, Mapping) or not isinstance(overlays, Mapping):
+        return ["tables and overlays must be mappings ({table: {column: description}}, {layer: description})"]
+    if (tables or overlays) and plugin.scope == "table":
+        v.append("extra tables and overlays are only supported for frame and series plugins")
+    for name, cols in tables.items():
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            v.append(f"table name {name!r} must be lower case letters, digits and '_', starting with a letter")
+        if not isinstance(cols, Mapping) or not cols or not all(isinstance(c, str) and c for c in cols):
+            v.append(f"table {name!r} must declare a non-empty mapping {{column name: description}}")
+        elif any(c in ("image", "frame") for c in cols):
+            v.append(f"table {name!r} declares 'image' or 'frame', which the host adds")
+    v += [f"overlay layer name {n!r} must be lower case letters, digits and '_', starting with a letter"
+          for n in overlays if not isinstance(n, str) or not NAME_PATTERN.match(n)]
+    if plugin.second_labels and plugin.scope != "frame":
+        v.append("a second label set is only supported for frame plugins")
+    return v
 
 
 def _check_arity(what: str, fn, n: int) -> list[str]:
@@ -120,17 +144,20 @@ def _check_params_class(cls: type[BaseModel]) -> list[str]:
 
 
 def _check_columns(plugin: Plugin) -> list[str]:
-    v = []
-    for name, desc in plugin.columns.items():
-        if not isinstance(desc, str) or not desc.strip():
-            v.append(f"column {name!r} has no description")
+    v = [f"column {name!r} has no description" for name, desc in plugin.columns.items()
+         if not isinstance(desc, str) or not desc.strip()]
+    for table, cols in plugin.tables.items():
+        v += [f"column {name!r} of table {table!r} has no description" for name, desc in cols.items()
+              if not isinstance(desc, str) or not desc.strip()]
+    v += [f"overlay layer {name!r} has no description" for name, desc in plugin.overlays.items()
+          if not isinstance(desc, str) or not desc.strip()]
     return v
 
 
-def match_columns(plugin: Plugin, returned: Sequence[str], n_channels: int) -> tuple[list[str], list[str]]:
+def match_columns(declared: Mapping[str, str], returned: Sequence[str], n_channels: int) -> tuple[list[str], list[str]]:
     """Declared columns missing from *returned*, and returned columns that were not declared."""
-    required = expand_columns(plugin.columns, n_channels)
-    loose = open_patterns(plugin.columns)
+    required = expand_columns(declared, n_channels)
+    loose = open_patterns(declared)
     missing = [c for c in required if c not in returned]
     extra = [c for c in returned if c not in required and not any(r.match(c) for r in loose)]
     return missing, extra
@@ -159,12 +186,83 @@ def _as_columns(plugin: Plugin, out: Any, where: str) -> dict[str, np.ndarray]:
 
 
 def _check_declared(plugin: Plugin, cols: Mapping[str, np.ndarray], n_channels: int, where: str,
-                    keys: Sequence[str] = ()) -> None:
-    missing, extra = match_columns(plugin, [c for c in cols if c not in keys], n_channels)
+                    keys: Sequence[str] = (), declared: Mapping[str, str] | None = None, what: str = "") -> None:
+    missing, extra = match_columns(plugin.columns if declared is None else declared,
+                                   [c for c in cols if c not in keys], n_channels)
     if missing:
-        raise PluginError(f"Plugin {plugin.name!r} on {where} did not return declared column(s) {', '.join(missing)}.")
+        raise PluginError(f"Plugin {plugin.name!r} on {where} did not return declared column(s) {', '.join(missing)}"
+                          f"{what}.")
     if extra:
-        raise PluginError(f"Plugin {plugin.name!r} on {where} returned undeclared column(s) {', '.join(extra)}.")
+        raise PluginError(f"Plugin {plugin.name!r} on {where} returned undeclared column(s) {', '.join(extra)}{what}.")
+
+
+def split_output(plugin: Plugin, out: Any) -> tuple[Any, Mapping[str, Any], Any]:
+    """``(columns, tables, overlays)`` of what a plugin returned (a :class:`PluginOutput` or bare columns)."""
+    if isinstance(out, PluginOutput):
+        return out.columns, out.tables, out.overlays
+    return out, {}, ()
+
+
+def tables_output(plugin: Plugin, tables: Any, n_channels: int, where: str) -> dict[str, pd.DataFrame]:
+    """Check a plugin's extra tables: declared names, exactly the declared columns.
+
+    Raises
+    ------
+    PluginError
+        Naming the plugin, where, the table and the violation.
+    """
+    if not isinstance(tables, Mapping):
+        raise PluginError(f"Plugin {plugin.name!r} on {where}: PluginOutput.tables must be a dict "
+                          f"{{table name: columns}}, got {type(tables).__name__}.")
+    out = {}
+    for name, value in tables.items():
+        if name not in plugin.tables:
+            raise PluginError(f"Plugin {plugin.name!r} on {where} returned undeclared table {name!r} "
+                              f"(declared: {', '.join(plugin.tables) or 'none'}).")
+        cols = _as_columns(plugin, value, f"{where} (table {name!r})")
+        _check_declared(plugin, cols, n_channels, where, declared=plugin.tables[name], what=f" in table {name!r}")
+        out[name] = pd.DataFrame(cols)
+    return out
+
+
+def overlays_output(plugin: Plugin, overlays: Any, data: FrameData) -> list[Overlay]:
+    """Check a frame's overlay layers: declared names, known kinds, well-formed coordinates and ids.
+
+    Raises
+    ------
+    PluginError
+        Naming the plugin, the frame, the layer and the violation.
+    """
+    where = _where(data)
+    if not isinstance(overlays, (list, tuple)) or not all(isinstance(o, Overlay) for o in overlays):
+        raise PluginError(f"Plugin {plugin.name!r} on {where}: overlays must be a list of Overlay layers.")
+    for o in overlays:
+        bad = _overlay_problem(plugin, o, data.labels.shape)
+        if bad:
+            raise PluginError(f"Plugin {plugin.name!r} on {where}: overlay layer {o.name!r} {bad}.")
+    return list(overlays)
+
+
+def _overlay_problem(plugin: Plugin, o: Overlay, shape: tuple[int, int]) -> str:
+    if o.name not in plugin.overlays:
+        return f"is not declared (declared: {', '.join(plugin.overlays) or 'none'})"
+    if o.kind not in OVERLAY_KINDS:
+        return f"has kind {o.kind!r}, not one of {', '.join(OVERLAY_KINDS)}"
+    ids = np.asarray(o.ids)
+    if ids.ndim != 1 or ids.dtype.kind not in "ui":
+        return "needs a 1-D integer array of ids"
+    if o.kind == "labels":
+        img = np.asarray(o.data)
+        if img.shape != shape or img.dtype.kind not in "ui":
+            return f"must be an integer image of shape {shape}, got {img.dtype} {img.shape}"
+        return ""
+    items = [np.asarray(o.data)] if o.kind == "points" else list(o.data)
+    if any(a.ndim != 2 or a.shape[1] != 2 or not np.isfinite(a).all() for a in items):
+        return "must hold finite (N, 2) arrays of (x, y)"
+    n = len(items[0]) if o.kind == "points" else len(items)
+    if len(ids) != n:
+        return f"has {n} element(s) but {len(ids)} id(s)"
+    return ""
 
 
 def frame_output(plugin: Plugin, out: Any, data: FrameData) -> dict[str, np.ndarray]:
@@ -176,7 +274,7 @@ def frame_output(plugin: Plugin, out: Any, data: FrameData) -> dict[str, np.ndar
         Naming the plugin, the image and frame, and the violation.
     """
     where = _where(data)
-    cols = _as_columns(plugin, out, where)
+    cols = _as_columns(plugin, split_output(plugin, out)[0], where)
     host = [c for c in cols if c in ID_COLUMNS]
     if host:
         raise PluginError(f"Plugin {plugin.name!r} on {where} returned host column(s) {', '.join(host)}; "
@@ -198,7 +296,7 @@ def series_output(plugin: Plugin, out: Any, frames: Sequence[FrameData]) -> pd.D
         Naming the plugin, the image and the violation.
     """
     where = frames[0].image_name if frames else "an empty series"
-    cols = _as_columns(plugin, out, where)
+    cols = _as_columns(plugin, split_output(plugin, out)[0], where)
     for key in SERIES_KEYS:
         if key not in cols:
             raise PluginError(f"Plugin {plugin.name!r} on {where} returned no {key!r} column; a series plugin "
@@ -226,6 +324,21 @@ def series_output(plugin: Plugin, out: Any, frames: Sequence[FrameData]) -> pd.D
             raise PluginError(f"Plugin {plugin.name!r} on {where} returned more than one row for an object at t = {i}.")
     table["t"], table["mask_id"] = t, ids
     return table
+
+
+def series_overlays(plugin: Plugin, overlays: Any, frames: Sequence[FrameData]) -> dict[int, list[Overlay]]:
+    """Check a series plugin's overlays ``{t: [Overlay, ...]}``."""
+    if not isinstance(overlays, Mapping):
+        if overlays in ((), []):
+            return {}
+        raise PluginError(f"Plugin {plugin.name!r}: a series plugin's overlays must be a dict {{t: [Overlay, ...]}}.")
+    out = {}
+    for t, layers in overlays.items():
+        if not isinstance(t, (int, np.integer)) or not 0 <= t < len(frames):
+            raise PluginError(f"Plugin {plugin.name!r} returned overlays for t = {t!r}, outside the series of "
+                              f"{len(frames)} frame(s).")
+        out[int(t)] = overlays_output(plugin, layers, frames[int(t)])
+    return out
 
 
 def table_output(plugin: Plugin, out: Any) -> pd.DataFrame:

@@ -20,6 +20,11 @@ Three scopes of plugin exist:
 ``"table"``
     ``compute(objects: DataFrame, frames: DataFrame, params) -> table``: runs after the others
     on the per-object table and returns a table of its own (e.g. a summary per class).
+
+A frame or series plugin may return a :class:`PluginOutput` instead of bare columns: the
+columns plus extra tables (e.g. one row per cluster) and overlay layers (points, lines,
+outlines, a label image) drawn over the masks. Both are declared on the :class:`Plugin`
+(``tables``, ``overlays``) like its columns.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 Scope = Literal["frame", "series", "table"]
+OverlayKind = Literal["points", "lines", "outlines", "labels"]
+OVERLAY_KINDS = ("points", "lines", "outlines", "labels")
 #: Columns the host owns; a frame plugin never returns them (a series plugin returns ``frame`` and ``mask_id``).
 ID_COLUMNS = ("image", "frame", "mask_id", "class_id", "class_name")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -71,6 +78,9 @@ class FrameData:
         ``(y, x)`` in micrometres when the file says so, else ``None``.
     image_name, frame
         Where the frame comes from (for messages; plugins need not use them).
+    second
+        A second ``(Y, X)`` label set of the same frame (e.g. nuclei when ``labels`` are cells), for
+        plugins declared with ``second_labels=True``; ``None`` otherwise.
     """
 
     labels: np.ndarray
@@ -81,6 +91,7 @@ class FrameData:
     pixel_size: tuple[float, float] | None = None
     image_name: str = ""
     frame: str = ""
+    second: np.ndarray | None = None
 
     @property
     def n_channels(self) -> int:
@@ -89,7 +100,7 @@ class FrameData:
     @classmethod
     def build(cls, labels: np.ndarray, image: np.ndarray, classes: np.ndarray | None = None,
               class_names: tuple[str, ...] | list[str] = ("unassigned",), pixel_size: tuple[float, float] | None = None,
-              image_name: str = "", frame: str = "") -> FrameData:
+              image_name: str = "", frame: str = "", second: np.ndarray | None = None) -> FrameData:
         """Frame data from plain arrays: ``image`` may be ``(Y, X)`` or ``(Y, X, C)``; arrays are copied read-only.
 
         Parameters
@@ -100,7 +111,7 @@ class FrameData:
             Intensities of the same ``(Y, X)``.
         classes
             Class per mask id (default: all 0); shorter tables are padded with 0.
-        class_names, pixel_size, image_name, frame
+        class_names, pixel_size, image_name, frame, second
             See the class attributes.
 
         Raises
@@ -108,11 +119,12 @@ class FrameData:
         ValueError
             When shapes or types do not fit (the runner turns this into a message naming the image).
         """
-        labels = np.asarray(labels)
-        if labels.ndim != 2 or labels.dtype.kind not in "ui":
-            raise ValueError(f"labels must be a 2-D integer array, got {labels.dtype} {labels.shape}")
-        if labels.size and labels.min() < 0:
-            raise ValueError("labels must not be negative")
+        labels = _check_labels(labels, "labels")
+        if second is not None:
+            second = np.array(_check_labels(second, "the second label set"))
+            if second.shape != labels.shape:
+                raise ValueError(f"the second label set has shape {second.shape} but the labels {labels.shape}")
+            second.flags.writeable = False
         image = np.asarray(image, dtype=np.float64)
         if image.ndim == 2:
             image = image[..., None]
@@ -134,7 +146,102 @@ class FrameData:
         arrays = [np.array(labels), np.array(image), table, np.flatnonzero(present)]
         for a in arrays:
             a.flags.writeable = False
-        return cls(*arrays, names, pixel_size, image_name, frame)
+        return cls(*arrays, names, pixel_size, image_name, frame, second)
+
+
+def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "ui":
+        raise ValueError(f"{what} must be a 2-D integer array, got {labels.dtype} {labels.shape}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{what} must not be negative")
+    return labels
+
+
+@dataclass(frozen=True, eq=False)
+class Overlay:
+    """One layer a plugin draws over the masks of one frame.
+
+    Coordinates are ``(x, y)`` in pixels with the convention of :mod:`mcp_core.outlines`:
+    pixel ``(row i, column j)`` covers ``x`` in ``[j, j + 1]`` and ``y`` in ``[i, i + 1]``, so its
+    centre is ``(j + 0.5, i + 0.5)``. Build layers with :meth:`points`, :meth:`lines`,
+    :meth:`outlines` and :meth:`labels`.
+
+    Attributes
+    ----------
+    name
+        The layer's name, declared in :attr:`Plugin.overlays`.
+    kind
+        ``"points"``: ``data`` is an ``(N, 2)`` array; ``"lines"`` (open polylines) and
+        ``"outlines"`` (closed rings): ``data`` is a tuple of ``(N_i, 2)`` arrays; ``"labels"``:
+        ``data`` is a ``(Y, X)`` integer image (0 = nothing).
+    data
+        As described by ``kind``.
+    ids
+        The mask id each point, line or ring belongs to (for colour and picking); for a
+        ``"labels"`` layer, the ids of its label image's regions are its own.
+    """
+
+    name: str
+    kind: OverlayKind
+    data: np.ndarray | tuple[np.ndarray, ...]
+    ids: np.ndarray
+
+    @classmethod
+    def points(cls, name: str, xy: np.ndarray, ids: np.ndarray) -> Overlay:
+        """Markers at ``xy`` (``(N, 2)``), one per id."""
+        return cls(name, "points", np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(ids, np.int64).ravel())
+
+    @classmethod
+    def lines(cls, name: str, paths: list[np.ndarray], ids: np.ndarray) -> Overlay:
+        """Open polylines, each an ``(N_i, 2)`` array of ``(x, y)``, one per id."""
+        return cls(name, "lines", tuple(np.asarray(p, np.float64).reshape(-1, 2) for p in paths),
+                   np.asarray(ids, np.int64).ravel())
+
+    @classmethod
+    def outlines(cls, name: str, regions: np.ndarray, ids_of: np.ndarray | None = None) -> Overlay:
+        """Outer rings of each region of a ``(Y, X)`` integer image (pixel-edge polygons).
+
+        Parameters
+        ----------
+        regions
+            Label image whose regions are outlined (e.g. clusters numbered 1..m).
+        ids_of
+            Mask id to report per region number (index = region number); default the region number.
+        """
+        from ..outlines import label_outlines
+
+        traced = label_outlines(np.asarray(regions))
+        numbers = np.array(sorted(traced), np.int64)
+        ids = numbers if ids_of is None else np.asarray(ids_of, np.int64)[numbers]
+        return cls(name, "outlines", tuple(traced[int(k)].outer for k in numbers), ids)
+
+    @classmethod
+    def labels(cls, name: str, image: np.ndarray) -> Overlay:
+        """A label image (0 = nothing), drawn filled and translucent."""
+        image = np.asarray(image)
+        return cls(name, "labels", image, np.unique(image[image > 0]).astype(np.int64))
+
+
+@dataclass(frozen=True, eq=False)
+class PluginOutput:
+    """What a frame or series plugin may return instead of bare columns.
+
+    Attributes
+    ----------
+    columns
+        The per-object columns (a dict of 1-D arrays or a DataFrame), as a bare return would be.
+    tables
+        Extra tables by declared name (``Plugin.tables``), e.g. one row per cluster; the host
+        prepends ``image`` and ``frame`` (frame plugins) or ``image`` (series plugins).
+    overlays
+        Frame plugins: a list of :class:`Overlay`. Series plugins: ``{t: [Overlay, ...]}`` by
+        the frame's position in the series.
+    """
+
+    columns: Any
+    tables: Mapping[str, Any] = field(default_factory=dict)
+    overlays: Any = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +271,14 @@ class Plugin:
     review
         Optional ``review(data, params) -> (Y, X) integer label image`` for visual review
         (frame plugins only), e.g. the detected droplets.
+    tables
+        ``{table name: {column name: description}}`` of the extra tables ``compute`` returns in a
+        :class:`PluginOutput` (frame and series plugins). Names follow the plugin-name rule.
+    overlays
+        ``{layer name: description}`` of the :class:`Overlay` layers ``compute`` may return.
+    second_labels
+        The plugin needs a second label set of the same frame (``FrameData.second``), e.g.
+        children to associate with the measured objects.
     """
 
     name: str
@@ -174,6 +289,9 @@ class Plugin:
     compute: Callable[..., Any]
     scope: Scope = "frame"
     review: Callable[..., np.ndarray] | None = None
+    tables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    overlays: Mapping[str, str] = field(default_factory=dict)
+    second_labels: bool = False
     source: str = field(default="", compare=False)
 
     def schema(self) -> dict:
@@ -188,7 +306,8 @@ class Plugin:
         """Name, title, description, scope, columns and parameter schema as plain JSON-able data."""
         return {"name": self.name, "title": self.title, "description": self.description, "scope": self.scope,
                 "columns": dict(self.columns), "params": self.schema(), "review": self.review is not None,
-                "source": self.source}
+                "tables": {k: dict(v) for k, v in self.tables.items()}, "overlays": dict(self.overlays),
+                "second_labels": self.second_labels, "source": self.source}
 
 
 def column_regex(pattern: str) -> re.Pattern:

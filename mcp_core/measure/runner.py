@@ -22,8 +22,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ..errors import ImageReadError, MCPError, ParameterError
-from .contract import check_declaration, frame_output, parse_params, review_output, series_output, table_output
-from .plugin import ID_COLUMNS, FrameData, Plugin, PluginError
+from .contract import (check_declaration, frame_output, overlays_output, parse_params, review_output, series_output,
+                       series_overlays, split_output, table_output, tables_output)
+from .plugin import ID_COLUMNS, FrameData, Overlay, Plugin, PluginError
 from .registry import get_plugin
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class MeasureResult:
         One sentence per image, frame or plugin run that was reported and skipped.
     reviews
         Review label images ``{(image, frame, plugin): (Y, X) labels}`` when asked for.
+    overlays
+        Overlay layers ``{(image, frame, plugin): [Overlay, ...]}`` when asked for.
     source
         Which labels were measured: ``"pred"`` (``_pred.npy``) or ``"seg"`` (``_seg.npy``).
     cancelled
@@ -62,6 +65,7 @@ class MeasureResult:
     frames: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(FRAME_COLUMNS)))
     skipped: list[str] = field(default_factory=list)
     reviews: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
+    overlays: dict[tuple[str, str, str], list[Overlay]] = field(default_factory=dict)
     source: str = "pred"
     cancelled: bool = False
 
@@ -95,6 +99,13 @@ def resolve_plugins(plugins: Iterable[str | Plugin] | str | Plugin) -> list[Plug
             if col in owner:
                 raise PluginError(f"Plugins {owner[col]!r} and {p.name!r} both return column {col!r}; run them separately.")
             owner[col] = p.name
+    table_owner = {p.name: p.name for p in out if p.scope == "table"}
+    for p in out:
+        for table in p.tables:
+            if table in table_owner:
+                raise PluginError(f"Plugins {table_owner[table]!r} and {p.name!r} both make a table named {table!r}; "
+                                  f"run them separately.")
+            table_owner[table] = p.name
     return out
 
 
@@ -140,8 +151,18 @@ def resolve_images(folder_or_files: str | os.PathLike | Iterable[str | os.PathLi
 
 
 def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[str, BaseModel],
-                  reviews: dict | None = None) -> pd.DataFrame:
+                  reviews: dict | None = None, tables: dict[str, list[pd.DataFrame]] | None = None,
+                  overlays: dict | None = None) -> pd.DataFrame:
     """Run frame plugins on one frame: the id columns plus each plugin's columns, one row per object.
+
+    Parameters
+    ----------
+    data, plugins, params
+        The frame, the plugins to run and their validated parameters.
+    reviews, overlays
+        When given, filled with review images and overlay layers by ``(image, frame, plugin)``.
+    tables
+        When given, each extra table (``image`` and ``frame`` prepended) is appended to ``tables[name]``.
 
     Raises
     ------
@@ -156,23 +177,38 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
         "class_name": np.asarray(data.class_names, dtype=object)[data.classes[data.ids]],
     }
     kept: dict[tuple[str, str, str], np.ndarray] = {}
+    layers: dict[tuple[str, str, str], list[Overlay]] = {}
+    extra: dict[str, pd.DataFrame] = {}
     for plugin in plugins:
         if plugin.scope != "frame":
             continue
+        key = (data.image_name, data.frame, plugin.name)
         out = _call(plugin, plugin.compute, data, params[plugin.name], where=_where(data))
         columns.update(frame_output(plugin, out, data))
+        _, made, drawn = split_output(plugin, out)
+        for name, table in tables_output(plugin, made, data.n_channels, _where(data)).items():
+            table.insert(0, "image", data.image_name)
+            table.insert(1, "frame", data.frame)
+            extra[name] = table
+        if overlays is not None:
+            layers[key] = overlays_output(plugin, drawn, data)
         if reviews is not None and plugin.review is not None:
             img = _call(plugin, plugin.review, data, params[plugin.name], where=_where(data))
-            kept[(data.image_name, data.frame, plugin.name)] = review_output(plugin, img, data)
+            kept[key] = review_output(plugin, img, data)
     if reviews is not None:
         reviews.update(kept)
+    if overlays is not None:
+        overlays.update(layers)
+    if tables is not None:
+        for name, table in extra.items():
+            tables.setdefault(name, []).append(table)
     return pd.DataFrame(columns)
 
 
-def measure_labels(labels, image: np.ndarray, plugins: Iterable[str | Plugin] | str = ("basic",),
-                   params: Mapping[str, Any] | None = None, *, image_name: str = "", frame: str = "",
-                   pixel_size: tuple[float, float] | None = None) -> pd.DataFrame:
-    """Measure one in-memory frame (a :class:`~mcp_core.labels.LabelSet` or a mask array) with frame plugins.
+def run_labels(labels, image: np.ndarray, plugins: Iterable[str | Plugin] | str = ("basic",),
+               params: Mapping[str, Any] | None = None, *, image_name: str = "", frame: str = "",
+               pixel_size: tuple[float, float] | None = None, second=None, overlays: bool = False) -> MeasureResult:
+    """Measure one in-memory frame with frame plugins: objects, extra tables and (when asked) overlays.
 
     Parameters
     ----------
@@ -184,25 +220,51 @@ def measure_labels(labels, image: np.ndarray, plugins: Iterable[str | Plugin] | 
         As for :func:`measure` (series and table plugins need :func:`measure`).
     image_name, frame, pixel_size
         Filled into the id columns and the frame data.
+    second
+        A second label set of the frame (``LabelSet`` or array) for plugins that need one (``association``).
+    overlays
+        Keep the overlay layers the plugins return.
+
+    Raises
+    ------
+    PluginError, ParameterError
+        A plugin that is unknown, needs more than one frame, fails or needs a missing second label set.
     """
     chosen = resolve_plugins(plugins)
     wrong = [p.name for p in chosen if p.scope != "frame"]
     if wrong:
         raise PluginError(f"Plugin(s) {', '.join(wrong)} need several frames or the whole table; use measure().")
     parsed = resolve_params(chosen, params)
+    needy = [p.name for p in chosen if p.second_labels]
+    if needy and second is None:
+        raise ParameterError(f"Plugin(s) {', '.join(needy)} need a second label set; none was given.")
     masks = getattr(labels, "masks", labels)
     try:
         data = FrameData.build(masks, image, getattr(labels, "classes", None),
-                               tuple(getattr(labels, "class_names", ("unassigned",))), pixel_size, image_name, frame)
+                               tuple(getattr(labels, "class_names", ("unassigned",))), pixel_size, image_name, frame,
+                               None if second is None else getattr(second, "masks", second))
     except ValueError as exc:
         raise ParameterError(f"Cannot measure {image_name or 'this frame'}: {exc}.") from exc
-    return measure_frame(data, chosen, parsed)
+    result = MeasureResult(objects=pd.DataFrame())
+    pieces: dict[str, list[pd.DataFrame]] = {}
+    result.objects = measure_frame(data, chosen, parsed, tables=pieces, overlays=result.overlays if overlays else None)
+    result.tables = {name: pd.concat(parts, ignore_index=True) for name, parts in pieces.items()}
+    return result
+
+
+def measure_labels(labels, image: np.ndarray, plugins: Iterable[str | Plugin] | str = ("basic",),
+                   params: Mapping[str, Any] | None = None, *, image_name: str = "", frame: str = "",
+                   pixel_size: tuple[float, float] | None = None, second=None) -> pd.DataFrame:
+    """The per-object table of :func:`run_labels` for one in-memory frame (same parameters)."""
+    return run_labels(labels, image, plugins, params, image_name=image_name, frame=frame, pixel_size=pixel_size,
+                      second=second).objects
 
 
 def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("basic",),
                      params: Mapping[str, Any] | None = None, *, source: LabelSource = "pred",
                      series: SeriesMode = "file", progress: ProgressFn | None = None, reviews: bool = False,
-                     cancel: Callable[[], bool] | None = None) -> MeasureResult:
+                     cancel: Callable[[], bool] | None = None, overlays: bool = False,
+                     second_source: str | None = None) -> MeasureResult:
     """Measure every labelled frame of a folder (or a list of image files) with the chosen plugins.
 
     Parameters
@@ -226,6 +288,12 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
         Keep the review label images plugins offer.
     cancel
         Polled between frames; when it returns true the run stops with what it has.
+    overlays
+        Keep the overlay layers plugins return.
+    second_source
+        Where plugins that need a second label set (``association``) find it: ``"pred"``,
+        ``"seg"``, or a file name template beside the image with ``{stem}`` (the image's name
+        without extension) and optionally ``{frame}``, e.g. ``"{stem}_nuclei_masks.tif"``.
 
     Returns
     -------
@@ -243,8 +311,16 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
         raise ParameterError(f"series must be 'file' or 'folder', got {series!r}.")
     chosen = resolve_plugins(plugins)
     parsed = resolve_params(chosen, params)
+    needy = [p.name for p in chosen if p.second_labels]
+    if needy and not second_source:
+        raise ParameterError(f"Plugin(s) {', '.join(needy)} need a second label set: give second_source "
+                             f"('pred', 'seg' or a file name template such as '{{stem}}_nuclei_masks.tif').")
+    if second_source and second_source not in ("pred", "seg") and "{stem}" not in second_source:
+        raise ParameterError(f"second_source must be 'pred', 'seg' or a file name template containing {{stem}}, "
+                             f"got {second_source!r}.")
     images = resolve_images(folder_or_files)
     result = MeasureResult(objects=pd.DataFrame(columns=list(ID_COLUMNS)), source=source)
+    extra: dict[str, list[pd.DataFrame]] = {}
     keep_frames = any(p.scope == "series" for p in chosen)
     pieces: list[pd.DataFrame] = []
     frame_rows: list[dict] = []
@@ -257,9 +333,10 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
         if cancel and cancel():
             result.cancelled = True
             break
-        for data, info in _frames_of(path, source, result.skipped, cancel):
+        for data, info in _frames_of(path, source, result.skipped, cancel, second_source if needy else None):
             try:
-                pieces.append(measure_frame(data, chosen, parsed, review_store))
+                pieces.append(measure_frame(data, chosen, parsed, review_store, extra,
+                                            result.overlays if overlays else None))
             except PluginError as exc:
                 _skip(result.skipped, f"{exc} Skipped {_where(data)}.")
                 continue
@@ -273,8 +350,14 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
     if progress:
         progress(total if not result.cancelled else done, total, "Measured" if not result.cancelled else "Cancelled")
     objects = pd.concat(pieces, ignore_index=True) if pieces else _empty_objects(chosen)
-    objects = _add_series(objects, chosen, parsed, series_groups, result.skipped)
+    objects = _add_series(objects, chosen, parsed, series_groups, result, overlays)
     result.objects = objects
+    for plugin in chosen:
+        for name, columns in plugin.tables.items():
+            if name in extra:
+                result.tables[name] = pd.concat(extra[name], ignore_index=True)
+            elif plugin.scope == "frame":
+                result.tables[name] = _empty_table(["image", "frame"], columns)
     result.frames = pd.DataFrame(frame_rows, columns=list(FRAME_COLUMNS))
     for plugin in chosen:
         if plugin.scope != "table":
@@ -289,7 +372,8 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
 
 def measure(folder_or_files, plugins: Iterable[str | Plugin] | str = ("basic",),
             params: Mapping[str, Any] | None = None, *, source: LabelSource = "pred", series: SeriesMode = "file",
-            progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None) -> pd.DataFrame:
+            progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+            second_source: str | None = None) -> pd.DataFrame:
     """The per-object table of :func:`run_measurements` (same parameters).
 
     ``df.attrs["skipped"]`` lists what was reported and skipped and ``df.attrs["source"]``
@@ -297,7 +381,7 @@ def measure(folder_or_files, plugins: Iterable[str | Plugin] | str = ("basic",),
     :func:`run_measurements`.
     """
     result = run_measurements(folder_or_files, plugins, params, source=source, series=series,
-                              progress=progress, cancel=cancel)
+                              progress=progress, cancel=cancel, second_source=second_source)
     df = result.objects
     df.attrs["skipped"] = list(result.skipped)
     df.attrs["source"] = result.source
@@ -323,7 +407,26 @@ def _where(data: FrameData) -> str:
     return data.image_name + (f" frame {data.frame}" if data.frame else "")
 
 
-def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[], bool] | None):
+def second_labels_for(path: Path, frame: str, second_source: str):
+    """The second label set of one frame (``pred``, ``seg`` or a ``{stem}`` file name template); ``None`` if absent.
+
+    Raises
+    ------
+    MCPError
+        When the file exists but cannot be read as labels.
+    """
+    from ..filenames import image_stem
+    from ..labels import load_labels, load_labels_for
+
+    if second_source in ("pred", "seg"):
+        return load_labels_for(path, frame, second_source)
+    name = second_source.replace("{stem}", image_stem(path)).replace("{frame}", frame)
+    target = path.parent / name
+    return load_labels(target) if target.is_file() else None
+
+
+def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[], bool] | None,
+               second_source: str | None = None):
     """Yield ``(FrameData, frame info)`` for each labelled frame of one image, reporting bad ones."""
     from ..filenames import label_path
     from ..io import open_image
@@ -360,9 +463,19 @@ def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[],
                 _skip(skipped, f"{where}: the labels ({lpath.name if lpath.exists() else 'masks file'}) have shape "
                                f"{labels.shape} but the image is {pixels.shape[:2]}; skipped.")
                 continue
+            second = None
+            if second_source:
+                try:
+                    second = second_labels_for(path, frame, second_source)
+                except MCPError as exc:
+                    _skip(skipped, f"{exc} Skipped {where}.")
+                    continue
+                if second is None:
+                    _skip(skipped, f"{where} has no second label set ({second_source}); skipped.")
+                    continue
             try:
                 data = FrameData.build(labels.masks, pixels, labels.classes, tuple(labels.class_names), pixel_size,
-                                       path.name, frame)
+                                       path.name, frame, None if second is None else second.masks)
             except ValueError as exc:
                 _skip(skipped, f"{where}: {exc}; skipped.")
                 continue
@@ -382,21 +495,35 @@ def _series_key(path: Path, frame: str, series: str) -> tuple:
 
 
 def _add_series(objects: pd.DataFrame, chosen: Sequence[Plugin], parsed: Mapping[str, BaseModel],
-                groups: Mapping[tuple, list[FrameData]], skipped: list[str]) -> pd.DataFrame:
-    """Run series plugins on each series and join their rows onto the objects by (image, frame, mask_id)."""
+                groups: Mapping[tuple, list[FrameData]], result: MeasureResult, overlays: bool) -> pd.DataFrame:
+    """Run series plugins on each series and join their rows onto the objects by (image, frame, mask_id).
+
+    Their extra tables go to ``result.tables`` (``image`` of the series' first frame prepended) and,
+    when asked, their overlays to ``result.overlays``.
+    """
+    skipped = result.skipped
     for plugin in chosen:
         if plugin.scope != "series":
             continue
         tables = []
+        extra: dict[str, list[pd.DataFrame]] = {}
         for members in groups.values():
             members = sorted(members, key=_time_of) if len({m.image_name for m in members}) == 1 else members
             where = members[0].image_name + (" and following images" if len({m.image_name for m in members}) > 1 else "")
             try:
                 out = _call(plugin, plugin.compute, members, parsed[plugin.name], where=where)
                 table = series_output(plugin, out, members)
+                _, made, drawn = split_output(plugin, out)
+                made = tables_output(plugin, made, members[0].n_channels if members else 1, where)
+                drawn = series_overlays(plugin, drawn, members) if overlays else {}
             except PluginError as exc:
                 _skip(skipped, f"{exc} Its {plugin.name} columns are left empty.")
                 continue
+            for name, part in made.items():
+                part.insert(0, "image", members[0].image_name)
+                extra.setdefault(name, []).append(part)
+            for t, layers in drawn.items():
+                result.overlays[(members[t].image_name, members[t].frame, plugin.name)] = layers
             t = table.pop("t").to_numpy(np.int64)
             table.insert(0, "image", [members[i].image_name for i in t])
             table.insert(1, "frame", [members[i].frame for i in t])
@@ -409,7 +536,16 @@ def _add_series(objects: pd.DataFrame, chosen: Sequence[Plugin], parsed: Mapping
             joined[["image", "frame"]] = joined[["image", "frame"]].astype(object)
             joined["mask_id"] = joined["mask_id"].astype(np.int64)
         objects = objects.merge(joined, on=["image", "frame", "mask_id"], how="left")
+        for name, columns in plugin.tables.items():
+            result.tables[name] = (pd.concat(extra[name], ignore_index=True) if name in extra
+                                   else _empty_table(["image"], columns))
     return objects
+
+
+def _empty_table(keys: list[str], columns: Mapping[str, str]) -> pd.DataFrame:
+    """A table with no rows: the host's key columns and the declared columns without placeholders."""
+    return pd.DataFrame({c: pd.Series(dtype=object if c in keys else float)
+                         for c in [*keys, *(c for c in columns if "{" not in c)]})
 
 
 def _time_of(data: FrameData) -> int:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .contract import check_declaration, frame_output, review_output, series_output, table_output
+from .contract import (check_declaration, frame_output, overlays_output, review_output, series_output, series_overlays,
+                       split_output, table_output, tables_output)
 from .plugin import FrameData, Plugin, PluginError
 from .registry import catalog, load_module, plugins_of_module
 
@@ -40,20 +41,27 @@ class ValidationReport:
 
 
 def frame_cases() -> list[tuple[str, FrameData]]:
-    """Tiny frames a frame plugin must handle: two classes and channels, one channel, gaps in ids, no objects."""
+    """Tiny frames a frame plugin must handle: two classes and channels, one channel, gaps in ids, no objects.
+
+    Each carries a second label set (other objects of the same size of image) for plugins that need one.
+    """
     from ..synthetic import make_sample
 
     image, labels = make_sample(seed=7, shape=(64, 64), n_classes=2, n_channels=2, n_objects=6)
+    second = make_sample(seed=9, shape=(64, 64), n_classes=2, n_channels=1, n_objects=10)[1].masks
     masks, classes, names = labels.masks, labels.classes, tuple(labels.class_names)
     gappy = np.where(np.isin(masks, [2, 4]), 0, masks)
+    empty = np.zeros_like(masks)
+
+    def frame(m, img, cls, other=second) -> FrameData:
+        return FrameData.build(m, img, cls, names, image_name="dry-run.tif", second=other)
+
     return [
-        ("a 64x64 frame with 2 classes and 2 channels", FrameData.build(masks, image, classes, names,
-                                                                         image_name="dry-run.tif")),
-        ("a 1-channel frame", FrameData.build(masks, image[..., :1], classes, names, image_name="dry-run.tif")),
-        ("a frame whose mask ids have gaps (2 and 4 missing)", FrameData.build(gappy, image, classes, names,
-                                                                                image_name="dry-run.tif")),
-        ("a frame without objects", FrameData.build(np.zeros_like(masks), image, None, names,
-                                                    image_name="dry-run.tif")),
+        ("a 64x64 frame with 2 classes and 2 channels", frame(masks, image, classes)),
+        ("a 1-channel frame", frame(masks, image[..., :1], classes)),
+        ("a frame whose mask ids have gaps (2 and 4 missing)", frame(gappy, image, classes)),
+        ("a frame without objects", frame(empty, image, None)),
+        ("a frame whose second label set is empty", frame(masks, image, classes, np.zeros_like(second))),
     ]
 
 
@@ -110,13 +118,23 @@ def validate_plugin(plugin: Plugin) -> ValidationReport:
     if plugin.scope == "frame":
         for what, data in frame_cases():
             def run(data=data) -> None:
-                frame_output(plugin, plugin.compute(data, params), data)
+                out = plugin.compute(data, params)
+                frame_output(plugin, out, data)
+                _, tables, overlays = split_output(plugin, out)
+                tables_output(plugin, tables, data.n_channels, "the dry run")
+                overlays_output(plugin, overlays, data)
                 if plugin.review is not None:
                     review_output(plugin, plugin.review(data, params), data)
             _attempt(report, what, run)
     elif plugin.scope == "series":
         for what, frames in series_cases():
-            _attempt(report, what, lambda frames=frames: series_output(plugin, plugin.compute(frames, params), frames))
+            def run_series(frames=frames) -> None:
+                out = plugin.compute(frames, params)
+                series_output(plugin, out, frames)
+                _, tables, overlays = split_output(plugin, out)
+                tables_output(plugin, tables, frames[0].n_channels, "the dry run")
+                series_overlays(plugin, overlays, frames)
+            _attempt(report, what, run_series)
     else:
         for what, objects, frames in table_cases():
             _attempt(report, what, lambda o=objects, f=frames: table_output(plugin, plugin.compute(o, f, params)))
