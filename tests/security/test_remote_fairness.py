@@ -290,6 +290,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_killed_servers_worker_stops_and_usage_is_measured_again(tmp_path):
+    """kill -9 of a server while a job trains and an upload is half sent."""
     config = tmp_path / "remote_config.json"
     config.write_text(json.dumps({"server_storage_root": str(tmp_path / "storage"),
                                   "server_bind": f"unix:{tmp_path / 'grpc.sock'}", "job_min_bytes": 0}))
@@ -298,6 +299,7 @@ def test_a_killed_servers_worker_stops_and_usage_is_measured_again(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mcp_remote.cli", "--config", str(config), "serve"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pid = None
+    release = threading.Event()
     try:
         assert "MultiCellPose server on" in proc.stdout.readline()
         token = request_token(tmp_path / "storage" / "run" / "token.sock")["token"]
@@ -310,10 +312,21 @@ def test_a_killed_servers_worker_stops_and_usage_is_measured_again(tmp_path):
         record = json.loads((tmp_path / "storage" / "jobs" / job.job_id / "record.json").read_text())
         local = tmp_path / "storage" / "users" / record["user"] / "home" / "jobs" / record["local_id"]
         pid = json.loads((local / "process.json").read_text())["pid"]
+        data = os.urandom(3 * MiB)
+        sha = hashlib.sha256(data).hexdigest()
+        partial = tmp_path / "storage" / "users" / record["user"] / "partial" / sha
+        channel = grpc.insecure_channel(f"unix:{tmp_path / 'grpc.sock'}")
+        upload = pbg.TransferStub(channel).Upload.future(held_upload(release, sha, len(data), data[:MiB]),
+                                                         metadata=meta(token))
+        until("half the upload to be on disk", lambda: partial.is_file() and partial.stat().st_size == MiB)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         until("the orphaned worker to exit by itself", lambda: not _alive(pid), 60)
+        until("the upload to end with the server", upload.done)
+        assert isinstance(upload.exception(), grpc.RpcError)
+        channel.close()
     finally:
+        release.set()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -328,7 +341,8 @@ def test_a_killed_servers_worker_stops_and_usage_is_measured_again(tmp_path):
         folders = [tmp_path / "storage" / "users" / record["user"], tmp_path / "storage" / "jobs" / job.job_id]
         inodes = {(st.st_ino, st.st_blocks) for f in folders for st in map(os.lstat, [f, *f.rglob("*")])}
         on_disk = sum(blocks * 512 for _, blocks in inodes)
-        assert backend.usage().bytes_used >= on_disk
+        assert partial.stat().st_size == MiB
+        assert backend.usage().bytes_used >= on_disk > MiB
         backend.close()
     finally:
         server.stop()
