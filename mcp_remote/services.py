@@ -36,7 +36,7 @@ from .prediction_files import prediction_result
 from .proto import multicellpose_pb2 as pb
 from .proto import multicellpose_pb2_grpc as pbg
 from .site import Site
-from .storage import UserStorage, check_name, check_sha256
+from .storage import UserStorage, check_name
 
 CHUNK_BYTES = 4 << 20
 LOG = logging.getLogger("mcp_remote.server")
