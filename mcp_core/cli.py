@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from . import cli_measure
 
     cli_measure.register(sub)
+    from . import cli_review
+
+    cli_review.register(sub)
 
 
 def run(args: argparse.Namespace) -> int:
