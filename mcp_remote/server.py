@@ -69,7 +69,7 @@ def _credentials(config: RemoteConfig) -> grpc.ServerCredentials | None:
 
 
 def start_server(config: RemoteConfig, bind: str | None = None, token_socket: bool = True,
-                 workers: int = 32) -> RunningServer:
+                 workers: int = 64) -> RunningServer:
     """Start serving.
 
     Parameters
