@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mcp_core.confidence import object_confidence
-from mcp_core.errors import ParameterError
+from mcp_core.errors import ImageReadError, ParameterError
 from mcp_core.model import build_model
 from mcp_core.params import SegmentParams, SegmentResult
 from mcp_core.suggest import predict_with_embedding, prediction_doubt, rank, suggest
@@ -74,6 +74,8 @@ def test_suggest_lists_only_unlabelled_frames(tmp_path):
     assert all(0 <= s.doubt <= 1 for s in found) and found[0].score >= found[1].score - 1e-9
     with pytest.raises(ParameterError, match="at least one"):
         suggest(folder, model, n=0)
+    with pytest.raises(ImageReadError, match="does not exist"):
+        suggest(tmp_path / "missing", model)
 
 
 def test_suggest_command(tmp_path):
@@ -84,5 +86,3 @@ def test_suggest_command(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) == 2 and {r["rank"] for r in rows} == {1, 2}  # 2 unlabelled frames, though 5 were asked for
-    out = run_cli("suggest", str(tmp_path / "missing"), "--model", str(model_path))
-    assert out.returncode == 2 and out.stderr.startswith("error:")
