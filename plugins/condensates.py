@@ -4,6 +4,11 @@ For each object, the threshold is computed from its own pixels in the chosen cha
 ``median + k·MAD`` (MAD = median absolute deviation from the median, unscaled) or a
 percentile. Droplets are the 4-connected groups of the object's pixels strictly above it
 (a droplet never crosses into a touching object), of at least ``min_size`` pixels.
+
+An object is classified ``condensate`` (condensate-bearing) when its droplets cover at least
+``min_condensate_area`` pixels and ``min_condensate_fraction`` of its area, else
+``homogeneous``. A droplet's circularity is 4π·area / perimeter² with the perimeter as
+``regionprops`` measures it (as in ``basic``; unreliable for droplets of a few pixels).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from skimage.measure import label as connected_regions
+from skimage.measure import regionprops_table
 
 from mcp_core.errors import ParameterError
-from mcp_core.measure import FrameData, Plugin, grouped, hookimpl, regions
+from mcp_core.measure import FrameData, Overlay, Plugin, PluginOutput, grouped, hookimpl, regions
 
 
 class CondensateParams(BaseModel):
@@ -26,15 +32,24 @@ class CondensateParams(BaseModel):
     method: Literal["mad", "percentile"] = Field(
         "mad", title="Threshold", description="'mad': median + k·MAD of the object's pixels; 'percentile': a "
                                               "percentile of them.")
-    k: float = Field(3.0, ge=0, le=100, title="k (MAD)", description="Multiple of the MAD above the median "
+    k: float = Field(4.0, ge=0, le=100, title="k (MAD)", description="Multiple of the MAD above the median "
                                                                      "(method 'mad').")
     percentile: float = Field(95.0, ge=0, le=100, title="Percentile",
                               description="Percentile of the object's pixels used as threshold (method 'percentile').")
     min_size: int = Field(2, ge=1, le=1_000_000, title="Minimum droplet size",
                           description="Droplets smaller than this many pixels are ignored.")
+    min_condensate_area: int = Field(1, ge=1, le=1_000_000, title="Minimum condensate area",
+                                     description="Droplet pixels an object needs to be classified as "
+                                                 "condensate-bearing.")
+    min_condensate_fraction: float = Field(0.001, ge=0, le=1, title="Minimum condensate fraction",
+                                           description="Fraction of the object's area its droplets must cover for "
+                                                       "it to be classified as condensate-bearing.")
 
 
 COLUMNS = {
+    "condensate_class": "'condensate' (condensate-bearing) or 'homogeneous'.",
+    "has_condensate": "Whether the object is condensate-bearing.",
+    "droplet_circularity": "Mean circularity (4π·area / perimeter²) of the object's droplets (nan without droplets).",
     "droplet_threshold": "Intensity threshold of this object in the detection channel.",
     "n_droplets": "Droplets found in the object.",
     "droplet_area": "Pixels in the object's droplets.",
@@ -45,6 +60,7 @@ COLUMNS = {
     "droplet_mean_c{c}": "Mean intensity of the droplets in channel c (nan without droplets).",
     "dilute_mean_c{c}": "Mean intensity of the object outside its droplets in channel c.",
 }
+OVERLAYS = {"droplets": "The detected droplets, numbered 1..m."}
 
 
 def detect(data: FrameData, params: CondensateParams) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +89,8 @@ def detect(data: FrameData, params: CondensateParams) -> tuple[np.ndarray, np.nd
     return keep[droplets], threshold
 
 
-def compute(data: FrameData, params: CondensateParams) -> dict[str, np.ndarray]:
-    """Droplet counts, area, fraction and intensities per object (rows in the order of ``data.ids``)."""
+def compute(data: FrameData, params: CondensateParams) -> PluginOutput:
+    """Classification, droplet counts, area, fraction, circularity and intensities per object; the droplets layer."""
     droplets, threshold = detect(data, params)
     n = int(data.labels.max(initial=0)) + 1
     g, flat = regions.foreground(data.labels)
@@ -84,10 +100,21 @@ def compute(data: FrameData, params: CondensateParams) -> dict[str, np.ndarray]:
     owner = np.zeros(int(droplets.max(initial=0)) + 1, np.int64)
     owner[droplets.ravel()[flat[in_drop]]] = g[in_drop]
     n_drop = np.bincount(owner[1:], minlength=n)[:n]
+    props = regionprops_table(droplets, properties=("label", "area", "perimeter"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        circ = np.where(props["perimeter"] > 0, 4 * np.pi * props["area"] / props["perimeter"] ** 2, np.nan)
+    drop_owner = owner[props["label"]]
+    known = np.isfinite(circ)
+    circ_sum = np.bincount(drop_owner[known], weights=circ[known], minlength=n)[:n]
+    circ_n = np.bincount(drop_owner[known], minlength=n)[:n]
     ids = data.ids
+    fraction = drop_area[ids] / np.maximum(obj_area[ids], 1)
+    bearing = (drop_area[ids] >= params.min_condensate_area) & (fraction >= params.min_condensate_fraction)
     out: dict[str, np.ndarray] = {
+        "condensate_class": np.where(bearing, "condensate", "homogeneous").astype(object), "has_condensate": bearing,
+        "droplet_circularity": np.where(circ_n > 0, circ_sum / np.maximum(circ_n, 1), np.nan)[ids],
         "droplet_threshold": threshold[ids], "n_droplets": n_drop[ids], "droplet_area": drop_area[ids],
-        "droplet_fraction": drop_area[ids] / np.maximum(obj_area[ids], 1),
+        "droplet_fraction": fraction,
     }
     for c in range(data.n_channels):
         v = data.image[..., c].ravel()[flat]
@@ -99,7 +126,7 @@ def compute(data: FrameData, params: CondensateParams) -> dict[str, np.ndarray]:
             out["droplet_integrated"] = grouped.sums(g[in_drop], v[in_drop], n)[ids]
             with np.errstate(invalid="ignore", divide="ignore"):
                 out["partition_ratio"] = (drop_mean / dilute_mean)[ids]
-    return out
+    return PluginOutput(out, overlays=[Overlay.labels("droplets", droplets)])
 
 
 def review(data: FrameData, params: CondensateParams) -> np.ndarray:
@@ -111,11 +138,13 @@ PLUGIN = Plugin(
     name="condensates",
     title="Condensates / droplets",
     description="Finds bright droplets inside each object with a robust per-object threshold (median + k·MAD or "
-                "a percentile) and reports their number, area, fraction and intensities.",
+                "a percentile), classifies objects as condensate-bearing or homogeneous, and reports droplet "
+                "number, area, fraction, circularity and intensities.",
     params=CondensateParams,
     columns=COLUMNS,
     compute=compute,
     review=review,
+    overlays=OVERLAYS,
 )
 
 

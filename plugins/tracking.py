@@ -15,6 +15,12 @@ allowed when the centroids are at most ``max_distance·(g + 1)`` apart (and, wit
 
 Ending a track or starting one costs the largest possible link cost, so every allowed link
 is taken when it does not displace a cheaper set of links.
+
+Each observation gets a status: ``new`` (its track starts here), ``continued`` (linked from
+the previous frame), ``gap-closed`` (linked across missed frames) or ``ended`` (the track's last
+observation, before the end of the series; this wins over the others), and the cost of the
+link that reached it. A table ``tracks`` has one row per track, and the overlay ``trails``
+draws each track's recent path on every frame.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
 from mcp_core.errors import ParameterError
-from mcp_core.measure import FrameData, Plugin, grouped, hookimpl, regions
+from mcp_core.measure import FrameData, Overlay, Plugin, PluginOutput, grouped, hookimpl, regions
 
 
 class TrackParams(BaseModel):
@@ -51,6 +58,8 @@ class TrackParams(BaseModel):
                          description="Channel whose mean intensity enters the link cost.")
     same_class: bool = Field(True, title="Same class only",
                              description="Link only objects of the same class.")
+    trail_frames: int = Field(10, ge=1, le=10000, title="Trail length",
+                              description="Frames of past positions the trail overlay draws behind each object.")
 
 
 COLUMNS = {
@@ -61,7 +70,21 @@ COLUMNS = {
     "track_step": "Distance from the track's previous position, in pixels (nan at the track's start).",
     "track_gap": "Frames missed just before this observation (0 when seen in the previous frame).",
     "track_length": "Number of frames in which the track is seen.",
+    "track_status": "'new' (the track starts here), 'continued', 'gap-closed' (linked across missed frames) or "
+                    "'ended' (the track's last observation before the end of the series).",
+    "track_cost": "Cost of the assignment that linked this observation to its track (nan when the track starts).",
 }
+TABLES = {"tracks": {
+    "track_id": "Track number.",
+    "start_t": "First time point of the track.",
+    "end_t": "Last time point of the track.",
+    "n_frames": "Frames in which the track is seen.",
+    "n_gap_closings": "Links across missed frames.",
+    "path_length": "Sum of the track's steps, in pixels.",
+    "mean_cost": "Mean assignment cost of the track's links (nan for a track seen once).",
+    "ended": "Whether the track stops before the last frame of the series.",
+}}
+OVERLAYS = {"trails": "Each track's path over the last frames up to this one (ids are track numbers)."}
 
 
 def _features(data: FrameData, channel: int) -> dict[str, np.ndarray]:
@@ -125,8 +148,8 @@ def assign(n_rows: int, n_cols: int, links: tuple[np.ndarray, np.ndarray, np.nda
     return [(int(a), int(b)) for a, b in zip(rows, cols) if a < n_rows and b < n_cols]
 
 
-def compute(frames: Sequence[FrameData], params: TrackParams) -> dict[str, np.ndarray]:
-    """Track ids for every object of every frame of one time series."""
+def compute(frames: Sequence[FrameData], params: TrackParams) -> PluginOutput:
+    """Track ids, status and link cost for every object of every frame of one time series; tracks table; trails."""
     if frames and params.channel >= frames[0].n_channels:
         raise ParameterError(f"channel {params.channel} does not exist: the image has {frames[0].n_channels} channel(s).")
     no_link = (params.weight_distance + params.weight_area + params.weight_intensity
@@ -137,7 +160,7 @@ def compute(frames: Sequence[FrameData], params: TrackParams) -> dict[str, np.nd
     end_t = np.zeros(0, np.int64)
     end_id = np.zeros(0, np.int64)
     rows: dict[str, list] = {k: [] for k in ("t", "mask_id", "track_id", "track_x", "track_y", "track_step",
-                                             "track_gap")}
+                                             "track_gap", "track_cost")}
     next_id = 1
     for t, data in enumerate(frames):
         objs = _features(data, params.channel)
@@ -145,14 +168,17 @@ def compute(frames: Sequence[FrameData], params: TrackParams) -> dict[str, np.nd
         active = np.flatnonzero(t - end_t - 1 <= params.max_gap)
         gaps = t - end_t[active] - 1
         sub = {k: v[active] for k, v in ends.items()}
-        links = assign(len(active), n_obj, link_costs(sub, objs, gaps, params), no_link)
+        allowed = link_costs(sub, objs, gaps, params)
+        links = assign(len(active), n_obj, allowed, no_link)
+        cost_of = {(int(r), int(c)): float(w) for r, c, w in zip(*allowed)}
         track = np.zeros(n_obj, np.int64)
         step = np.full(n_obj, np.nan)
+        cost = np.full(n_obj, np.nan)
         gap = np.zeros(n_obj, np.int64)
         slot = np.full(n_obj, -1)
         for r, c in links:
             e = active[r]
-            track[c], slot[c], gap[c] = end_id[e], e, gaps[r]
+            track[c], slot[c], gap[c], cost[c] = end_id[e], e, gaps[r], cost_of[(r, c)]
             step[c] = np.hypot(objs["y"][c] - ends["y"][e], objs["x"][c] - ends["x"][e])
         new = np.flatnonzero(slot < 0)
         track[new] = np.arange(next_id, next_id + len(new))
@@ -171,10 +197,51 @@ def compute(frames: Sequence[FrameData], params: TrackParams) -> dict[str, np.nd
         rows["track_y"].append(objs["y"])
         rows["track_step"].append(step)
         rows["track_gap"].append(gap)
+        rows["track_cost"].append(cost)
     out = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in rows.items()}
-    out["track_t"] = out["t"].astype(np.int64)
+    out["t"] = out["t"].astype(np.int64)
+    out["track_id"] = out["track_id"].astype(np.int64)
+    out["track_t"] = out["t"]
     ids, counts = np.unique(out["track_id"], return_counts=True)
     out["track_length"] = counts[np.searchsorted(ids, out["track_id"])] if len(ids) else np.zeros(0, np.int64)
+    out["track_status"] = statuses(out, len(frames))
+    return PluginOutput(out, tables={"tracks": track_table(out, len(frames))},
+                        overlays=trails(out, len(frames), params.trail_frames))
+
+
+def statuses(rows: dict[str, np.ndarray], n_frames: int) -> np.ndarray:
+    """Status of each observation: new, continued, gap-closed, or ended (last seen before the series ends)."""
+    linked = np.isfinite(rows["track_cost"])
+    status = np.where(~linked, "new", np.where(rows["track_gap"] > 0, "gap-closed", "continued")).astype(object)
+    last = np.zeros(int(rows["track_id"].max(initial=0)) + 1, np.int64)
+    np.maximum.at(last, rows["track_id"], rows["t"])
+    status[(rows["t"] == last[rows["track_id"]]) & (rows["t"] < n_frames - 1)] = "ended"
+    return status
+
+
+def track_table(rows: dict[str, np.ndarray], n_frames: int) -> dict[str, np.ndarray]:
+    """One row per track: first and last time point, frames seen, gap closings, path length, mean cost, ended."""
+    table = pd.DataFrame({"track_id": rows["track_id"], "t": rows["t"], "step": rows["track_step"],
+                          "cost": rows["track_cost"], "closed": rows["track_gap"] > 0})
+    per = table.groupby("track_id", sort=True).agg(start_t=("t", "min"), end_t=("t", "max"), n_frames=("t", "size"),
+                                                   n_gap_closings=("closed", "sum"),
+                                                   path_length=("step", lambda v: float(np.nansum(v))),
+                                                   mean_cost=("cost", "mean")).reset_index()
+    per["ended"] = per["end_t"] < n_frames - 1
+    return {c: per[c].to_numpy() for c in TABLES["tracks"]}
+
+
+def trails(rows: dict[str, np.ndarray], n_frames: int, length: int) -> dict[int, list[Overlay]]:
+    """Per frame, one polyline per track seen there: its positions over the last *length* frames up to it."""
+    order = np.lexsort((rows["t"], rows["track_id"]))
+    track, t = rows["track_id"][order], rows["t"][order]
+    xy = np.column_stack([rows["track_x"][order] + 0.5, rows["track_y"][order] + 0.5])  # pixel centres
+    key = track * (n_frames + 1) + t  # sorted: the observations of each track in time order
+    first = np.searchsorted(key, track * (n_frames + 1) + np.maximum(t - length + 1, 0))
+    out: dict[int, list[Overlay]] = {}
+    for now in range(n_frames):
+        here = np.flatnonzero(t == now)
+        out[now] = [Overlay.lines("trails", [xy[first[i]:i + 1] for i in here], track[here])]
     return out
 
 
@@ -187,6 +254,8 @@ PLUGIN = Plugin(
     columns=COLUMNS,
     compute=compute,
     scope="series",
+    tables=TABLES,
+    overlays=OVERLAYS,
 )
 
 

@@ -29,6 +29,11 @@ def disc_frames(discs_per_frame, classes=None):
     return frames
 
 
+def track(frames, params):
+    """The per-object columns of the tracker."""
+    return tracking.compute(frames, params).columns
+
+
 def tracks_of(out):
     """``{(t, mask_id): track_id}``."""
     return {(int(t), int(m)): int(k) for t, m, k in zip(out["t"], out["mask_id"], out["track_id"])}
@@ -63,7 +68,7 @@ def identity(out, names):
 
 def test_crossing_gap_and_newcomer():
     frames, names = scene()
-    out = tracking.compute(frames, tracking.TrackParams(max_distance=12, max_gap=1))
+    out = track(frames, tracking.TrackParams(max_distance=12, max_gap=1))
     ids = identity(out, names)
     assert all(len(v) == 1 for v in ids.values()), ids  # each disc keeps one track through the crossing and gap
     assert len({next(iter(v)) for v in ids.values()}) == 4  # and the four tracks differ
@@ -76,9 +81,43 @@ def test_crossing_gap_and_newcomer():
     assert out["track_length"][by[(5, "D")]] == 4
 
 
+def test_status_cost_table_and_trails_by_hand():
+    # A: x = 10, 14, (missed), 22, 25 on row 20; C: two frames then gone; D only at t = 3; E only at t = 4
+    a, c = (1, (20, 10), 4, 1.0), (2, (50, 60), 4, 1.0)
+    frames = disc_frames([[a, c], [(1, (20, 14), 4, 1.0), (2, (50, 63), 4, 1.0)], [],
+                          [(1, (20, 22), 4, 1.0), (2, (5, 70), 3, 1.0)],
+                          [(1, (20, 25), 4, 1.0), (2, (60, 20), 3, 1.0)]])
+    params = tracking.TrackParams(max_distance=10, max_gap=1, weight_area=0, weight_intensity=0, gap_penalty=0.5,
+                                  trail_frames=10)
+    result = tracking.compute(frames, params)
+    out = result.columns
+    rows = {(int(t), int(m)): i for i, (t, m) in enumerate(zip(out["t"], out["mask_id"]))}
+    status = {k: out["track_status"][i] for k, i in rows.items()}
+    assert status == {(0, 1): "new", (0, 2): "new", (1, 1): "continued", (1, 2): "ended", (3, 1): "gap-closed",
+                      (3, 2): "ended", (4, 1): "continued", (4, 2): "new"}
+    cost = {k: out["track_cost"][i] for k, i in rows.items()}
+    # distance / (max_distance x (gap + 1)) + gap_penalty x gap
+    assert cost[(1, 1)] == pytest.approx(4 / 10) and cost[(1, 2)] == pytest.approx(3 / 10)
+    assert cost[(3, 1)] == pytest.approx(8 / 20 + 0.5) and cost[(4, 1)] == pytest.approx(3 / 10)
+    assert np.isnan([cost[(0, 1)], cost[(0, 2)], cost[(3, 2)], cost[(4, 2)]]).all()
+    tracks = pd.DataFrame(result.tables["tracks"])
+    assert tracks[["track_id", "start_t", "end_t", "n_frames", "n_gap_closings", "ended"]].values.tolist() == [
+        [1, 0, 4, 4, 1, False], [2, 0, 1, 2, 0, True], [3, 3, 3, 1, 0, True], [4, 4, 4, 1, 0, False]]
+    assert tracks["path_length"].tolist() == pytest.approx([4 + 8 + 3, 3, 0, 0])
+    assert tracks["mean_cost"][:2].tolist() == pytest.approx([(0.4 + 0.9 + 0.3) / 3, 0.3])
+    assert tracks["mean_cost"][2:].isna().all()
+    (trail,) = result.overlays[4]
+    assert (trail.name, trail.kind, trail.ids.tolist()) == ("trails", "lines", [1, 4])
+    assert trail.data[0].tolist() == [[10.5, 20.5], [14.5, 20.5], [22.5, 20.5], [25.5, 20.5]]
+    assert trail.data[1].tolist() == [[20.5, 60.5]]
+    assert result.overlays[2][0].ids.tolist() == []  # nothing seen at t = 2
+    short = tracking.compute(frames, params.model_copy(update={"trail_frames": 2})).overlays[4][0]
+    assert short.data[0].tolist() == [[22.5, 20.5], [25.5, 20.5]]  # t = 3 and 4
+
+
 def test_without_gap_closing_the_track_breaks():
     frames, names = scene()
-    ids = identity(tracking.compute(frames, tracking.TrackParams(max_distance=12, max_gap=0)), names)
+    ids = identity(track(frames, tracking.TrackParams(max_distance=12, max_gap=0)), names)
     assert len(ids["C"]) == 2 and len(ids["A"]) == 1
 
 
@@ -87,9 +126,9 @@ def test_area_weight_resolves_a_swap_that_distance_alone_gets_wrong():
     frames = disc_frames([[(1, (20, 20), 3, 1.0), (2, (40, 20), 7, 1.0)],
                           [(1, (37, 20), 3, 1.0), (2, (20, 31), 7, 1.0)]])
     common = {"max_distance": 30, "weight_intensity": 0}
-    with_area = tracks_of(tracking.compute(frames, tracking.TrackParams(weight_area=1, **common)))
+    with_area = tracks_of(track(frames, tracking.TrackParams(weight_area=1, **common)))
     assert with_area[(0, 1)] == with_area[(1, 1)] and with_area[(0, 2)] == with_area[(1, 2)]
-    distance_only = tracks_of(tracking.compute(frames, tracking.TrackParams(weight_area=0, **common)))
+    distance_only = tracks_of(track(frames, tracking.TrackParams(weight_area=0, **common)))
     assert distance_only[(0, 1)] == distance_only[(1, 2)] and distance_only[(0, 2)] == distance_only[(1, 1)]
 
 
@@ -97,13 +136,13 @@ def test_area_weight_resolves_a_swap_that_distance_alone_gets_wrong():
 def test_same_class_option(same_class, linked):
     frames = disc_frames([[(1, (20, 20), 4, 1.0)], [(1, (20, 22), 4, 1.0)]])
     frames[1] = FrameData.build(frames[1].labels, frames[1].image, [0, 2], frame="T1")  # class changes 0 -> 2
-    ids = tracks_of(tracking.compute(frames, tracking.TrackParams(same_class=same_class)))
+    ids = tracks_of(track(frames, tracking.TrackParams(same_class=same_class)))
     assert (ids[(0, 1)] == ids[(1, 1)]) is linked
 
 
 def test_out_of_reach_starts_a_new_track():
     frames = disc_frames([[(1, (20, 10), 4, 1.0)], [(1, (20, 40), 4, 1.0)]])
-    ids = tracks_of(tracking.compute(frames, tracking.TrackParams(max_distance=20)))
+    ids = tracks_of(track(frames, tracking.TrackParams(max_distance=20)))
     assert ids[(0, 1)] != ids[(1, 1)]
 
 
