@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
+from mcp_core.file_version import FileVersion, write_unless_changed
 from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
 from mcp_core.labels import LabelSet, save_labels
@@ -62,6 +63,7 @@ class Editor:
         self.display = Display()
         self.dirty = False
         self.version = 0
+        self.file_version: FileVersion | None = None  # of the label file as read (None: there was none)
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------------- open
@@ -75,13 +77,15 @@ class Editor:
             image = src.read(item.frame)
         from mcp_core.labels import load_labels_for
 
-        loaded = load_labels_for(item.path, item.frame, self.kind)
+        file_version = FileVersion.of(label_path(item.path, item.frame, self.kind))  # before reading: a write
+        loaded = load_labels_for(item.path, item.frame, self.kind)  # in between shows as a change at save time
         labels = self.project.adopt(loaded) if loaded is not None else LabelSet(
             np.zeros(image.shape[:2], np.uint16), None, list(self.project.class_names), list(self.project.class_colors))
         if labels.shape != image.shape[:2]:
             raise ValueError(f"The labels in {label_path(item.path, item.frame, self.kind).name} have shape "
                              f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
         self.item, self.image, self.labels = item, image, labels
+        self.file_version = file_version
         self.dirty = False
         self.version += 1
         n = image.shape[2]
@@ -198,15 +202,33 @@ class Editor:
         return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True, data=False)
 
     # --------------------------------------------------------------------- save
-    def save(self) -> Path | None:
-        """Write the labels if they changed (atomic); returns the file written."""
+    def save(self, force: bool = False) -> Path | None:
+        """Write the labels if they changed (atomic); returns the file written.
+
+        Parameters
+        ----------
+        force
+            Overwrite even when the file changed on disk since it was opened ("keep mine").
+
+        Raises
+        ------
+        FileChangedError
+            When another writer changed the file since it was opened (it is left as it is).
+        """
         with self._lock:
             if not self.dirty or self.labels is None:
                 return None
             path = self.label_file
-            save_labels(path, self.labels, image_path=self.item.path)
+            self.file_version = write_unless_changed(
+                path, self.file_version, lambda: save_labels(path, self.labels, image_path=self.item.path), force)
             self.dirty = False
             return path
+
+    def reload(self) -> None:
+        """Drop the unsaved edits and read the current item's files again ("reload theirs")."""
+        with self._lock:
+            self.dirty = False
+        self.open(self.item)
 
     # ---------------------------------------------------------------- internals
     def _history(self, step) -> Patch | None:

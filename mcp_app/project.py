@@ -8,15 +8,18 @@ lacks are added, never dropped).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_core.atomic import atomic_write_text
+from mcp_core.file_version import FileChangedError, FileVersion, write_unless_changed
 from mcp_core.filenames import label_path
 from mcp_core.io import list_images, open_image
 from mcp_core.labels import LabelSet, default_color, load_labels, save_labels
 from mcp_core.labels.npyfile import read_label_dict
 
+log = logging.getLogger(__name__)
 PROJECT_FILE = "multicellpose.json"
 UNASSIGNED = "unassigned"
 
@@ -40,21 +43,15 @@ class Project:
     folder: Path
     class_names: list[str] = field(default_factory=lambda: [UNASSIGNED])
     class_colors: list[str] = field(default_factory=lambda: [default_color(0)])
+    #: Version of ``multicellpose.json`` as last read or written here (None: there was none).
+    config_version: FileVersion | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def open(cls, folder: str | Path) -> Project:
         """Open a folder, reading its class list (or the classes its first label file uses)."""
         folder = Path(folder).resolve()
         proj = cls(folder)
-        cfg = folder / PROJECT_FILE
-        if cfg.exists():
-            try:
-                data = json.loads(cfg.read_text())
-                proj.class_names = [UNASSIGNED] + [c["name"] for c in data.get("classes", [])]
-                proj.class_colors = [default_color(0)] + [c.get("color") or default_color(i + 1)
-                                                          for i, c in enumerate(data.get("classes", []))]
-            except (ValueError, KeyError, TypeError):
-                pass  # a damaged project file falls back to the label files' classes
+        proj.read_classes()
         if len(proj.class_names) == 1:
             for seg in sorted(folder.glob("*_seg.npy"))[:20]:
                 try:
@@ -67,10 +64,39 @@ class Project:
             proj.class_colors.append(default_color(1))
         return proj
 
-    def save(self) -> None:
-        """Write the class list to ``multicellpose.json`` (atomically)."""
+    def read_classes(self) -> None:
+        """Read the class list from ``multicellpose.json`` (kept as it is when that is missing or damaged)."""
+        cfg = self.folder / PROJECT_FILE
+        self.config_version = FileVersion.of(cfg)
+        if self.config_version is None:
+            return
+        try:
+            data = json.loads(cfg.read_text())
+            names = [UNASSIGNED] + [c["name"] for c in data.get("classes", [])]
+            colors = [default_color(0)] + [c.get("color") or default_color(i + 1)
+                                           for i, c in enumerate(data.get("classes", []))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return  # a damaged project file falls back to the label files' classes
+        self.class_names, self.class_colors = names, colors
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`FileChangedError` if another app changed ``multicellpose.json`` since it was read here."""
+        cfg = self.folder / PROJECT_FILE
+        if not FileVersion.same(FileVersion.of(cfg), self.config_version):
+            raise FileChangedError(cfg)
+
+    def save(self, force: bool = False) -> None:
+        """Write the class list to ``multicellpose.json`` (atomically).
+
+        Raises
+        ------
+        FileChangedError
+            When another app changed the file since this one read or wrote it (unless *force*).
+        """
         data = {"classes": [{"name": n, "color": c} for n, c in zip(self.class_names[1:], self.class_colors[1:])]}
-        atomic_write_text(self.folder / PROJECT_FILE, json.dumps(data, indent=2))
+        cfg = self.folder / PROJECT_FILE
+        self.config_version = write_unless_changed(
+            cfg, self.config_version, lambda: atomic_write_text(cfg, json.dumps(data, indent=2)), force)
 
     # ------------------------------------------------------------------ images
     def items(self) -> list[Item]:
@@ -115,6 +141,7 @@ class Project:
             raise ValueError("A class needs a name.")
         if name in self.class_names:
             raise ValueError(f"There is already a class named {name!r}.")
+        self.check_unchanged()
         self.class_names.append(name)
         self.class_colors.append(color or default_color(len(self.class_names) - 1))
         self.save()
@@ -127,12 +154,14 @@ class Project:
             raise ValueError(f"There is no class {class_id}.")
         if not name or (name in self.class_names and self.class_names.index(name) != class_id):
             raise ValueError(f"{name!r} is empty or already used by another class.")
+        self.check_unchanged()
         old = self.class_names[class_id]
         self.class_names[class_id] = name
         self.save()
         return self._rewrite_files(lambda ls: _rename(ls, old, name))
 
     def recolor_class(self, class_id: int, color: str) -> None:
+        self.check_unchanged()
         self.class_colors[class_id] = color
         self.save()
 
@@ -140,6 +169,7 @@ class Project:
         """Remove a class: its masks stay but become "unassigned", in every label file of the folder."""
         if not 0 < class_id < len(self.class_names):
             raise ValueError(f"There is no class {class_id}.")
+        self.check_unchanged()
         name = self.class_names.pop(class_id)
         self.class_colors.pop(class_id)
         self.save()
@@ -148,13 +178,19 @@ class Project:
     def _rewrite_files(self, change) -> list[Path]:
         changed = []
         for path in sorted(self.folder.glob("*_seg.npy")) + sorted(self.folder.glob("*_pred.npy")):
+            version = FileVersion.of(path)
             try:
                 ls = load_labels(path)
             except Exception:
+                continue  # an unreadable or refused file is left as it is
+            if not change(ls):
                 continue
-            if change(ls):
-                save_labels(path, ls, image_path=_image_of(path))
-                changed.append(path)
+            try:
+                write_unless_changed(path, version, lambda: save_labels(path, ls, image_path=_image_of(path)))
+            except FileChangedError as exc:
+                log.warning("class change not applied: %s", exc)
+                continue
+            changed.append(path)
         return changed
 
 

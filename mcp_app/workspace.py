@@ -11,8 +11,11 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 from nicegui import background_tasks, run, ui
+
+from mcp_core.file_version import FileChangedError, FileVersion
 
 from .canvas import LabelCanvas
 from .editor import Editor, Patch
@@ -85,6 +88,12 @@ class Workspace:
                     self.channel_box = ui.column().classes("p-3 gap-1 w-72")
             ui.space()
             self.status = ui.label("").classes("text-xs text-gray-500").mark("save-status")
+        with ui.dialog().props("persistent") as self.conflict, ui.card().classes("max-w-lg"):
+            self.conflict_text = ui.label("").mark("conflict-text")
+            with ui.row():
+                ui.button("Reload theirs", on_click=self.reload_theirs).props("no-caps").mark("reload-theirs")
+                ui.button("Keep mine (save as the newer version)", on_click=self.keep_mine
+                          ).props("no-caps color=negative").mark("keep-mine")
 
     def build_canvas(self) -> LabelCanvas:
         self.canvas = LabelCanvas(self.editor).mark("canvas")
@@ -153,7 +162,8 @@ class Workspace:
             ui.notify("This folder has no images.", type="warning")
             return
         index = max(0, min(index, len(self.items) - 1))
-        await self.flush()
+        if not await self.flush():
+            return  # unsaved edits stay here until saved or dropped
         item = self.items[index]
         try:
             await run.io_bound(self.editor.open, item)
@@ -218,20 +228,54 @@ class Workspace:
         await asyncio.sleep(AUTOSAVE_DELAY_S)
         await self.flush()
 
-    async def flush(self) -> None:
-        """Save now if anything changed (called before navigating and on disconnect)."""
+    async def flush(self, force: bool = False) -> bool:
+        """Save now if anything changed (called before navigating); whether nothing is left unsaved.
+
+        When another writer changed the file since it was opened, nothing is written and the page
+        asks which version to keep (:meth:`reload_theirs`, :meth:`keep_mine`).
+        """
         if not self.editor.dirty:
-            return
+            return True
         self.set_status("Saving…")
         try:
-            path = await run.io_bound(self.editor.save)
+            path = await run.io_bound(self.editor.save, force)
+        except FileChangedError as exc:
+            self.set_status("Not saved: the file changed on disk")
+            self.conflict_text.text = f"{exc} Reload theirs (your unsaved edits are dropped) or keep yours?"
+            self.conflict.open()
+            return False
         except Exception as exc:
             self.set_status("Not saved!")
             ui.notify(f"Could not save: {exc}", type="negative", multi_line=True, timeout=0, close_button=True)
-            return
+            return False
         self.set_status(f"Saved {path.name}" if path else "Saved")
         if path is not None and self.index >= 0:
             self.refresh_list()
+        return True
+
+    def adopt_rewritten(self, files: list[Path]) -> None:
+        """This app rewrote *files* (a class rename or removal): the open one's new version is not a conflict."""
+        path = self.editor.label_file
+        if path in files and not self.editor.dirty:
+            self.editor.file_version = FileVersion.of(path)
+
+    async def keep_mine(self) -> None:
+        """Overwrite the file changed by another writer with this page's labels."""
+        self.conflict.close()
+        await self.flush(force=True)
+
+    async def reload_theirs(self) -> None:
+        """Drop this page's unsaved edits and show the file as the other writer left it."""
+        self.conflict.close()
+        try:
+            await run.io_bound(self.editor.reload)
+        except Exception as exc:
+            ui.notify(f"Cannot reload {self.editor.item.name}: {exc}", type="negative", multi_line=True)
+            return
+        await self.canvas.show(keep_view=True)
+        self.set_status("Reloaded from disk")
+        for callback in self.on_open:
+            callback()
 
     @staticmethod
     def flush_all() -> None:
@@ -240,9 +284,11 @@ class Workspace:
             ws.flush_sync()
 
     def flush_sync(self) -> None:
-        """Blocking save for shutdown and disconnect handlers."""
+        """Blocking save for shutdown and disconnect handlers (never over another writer's version)."""
         try:
             self.editor.save()
+        except FileChangedError as exc:
+            log.warning("unsaved edits of a closed page were not written: %s", exc)
         except Exception:
             log.exception("autosave on close failed")
 

@@ -164,6 +164,8 @@ def confirm_promote(ws: Workspace, action) -> None:
 
 def promote_predictions(ws: Workspace) -> str:
     """Copy ``_pred.npy`` to ``_seg.npy`` (atomically); replace existing labels only if the user agreed."""
+    from mcp_core.errors import MCPError
+    from mcp_core.file_version import FileVersion, write_unless_changed
     from mcp_core.labels import load_labels, save_labels
 
     replace = getattr(ws, "promote_replace", False)
@@ -172,10 +174,16 @@ def promote_predictions(ws: Workspace) -> str:
         pred, seg = label_path(item.path, item.frame, "pred"), label_path(item.path, item.frame, "seg")
         if not pred.exists():
             continue
-        if seg.exists() and (not replace or seg.stat().st_mtime > pred.stat().st_mtime):
+        seg_version = FileVersion.of(seg)
+        if seg_version is not None and (not replace or seg.stat().st_mtime > pred.stat().st_mtime):
             skipped += 1  # never clobber labels edited after the prediction
             continue
-        save_labels(seg, load_labels(pred), image_path=item.path)
+        try:  # nor labels another tab writes meanwhile, nor from a prediction file that is refused
+            labels = load_labels(pred)
+            write_unless_changed(seg, seg_version, lambda: save_labels(seg, labels, image_path=item.path))
+        except MCPError:
+            skipped += 1
+            continue
         copied += 1
     ws.promote_replace = False
     return f"Promoted {copied} prediction(s) to labels; kept {skipped} existing label file(s)."

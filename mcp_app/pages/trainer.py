@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nicegui import background_tasks, ui
 
+from mcp_core.file_version import FileChangedError
 from mcp_core.params import SegmentParams, TrainParams
 
 from .. import compute
@@ -27,7 +28,30 @@ class ClassPanel:
             ui.button(icon="add", on_click=self.add).props("flat dense").tooltip("Add class").mark("add-class")
         ui.label("Removing a class keeps its masks; they become unassigned in every label file.").classes(
             "text-xs text-gray-500")
+        with ui.dialog().props("persistent") as self.conflict, ui.card().classes("max-w-lg"):
+            self.conflict_text = ui.label("").mark("class-conflict-text")
+            with ui.row():
+                ui.button("Reload theirs", on_click=self.reload_theirs).props("no-caps").mark("classes-reload-theirs")
+                ui.button("Keep mine (save as the newer version)", on_click=self.keep_mine
+                          ).props("no-caps color=negative").mark("classes-keep-mine")
         self.refresh()
+
+    def changed_elsewhere(self, exc: FileChangedError) -> None:
+        """Another app changed the class list on disk: nothing was changed; ask which list to keep."""
+        self.conflict_text.text = f"{exc} Your change was not made. Reload theirs, or keep yours, then try again."
+        self.conflict.open()
+        self.refresh()
+
+    def reload_theirs(self) -> None:
+        self.conflict.close()
+        self.state.project.read_classes()
+        self._sync()
+        self.ws.set_current_class(min(self.ws.current_class, len(self.state.project.class_names) - 1))
+        self.refresh()
+
+    def keep_mine(self) -> None:
+        self.conflict.close()
+        self.state.project.save(force=True)
 
     def refresh(self) -> None:
         proj = self.state.project
@@ -61,6 +85,9 @@ class ClassPanel:
         except ValueError as exc:
             ui.notify(str(exc), type="warning")
             return
+        except FileChangedError as exc:
+            self.changed_elsewhere(exc)
+            return
         self.new_name.value = ""
         self._sync()
         self.pick(cid)
@@ -75,13 +102,21 @@ class ClassPanel:
             ui.notify(str(exc), type="warning")
             self.refresh()
             return
+        except FileChangedError as exc:
+            self.changed_elsewhere(exc)
+            return
+        self.ws.adopt_rewritten(files)
         self._sync()
         ui.notify(f"Renamed; {len(files)} label file(s) updated.")
 
     def recolor(self, cid: int, color: str) -> None:
         if not color:
             return
-        self.state.project.recolor_class(cid, color)
+        try:
+            self.state.project.recolor_class(cid, color)
+        except FileChangedError as exc:
+            self.changed_elsewhere(exc)
+            return
         self._sync()
 
     def confirm_remove(self, cid: int) -> None:
@@ -95,7 +130,12 @@ class ClassPanel:
         async def go() -> None:
             if await dialog:
                 self.ws.flush_sync()
-                self.state.project.remove_class(cid)
+                try:
+                    files = self.state.project.remove_class(cid)
+                except FileChangedError as exc:
+                    self.changed_elsewhere(exc)
+                    return
+                self.ws.adopt_rewritten(files)
                 if self.ws.editor.item is not None:
                     await self.ws.goto(self.ws.index)  # reload the current file with its rewritten classes
                 self.ws.set_current_class(min(self.ws.current_class, len(self.state.project.class_names) - 1))
