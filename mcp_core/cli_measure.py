@@ -3,6 +3,7 @@
 Examples::
 
     multicellpose measure project/ --plugins basic,clusters --param basic.annulus_gap=3 --source seg
+    multicellpose measure project/ -p basic,association --source seg --second "{stem}_nuclei_masks.tif"
     multicellpose plugins list
     multicellpose plugins validate my_package.my_plugin
     multicellpose tracks-export measurements.csv --values area,mean_c0
@@ -91,7 +92,8 @@ def _measure(args: argparse.Namespace) -> int:
     if args.format:
         out = out.with_suffix("." + args.format)
     result = run_measurements(args.paths, _split(args.plugins), params, source=args.source, series=args.series,
-                              progress=_progress(args.quiet), reviews=args.review_dir is not None)
+                              progress=_progress(args.quiet), reviews=args.review_dir is not None,
+                              second_source=args.second)
     for message in result.skipped:
         print(f"skipped: {message}", file=sys.stderr)
     if result.frames.empty:
@@ -244,6 +246,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--plugins", default="basic", help="comma-separated plugin names (default: basic)")
     _add_params(p)
     _add_source(p)
+    p.add_argument("--second", default=None, metavar="SOURCE",
+                   help="second label set for plugins that need one (association: children of the measured "
+                        "objects): pred, seg, or a file name beside each image with {stem} for the image's name, "
+                        "e.g. '{stem}_nuclei_masks.tif' ({frame} for the frame id)")
     p.add_argument("--series", choices=("file", "folder"), default="file",
                    help="time series for tracking: the T frames of each file, or the files in name order")
     p.add_argument("-o", "--out", type=Path, default=None,
