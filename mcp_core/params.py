@@ -41,19 +41,37 @@ class SegmentParams:
     return_flows: bool = Field(False, description="Return flows and cell probability too.")
 
 
+#: Training defaults of a pretrained CellposeSAM base (upstream's fine-tuning recipe): small steps, each image once
+#: per epoch (``nimg_per_epoch=0``).
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 100, "bsize": 256, "learning_rate": 1e-5, "weight_decay": 0.1,
+                                     "nimg_per_epoch": 0}
+#: Training defaults of a network that starts from random weights (``tiny``, or a model trained from one): large
+#: steps, small tiles, and a fixed number of random crops per epoch so a folder of 3 images still gets enough steps.
+SCRATCH_DEFAULTS: dict[str, Any] = {"epochs": 100, "bsize": 128, "learning_rate": 3e-3, "weight_decay": 1e-4,
+                                    "nimg_per_epoch": 16}
+#: The fields whose default depends on the base model (``None`` in :class:`TrainParams`).
+BASE_DEPENDENT = tuple(FINETUNE_DEFAULTS)
+
+
 @pdataclass
 class TrainParams:
-    """How to train. Either ``test_ratio`` or ``test_dir`` defines the test split."""
+    """How to train. Either ``test_ratio`` or ``test_dir`` defines the test split.
+
+    Fields left ``None`` take the base model's default (:func:`train_defaults`, applied by
+    :func:`resolve_train_params` when training starts).
+    """
 
     model_name: str = "my_model"
     base_model: str = "cpsam"
     class_names: list[str] = Field(default_factory=lambda: ["background"])
     class_colors: list[str] = Field(default_factory=list)
-    epochs: int = Field(100, ge=1, le=100000)
+    epochs: int | None = Field(None, ge=1, le=100000, description="Passes of nimg_per_epoch crops; the base model's default if unset.")
     batch_size: int = Field(8, ge=1, le=512)
-    bsize: int = Field(256, ge=32, le=2048)
-    learning_rate: float = Field(1e-5, gt=0, le=1)
-    weight_decay: float = Field(0.1, ge=0, le=10)
+    bsize: int | None = Field(None, ge=32, le=2048, description="Tile size in pixels; the base model's default if unset.")
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Peak learning rate; the base model's default if unset.")
+    weight_decay: float | None = Field(None, ge=0, le=10, description="AdamW weight decay; the base model's default if unset.")
+    nimg_per_epoch: int | None = Field(None, ge=0, le=100000, description="Random crops per epoch (0 = each training "
+                                       "image once); the base model's default if unset.")
     rescale: bool = True
     scale_range: float = Field(0.5, ge=0, le=2, description="Random rescaling range around 1.")
     seg_loss_weight: float = Field(1.0, ge=0)
@@ -72,6 +90,37 @@ class TrainParams:
     device: str | None = None
     train_debug_steps: int = Field(0, ge=0, description="Stop each epoch after N steps (debugging).")
     channels: list[int] | None = Field(None, description="Image channels fed to the model (up to 3); the first three by default.")
+
+
+def train_defaults(base_model: str, architecture: str | None = None) -> dict[str, Any]:
+    """The defaults of the base-dependent training fields (:data:`BASE_DEPENDENT`) for a base model.
+
+    Parameters
+    ----------
+    base_model
+        ``"cpsam"``/``"cpsam_v2"`` (pretrained: fine-tuning defaults), ``"tiny"`` (random weights:
+        from-scratch defaults), or a model file, whose sidecar's architecture decides: a ViT-L file
+        was fine-tuned from CellposeSAM, anything else was trained from scratch and keeps its tile size.
+    architecture
+        The base's architecture name when the caller knows it (e.g. from a model list), instead
+        of reading the sidecar.
+    """
+    from .catalog import PRETRAINED, read_sidecar
+
+    if base_model in PRETRAINED:
+        return dict(FINETUNE_DEFAULTS)
+    if base_model == "tiny":
+        return dict(SCRATCH_DEFAULTS)
+    arch = (read_sidecar(base_model).get("architecture") or {}) if architecture is None else {"name": architecture}
+    if arch.get("name", "sam_vitl") == "sam_vitl":
+        return dict(FINETUNE_DEFAULTS)
+    return {**SCRATCH_DEFAULTS, **({"bsize": int(arch["bsize"])} if arch.get("bsize") else {})}
+
+
+def resolve_train_params(params: TrainParams) -> TrainParams:
+    """*params* with every base-dependent field left ``None`` set to the base model's default."""
+    defaults = train_defaults(params.base_model)
+    return dataclasses.replace(params, **{k: v for k, v in defaults.items() if getattr(params, k) is None})
 
 
 @dataclasses.dataclass

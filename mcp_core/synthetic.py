@@ -76,7 +76,10 @@ def make_sample(
         dy, dx = yy[r0:r1, c0:c1] - cy, xx[r0:r1, c0:c1] - cx
         u = dx * np.cos(theta) + dy * np.sin(theta)
         v = -dx * np.sin(theta) + dy * np.cos(theta)
-        inside = (u / a) ** 2 + (v / b) ** 2 <= 1
+        p2, p3 = rng.uniform(0, 2 * np.pi, size=2)
+        phi = np.arctan2(v / b, u / a)
+        wobble = 1 + 0.08 * np.cos(2 * phi + p2) + 0.06 * np.cos(3 * phi + p3)  # not perfect ellipses
+        inside = (u / a) ** 2 + (v / b) ** 2 <= wobble ** 2
         sub = masks[r0:r1, c0:c1]
         free = inside & (sub == 0)
         # Touching is allowed, heavy overlap is not: keep objects that keep most of their area.
@@ -86,27 +89,54 @@ def make_sample(
         classes.append(cls)
         next_id += 1
     masks = _keep_largest_piece(masks)
-    img = np.zeros((h, w, n_channels), np.float32)
-    brightness = {1: (1.0, 0.15), 2: (0.35, 0.9), 3: (0.8, 0.8)}
-    per_obj = rng.uniform(0.8, 1.2, size=len(classes))
-    for c in range(n_channels):
-        level = np.zeros(len(classes), np.float32)
-        for k in range(1, n_classes + 1):
-            level[np.asarray(classes) == k] = brightness[k][c] if c < 2 else 0.3
-        level *= per_obj
-        level[0] = 0
-        chan = level[masks]
-        # Darker rims make touching objects separable.
-        edge = ndimage.grey_erosion(masks, size=3) != ndimage.grey_dilation(masks, size=3)
-        chan = np.where(edge & (masks > 0), chan * 0.6, chan)
-        chan = ndimage.gaussian_filter(chan, 1.0)
-        chan += rng.normal(0.05, 0.03, size=shape).astype(np.float32)
-        img[..., c] = np.clip(chan, 0, None)
+    img = _render(masks, np.asarray(classes), n_classes, n_channels, rng)
     img = _to_dtype(img, dtype)
     labels = LabelSet(masks, np.asarray(classes, np.uint16), list(CLASS_NAMES[: n_classes + 1]))
     labels.renumber()
     fresh = LabelSet(labels.masks, labels.classes, labels.class_names, labels.class_colors)
     return img, fresh
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise scaled to unit standard deviation (a texture of grain size ~*sigma*)."""
+    field = ndimage.gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma)
+    return field / max(float(field.std()), 1e-6)
+
+
+def _render(masks: np.ndarray, classes: np.ndarray, n_classes: int, n_channels: int, rng: np.random.Generator
+            ) -> np.ndarray:
+    """Fluorescence-like channels of labelled objects: textured objects on an uneven, noisy background.
+
+    Each object has its own brightness, a grainy interior (chromatin-like texture and a few bright
+    spots), a dimmer rim; the field is unevenly lit, blurred by the optics and carries shot and
+    camera noise. Channel levels per class: see the module docstring.
+    """
+    shape = masks.shape
+    h, w = shape
+    brightness = {1: (1.0, 0.15), 2: (0.35, 0.9), 3: (0.8, 0.8)}
+    per_obj = rng.uniform(0.6, 1.4, size=len(classes))
+    inside = masks > 0
+    edge = (ndimage.grey_erosion(masks, size=3) != ndimage.grey_dilation(masks, size=3)) & inside
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    gy, gx = rng.uniform(-0.4, 0.4, size=2)
+    illumination = 1 + gy * (yy - 0.5) + gx * (xx - 0.5) + 0.15 * _smooth_noise(rng, shape, max(h, w) / 6)
+    img = np.zeros((h, w, n_channels), np.float32)
+    for c in range(n_channels):
+        level = np.zeros(len(classes), np.float32)
+        for k in range(1, n_classes + 1):
+            level[classes == k] = brightness[k][c] if c < 2 else 0.3
+        level *= per_obj
+        level[0] = 0
+        texture = 1 + 0.25 * _smooth_noise(rng, shape, 1.2) + 0.1 * _smooth_noise(rng, shape, 4.0)
+        spots = ndimage.gaussian_filter((rng.random(shape) < 0.004).astype(np.float32), 1.0) * 12
+        chan = level[masks] * np.clip(texture + spots, 0.2, None)
+        chan = np.where(edge, chan * 0.6, chan)
+        background = 0.06 + 0.02 * _smooth_noise(rng, shape, 8.0)
+        chan = ndimage.gaussian_filter((chan + background) * illumination, 1.0)
+        photons = 200.0
+        chan = rng.poisson(np.clip(chan, 0, None) * photons) / photons + rng.normal(0, 0.015, size=shape)
+        img[..., c] = np.clip(chan, 0, None)
+    return img
 
 
 def _keep_largest_piece(masks: np.ndarray) -> np.ndarray:
@@ -130,8 +160,14 @@ def _to_dtype(img: np.ndarray, dtype: str) -> np.ndarray:
     return np.clip(img * scale, 0, top).astype(dtype)
 
 
-def write_demo_project(folder: str | Path, n_images: int = 8, n_labelled: int = 3, shape: tuple[int, int] = (256, 256),
-                       n_classes: int = 2, seed: int = 0) -> Path:
+#: The demo project: enough labelled images for the default training to succeed (20, of which the default test
+#: fraction holds out 4) and a few unlabelled ones to segment.
+DEMO_IMAGES = 24
+DEMO_LABELLED = 20
+
+
+def write_demo_project(folder: str | Path, n_images: int = DEMO_IMAGES, n_labelled: int = DEMO_LABELLED,
+                       shape: tuple[int, int] = (256, 256), n_classes: int = 2, seed: int = 0) -> Path:
     """Write a small project: ``n_images`` 2-channel TIFFs, the first ``n_labelled`` with ``_seg.npy`` labels.
 
     Returns the folder. Existing files of the same names are replaced; nothing else is touched.

@@ -32,7 +32,7 @@ from .errors import ParameterError
 from .evaluation import evaluate
 from .finetune import merge_lora, select_trainable
 from .model import MultiClassModel, build_model
-from .params import SegmentParams, TrainParams, TrainResult, to_dict
+from .params import SegmentParams, TrainParams, TrainResult, resolve_train_params, to_dict
 from .segment import segment_prepared
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
     emit = progress or (lambda kind, data: None)
     stop = should_stop or (lambda: False)
     t0 = time.time()
+    params = resolve_train_params(params)
     device = torch.device(params.device) if params.device else (torch.device("cuda") if torch.cuda.is_available()
                                                                  else torch.device("cpu"))
     _say(emit, f"Reading labelled images from {dataset}")
@@ -159,15 +160,16 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
     model.meta.update({"channels": params.channels, "training": to_dict(params), "data": _data_record(train_set, test_set, replay),
                        "class_weights": weights.tolist() if weights is not None else None, "state": "training"})
 
-    n_replay = math.ceil(params.replay_fraction * len(train_set)) if replay else 0
-    per_epoch = len(train_set) + n_replay
-    steps_per_epoch = math.ceil(per_epoch / params.batch_size)
+    n_crops = params.nimg_per_epoch or len(train_set)
+    n_replay = math.ceil(params.replay_fraction * n_crops) if replay else 0
+    steps_per_epoch = math.ceil((n_crops + n_replay) / params.batch_size)
     if params.train_debug_steps:
         steps_per_epoch = min(steps_per_epoch, params.train_debug_steps)
     total_steps = steps_per_epoch * params.epochs
     _say(emit, f"Training {model.architecture['name']} ({sum(p.numel() for p in trainable):,} trainable parameters) on "
-               f"{len(train_set)} frame(s) (+{n_replay} replayed per epoch), testing on {len(test_set)}, "
-               f"classes {names[1:] if names else 'none'}, device {device}.")
+               f"{len(train_set)} frame(s) ({n_crops} crops +{n_replay} replayed per epoch), testing on {len(test_set)}, "
+               f"classes {names[1:] if names else 'none'}, device {device}; {params.epochs} epochs, tile {model.bsize}, "
+               f"learning rate {params.learning_rate:g}, weight decay {params.weight_decay:g}.")
 
     rng = np.random.default_rng(params.seed)
     torch.manual_seed(params.seed)
@@ -177,7 +179,7 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
     epoch = 0
     t_train = time.time()
     for epoch in range(params.epochs):
-        order = [train_set[i] for i in rng.permutation(len(train_set))]
+        order = [train_set[i] for i in _draw(rng, len(train_set), n_crops)]
         if n_replay:
             order += [replay[i] for i in rng.choice(len(replay), size=n_replay, replace=n_replay > len(replay))]
             order = [order[i] for i in rng.permutation(len(order))]
@@ -270,6 +272,12 @@ def _test_loss(model: MultiClassModel, test_set: Sequence[Sample], params: Train
             total += float(loss_fn(out.float(), y, weights, params.seg_loss_weight, params.class_loss_weight)) * len(batch)
     model.net.train()
     return total / len(picks)
+
+
+def _draw(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+    """*count* indices below *n* in random order, each index as often as possible alike (whole permutations first)."""
+    reps = np.concatenate([rng.permutation(n) for _ in range(math.ceil(count / n))])
+    return reps[:count]
 
 
 def _save(model: MultiClassModel, path: Path, train_losses: list[float], test_losses: list[float], state: str,
