@@ -17,7 +17,8 @@ from .threads import configure_environment
 def _demo(args: argparse.Namespace) -> int:
     from .synthetic import write_demo_project
 
-    folder = write_demo_project(args.folder, n_images=args.images, n_labelled=args.labelled, n_classes=args.classes)
+    sizes = {k: v for k, v in (("n_images", args.images), ("n_labelled", args.labelled)) if v is not None}
+    folder = write_demo_project(args.folder, n_classes=args.classes, **sizes)
     print(f"Demo project written to {folder}")
     return 0
 
@@ -45,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the core subcommands to a parser's subparsers."""
     p = sub.add_parser("demo", help="write a small synthetic demo project")
     p.add_argument("folder", type=Path)
-    p.add_argument("--images", type=int, default=8)
-    p.add_argument("--labelled", type=int, default=3)
+    p.add_argument("--images", type=int, help="number of images (default 24)")
+    p.add_argument("--labelled", type=int, help="how many of them are labelled (default 20)")
     p.add_argument("--classes", type=int, default=2, choices=(2, 3))
     p.set_defaults(func=_demo)
     p = sub.add_parser("formats", help="list the image formats that can be read")
