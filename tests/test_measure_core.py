@@ -15,8 +15,10 @@ from mcp_core.errors import ImageReadError, ParameterError
 from mcp_core.labels import LabelSet, save_labels
 from mcp_core.measure import (
     FrameData,
+    Overlay,
     Plugin,
     PluginError,
+    PluginOutput,
     grouped,
     list_plugins,
     measure,
@@ -27,7 +29,7 @@ from mcp_core.measure import (
 from mcp_core.measure.registry import catalog
 from mcp_core.measure.validate import validate, validate_plugin
 
-BUILTINS = {"basic", "perimeter_intensity", "clusters", "condensates", "tracking", "class_summary"}
+BUILTINS = {"basic", "perimeter_intensity", "clusters", "condensates", "tracking", "class_summary", "association"}
 
 
 # ------------------------------------------------------------------------------------------ discovery
@@ -158,6 +160,32 @@ def _write_into_input(data, p):
          "returned a row for mask 999 at t = 0, which does not exist"),
         (_plugin(review=lambda d, p: np.zeros((2, 2), int)), "review image must be an integer array of shape"),
         (_plugin(scope="table", review=lambda d, p: None), "review images are only supported for frame plugins"),
+        (_plugin(scope="table", overlays={"dots": "Dots."}), "only supported for frame and series plugins"),
+        (_plugin(scope="series", second_labels=True), "second label set is only supported for frame plugins"),
+        (_plugin(tables={"Bad Table": {"n": "N."}}), "table name 'Bad Table' must be lower case"),
+        (_plugin(tables={"parts": {"image": "Image."}}), "declares 'image' or 'frame'"),
+        (_plugin(tables={"parts": {"n": ""}}), "column 'n' of table 'parts' has no description"),
+        (_plugin(overlays={"dots": ""}), "overlay layer 'dots' has no description"),
+        (_plugin(compute=lambda d, p: PluginOutput(_area(d, p), tables={"parts": {"n": [1]}})),
+         "undeclared table 'parts'"),
+        (_plugin(tables={"parts": {"n": "N.", "m": "M."}},
+                 compute=lambda d, p: PluginOutput(_area(d, p), tables={"parts": {"n": [1]}})),
+         "did not return declared column(s) m in table 'parts'"),
+        (_plugin(compute=lambda d, p: PluginOutput(_area(d, p), overlays=[Overlay.points("dots", [[1, 2]], [1])])),
+         "overlay layer 'dots' is not declared"),
+        (_plugin(overlays={"dots": "Dots."},
+                 compute=lambda d, p: PluginOutput(_area(d, p), overlays=[Overlay.points("dots", [[1, 2]], [1, 2])])),
+         "has 1 element(s) but 2 id(s)"),
+        (_plugin(overlays={"dots": "Dots."},
+                 compute=lambda d, p: PluginOutput(_area(d, p), overlays=[Overlay.labels("dots", np.ones((2, 2), int))])),
+         "must be an integer image of shape (64, 64)"),
+        (_plugin(overlays={"dots": "Dots."},
+                 compute=lambda d, p: PluginOutput(_area(d, p), overlays=[Overlay.lines("dots", [[[0, np.nan]]], [1])])),
+         "must hold finite (N, 2) arrays"),
+        (_plugin(compute=lambda d, p: PluginOutput(_area(d, p), overlays="dots")), "must be a list of Overlay layers"),
+        (_plugin(scope="series", overlays={"dots": "Dots."},
+                 compute=lambda fs, p: PluginOutput({"t": [], "mask_id": [], "size": []}, overlays={7: []})),
+         "overlays for t = 7, outside the series"),
     ],
 )
 def test_validator_names_each_violation(plugin, expected):
@@ -256,7 +284,7 @@ def test_source_pred_or_seg(tmp_path):
 @pytest.mark.parametrize(
     "plugins,params,error,match",
     [
-        (["nope"], None, PluginError, "Unknown plugin 'nope'; installed plugins: basic"),
+        (["nope"], None, PluginError, "Unknown plugin 'nope'; installed plugins: association, basic"),
         (["basic", "basic"], None, PluginError, "given more than once"),
         ([], None, PluginError, "No plugin chosen"),
         (["basic"], {"clusters": {}}, ParameterError, "plugin(s) clusters that are not being run"),
@@ -287,6 +315,44 @@ def test_cancel_and_reviews(tmp_path):
     assert result.cancelled and result.objects["image"].nunique() == 1
     ((image, frame, plugin), review), = result.reviews.items()
     assert (image, frame, plugin) == ("img0.tif", "", "condensates") and review.shape == (64, 64)
+
+
+def test_extra_tables_and_overlays_through_a_folder_run(tmp_path):
+    _project(tmp_path, n=2)
+    result = run_measurements(tmp_path, ["basic", "clusters", "condensates"], {"clusters": {"min_interface": 1}},
+                              source="seg", overlays=True)
+    table = result.tables["clusters"]
+    assert list(table.columns[:3]) == ["image", "frame", "cluster_id"]
+    objects = result.objects
+    for image in ("img0.tif", "img1.tif"):
+        in_clusters = objects[(objects["image"] == image) & (objects["cluster_id"] > 0)]
+        rows = table[table["image"] == image]
+        assert rows["n_objects"].sum() == len(in_clusters)  # every clustered object is a member of one row
+        assert sorted(rows["cluster_id"]) == sorted(in_clusters["cluster_id"].unique())
+    assert sorted(result.overlays) == [(f"img{i}.tif", "", p) for i in range(2) for p in ("clusters", "condensates")]
+    assert [o.name for o in result.overlays[("img0.tif", "", "condensates")]] == ["droplets"]
+    without = run_measurements(tmp_path, ["clusters"], source="seg")
+    assert not without.overlays and "clusters" in without.tables
+
+
+def test_series_tables_and_overlays_and_empty_tables(tmp_path):
+    import tifffile
+
+    masks = np.zeros((3, 20, 20), np.uint16)
+    for t in range(3):
+        masks[t, 5:9, 2 + 2 * t:6 + 2 * t] = 1
+    tifffile.imwrite(tmp_path / "movie.tif", masks.astype(np.float32) * 100, metadata={"axes": "TYX"})
+    for t in range(3):
+        save_labels(tmp_path / f"movie__T{t}_seg.npy", LabelSet(masks[t]))
+    result = run_measurements(tmp_path, ["tracking"], source="seg", overlays=True)
+    assert result.tables["tracks"][["image", "track_id", "start_t", "end_t", "n_frames"]].values.tolist() == [
+        ["movie.tif", 1, 0, 2, 3]]
+    assert result.objects["track_status"].tolist() == ["new", "continued", "continued"]
+    assert sorted(result.overlays) == [("movie.tif", f"T{t}", "tracking") for t in range(3)]
+    (trail,) = result.overlays[("movie.tif", "T2", "tracking")]
+    assert trail.data[0][:, 0].tolist() == [4.0, 6.0, 8.0]  # centroid columns 3.5, 5.5, 7.5 as pixel centres
+    empty = run_measurements(tmp_path / "movie.tif", ["clusters"], source="pred")  # no predictions at all
+    assert empty.tables["clusters"].empty and "member_ids" in empty.tables["clusters"].columns
 
 
 def test_measure_labels_in_memory_and_shape_mismatch():

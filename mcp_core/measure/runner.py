@@ -191,7 +191,9 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
             table.insert(1, "frame", data.frame)
             extra[name] = table
         if overlays is not None:
-            layers[key] = overlays_output(plugin, drawn, data)
+            checked = overlays_output(plugin, drawn, data)
+            if checked:
+                layers[key] = checked
         if reviews is not None and plugin.review is not None:
             img = _call(plugin, plugin.review, data, params[plugin.name], where=_where(data))
             kept[key] = review_output(plugin, img, data)
