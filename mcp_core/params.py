@@ -100,7 +100,8 @@ def train_defaults(base_model: str, architecture: str | None = None) -> dict[str
     base_model
         ``"cpsam"``/``"cpsam_v2"`` (pretrained: fine-tuning defaults), ``"tiny"`` (random weights:
         from-scratch defaults), or a model file, whose sidecar's architecture decides: a ViT-L file
-        was fine-tuned from CellposeSAM, anything else was trained from scratch and keeps its tile size.
+        (or one without a sidecar) was fine-tuned from CellposeSAM, anything else was trained from
+        scratch and keeps its tile size.
     architecture
         The base's architecture name when the caller knows it (e.g. from a model list), instead
         of reading the sidecar.
@@ -112,7 +113,7 @@ def train_defaults(base_model: str, architecture: str | None = None) -> dict[str
     if base_model == "tiny":
         return dict(SCRATCH_DEFAULTS)
     arch = (read_sidecar(base_model).get("architecture") or {}) if architecture is None else {"name": architecture}
-    if arch.get("name", "sam_vitl") == "sam_vitl":
+    if arch.get("name", "unknown") in ("sam_vitl", "unknown"):  # no sidecar: most likely a fine-tuned CellposeSAM
         return dict(FINETUNE_DEFAULTS)
     return {**SCRATCH_DEFAULTS, **({"bsize": int(arch["bsize"])} if arch.get("bsize") else {})}
 

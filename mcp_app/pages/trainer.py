@@ -5,7 +5,7 @@ from __future__ import annotations
 from nicegui import background_tasks, ui
 
 from mcp_core.file_version import FileChangedError
-from mcp_core.params import SegmentParams, TrainParams
+from mcp_core.params import SegmentParams, TrainParams, train_defaults
 
 from .. import compute
 from ..job_panel import JobPanel, reattach_jobs
@@ -202,6 +202,8 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
         if m.available:
             bases[m.name] = f"{m.name} ({'pretrained' if m.scope == 'builtin' else 'fine-tune your model'})"
     default_base = next((m.name for m in picker.models if m.scope == "builtin" and m.available), "tiny")
+    architectures = {m.name: m.architecture for m in picker.models}
+    start = train_defaults(default_base, architectures.get(default_base))
     with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
         ui.label("Train a model on this folder's labels").classes("text-lg font-bold")
         name = ui.input("Model name", value=f"{state.folder.name}_model").classes("w-full")
@@ -210,18 +212,24 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
             ui.label("The CellposeSAM weights are not on this machine (offline?): only tiny and your own models "
                      "can be trained.").classes("text-xs text-gray-600")
         with ui.row():
-            epochs = ui.number("Epochs", value=defaults.epochs, min=1, step=1).classes("w-28").mark("epochs")
+            epochs = ui.number("Epochs", value=start["epochs"], min=1, step=1).classes("w-28").mark("epochs")
             batch = ui.number("Batch size", value=defaults.batch_size, min=1, step=1).classes("w-28")
-            bsize = ui.number("Tile size", value=defaults.bsize, min=32, step=32).classes("w-28")
+            bsize = ui.number("Tile size", value=start["bsize"], min=32, step=32).classes("w-28")
         with ui.row():
-            lr = ui.number("Learning rate", value=defaults.learning_rate, format="%.1e").classes("w-36")
-            wd = ui.number("Weight decay", value=defaults.weight_decay).classes("w-36")
+            lr = ui.number("Learning rate", value=start["learning_rate"], format="%.1e").classes("w-36")
+            wd = ui.number("Weight decay", value=start["weight_decay"]).classes("w-36")
             ratio = ui.number("Test fraction", value=defaults.test_ratio, min=0, max=0.9, step=0.05).classes("w-36")
         with ui.row().classes("items-center"):
             mode = ui.toggle({"all": "Train all", "lora": "LoRA", "unfreeze": "Last N blocks"}, value="all"
                              ).props("dense no-caps")
             blocks = ui.number("N blocks", value=defaults.lora_blocks, min=1, step=1).classes("w-24")
         ui.label("Classes: " + ", ".join(state.project.class_names[1:])).classes("text-sm text-gray-600")
+
+        def base_changed(e) -> None:  # a pretrained base fine-tunes gently, a random one learns from scratch
+            d = train_defaults(e.value, architectures.get(e.value))
+            epochs.value, bsize.value, lr.value, wd.value = d["epochs"], d["bsize"], d["learning_rate"], d["weight_decay"]
+
+        base.on_value_change(base_changed)
         with ui.row():
             ui.button("Start training", icon="play_arrow", on_click=lambda: dialog.submit(True)).mark("start-training")
             ui.button("Close", on_click=lambda: dialog.submit(False)).props("flat")
