@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -222,6 +223,16 @@ class JobQueue:
             elif record["state"] == "running" and record.get("local_id"):
                 self.backend_for(record["home"], record.get("models_dir")).cancel(record["local_id"])
             return self._info(self._refresh(record))
+
+    def remove_finished(self, user: str) -> None:
+        """Delete the records and worker folders of *user*'s finished jobs."""
+        with self._lock:
+            for record in self._records(user):
+                if record["state"] in FINAL_STATES:
+                    if record.get("local_id"):
+                        shutil.rmtree(Path(record["home"]) / "jobs" / record["local_id"], ignore_errors=True)
+                    shutil.rmtree(self._dir(record["job_id"]), ignore_errors=True)
+                    self._owners.pop(record["job_id"], None)
 
     def close(self) -> None:
         """Stop the scheduler (running workers go on until the next start marks them interrupted)."""

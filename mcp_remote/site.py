@@ -12,10 +12,10 @@ user's open streams cannot take every serving thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
-import contextlib
 import os
 import random
 import secrets
@@ -30,7 +30,7 @@ from mcp_core.backend import LocalBackend
 from mcp_core.catalog import PRETRAINED, sidecar_path
 from mcp_core.errors import MCPError, ModelError, ParameterError
 from mcp_core.jobs import FINAL_STATES
-from mcp_core.params import ModelInfo, SegmentParams, SegmentResult, TrainParams
+from mcp_core.params import JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams
 
 from .auth import AuthError, LoginThrottle, PasswordFile, TokenStore
 from .config import RemoteConfig
@@ -356,7 +356,7 @@ class Site:
             out.append((path, image, str(event.data.get("frame", "")), origin))
         return out
 
-    def submit_job(self, store: UserStorage, sub: Submission, estimate: int):
+    def submit_job(self, store: UserStorage, sub: Submission, estimate: int) -> JobInfo:
         """Queue a job after holding *estimate* bytes of *store*'s quota for its outputs until it ends.
 
         Raises
@@ -392,9 +392,10 @@ class Site:
         self.ledger.stale(record["user"])
 
     def clear_training_files(self, user: str) -> None:
-        """Delete *user*'s uploads, datasets and finished jobs' files (models stay)."""
+        """Delete *user*'s uploads, datasets and finished jobs (models stay)."""
         store = self.storage(user)
         self.user_backend(user).clear_training_files()
+        self.queue.remove_finished(user)
         store.clear()
         shutil.rmtree(store.dir / "replay", ignore_errors=True)
         store.changed()

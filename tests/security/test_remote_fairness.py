@@ -164,7 +164,10 @@ def test_queued_jobs_are_capped_per_user_and_users_take_turns(tmp_path):
             backend.finish(running)
         until("the last job to end", lambda: len(ended) == 5)
         assert backend.started == ["a1", "b1", "a2", "b2", "a3"]
-        submit("alice", "a5")  # finished jobs no longer count against the cap
+        last = submit("alice", "a5")  # finished jobs no longer count against the cap
+        queue.remove_finished("alice")  # what clearing training files does: a5 is not finished
+        assert [j.job_id for j in queue.jobs("alice")] == [last.job_id]
+        assert queue.folders("alice")[0] == tmp_path / "jobs" / last.job_id and len(queue.jobs("bob")) == 2
     finally:
         queue.close()
 
