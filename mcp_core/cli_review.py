@@ -1,8 +1,10 @@
-"""``multicellpose suggest``: human-in-the-loop commands, headless.
+"""``multicellpose suggest`` and ``history``: human-in-the-loop commands, headless.
 
 Examples::
 
     multicellpose suggest project/ --model models/nuclei_v1.pth -n 10
+    multicellpose history project/cells.tif
+    multicellpose history project/cells.tif --restore 3
 """
 
 from __future__ import annotations
@@ -38,8 +40,34 @@ def _suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_file(target: Path, frame: str) -> Path:
+    from .filenames import label_path
+
+    return target if target.name.endswith("_seg.npy") else label_path(target, frame, "seg")
+
+
+def _history(args: argparse.Namespace) -> int:
+    from . import history
+
+    label_file = _label_file(args.image, args.frame)
+    if args.restore is not None:
+        image = None if args.image.name.endswith("_seg.npy") else args.image
+        v = history.restore(label_file, args.restore, image_path=image)
+        print(f"Restored version {args.restore} of {label_file.name} as version {v.n} ({v.objects} objects).")
+        return 0
+    found = history.versions(label_file)
+    if not found:
+        print(f"{label_file.name} has no history yet (it is recorded from the next save on).")
+        return 0
+    print(f"{'#':>4}  {'time':19s}  {'author':10s}  {'objects':>7}  action")
+    for v in found:
+        print(f"{v.n:>4}  {v.when:19s}  {v.author[:10]:10s}  {v.objects:>7}  {v.action}"
+              + (f" [{v.source}]" if v.source else ""))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``suggest``."""
+    """Add ``suggest`` and ``history``."""
     from .suggest import DIVERSITY
 
     p = sub.add_parser("suggest", help="rank a project's unlabelled frames: which to label next")
@@ -53,3 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the ranking as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_suggest)
+
+    p = sub.add_parser("history", help="list the saved versions of an image's labels, or restore one")
+    p.add_argument("image", type=Path, help="the image (or its _seg.npy file)")
+    p.add_argument("--frame", default="", help="frame id of a multi-frame image (e.g. S0_T1)")
+    p.add_argument("--restore", type=int, default=None, metavar="N",
+                   help="write version N back to the label file (recorded as a new version)")
+    p.set_defaults(func=_history)
