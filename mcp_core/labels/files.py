@@ -60,8 +60,9 @@ def to_seg_dict(labelset: LabelSet, image_path: str | os.PathLike | None = None)
     }
 
 
-def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | os.PathLike | None = None) -> Path:
-    """Write a label set to ``_seg.npy`` / ``_pred.npy`` atomically.
+def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | os.PathLike | None = None, *,
+                action: str | None = None, source: str | None = None) -> Path:
+    """Write a label set to ``_seg.npy`` / ``_pred.npy`` atomically; a ``_seg.npy`` gets a history version.
 
     Parameters
     ----------
@@ -71,6 +72,9 @@ def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | o
         What to write.
     image_path
         The image the labels belong to; stored as ``filename`` so the upstream GUI finds it.
+    action, source
+        For the annotation history (:mod:`mcp_core.history`): what was done ("model run with M"),
+        and the model or job that produced the labels.
 
     Raises
     ------
@@ -81,6 +85,10 @@ def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | o
     buf = io.BytesIO()
     np.save(buf, to_seg_dict(labelset, image_path), allow_pickle=True)
     atomic_write_bytes(path, buf.getbuffer())
+    if path.name.endswith("_seg.npy"):
+        from ..history import record_quietly
+
+        record_quietly(path, labelset, action, source)
     return path
 
 
