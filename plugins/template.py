@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_core.errors import ParameterError
-from mcp_core.measure import FrameData, Plugin, grouped, hookimpl, regions
+from mcp_core.measure import FrameData, Overlay, Plugin, PluginOutput, grouped, hookimpl, regions
 
 
 # 1. Parameters: a pydantic model. Every field has a default, bounds or choices where they
@@ -34,12 +34,15 @@ COLUMNS = {
     "bright_fraction": "Fraction of the object's pixels above the threshold in the chosen channel.",
     "bright_area": "Pixels above the threshold.",
 }
+#    Optional: overlay layers drawn over the masks in the Analyzer, {layer name: description}.
+OVERLAYS = {"bright": "The bright pixels, labelled with their object's id."}
 
 
 # 3. The computation: one row per object, in the order of data.ids. Work on all objects at
 #    once (bincount, grouped reductions); never loop over objects scanning the whole image.
-def compute(data: FrameData, params: BrightFractionParams) -> dict[str, np.ndarray]:
-    """Bright-pixel fraction and area per object."""
+#    Return the columns (a dict), or a PluginOutput with overlays (and extra tables) too.
+def compute(data: FrameData, params: BrightFractionParams) -> PluginOutput:
+    """Bright-pixel fraction and area per object, and the bright pixels as an overlay."""
     if params.channel >= data.n_channels:
         raise ParameterError(f"channel {params.channel} does not exist: the image has {data.n_channels} channel(s).")
     n = int(data.labels.max(initial=0)) + 1
@@ -48,7 +51,10 @@ def compute(data: FrameData, params: BrightFractionParams) -> dict[str, np.ndarr
     area = grouped.counts(owner, n)
     bright_area = grouped.counts(owner[bright], n)
     ids = data.ids
-    return {"bright_fraction": bright_area[ids] / np.maximum(area[ids], 1), "bright_area": bright_area[ids]}
+    columns = {"bright_fraction": bright_area[ids] / np.maximum(area[ids], 1), "bright_area": bright_area[ids]}
+    layer = np.zeros(data.labels.size, np.int64)
+    layer[flat[bright]] = owner[bright]
+    return PluginOutput(columns, overlays=[Overlay.labels("bright", layer.reshape(data.labels.shape))])
 
 
 # 4. The declaration.
@@ -59,6 +65,7 @@ PLUGIN = Plugin(
     params=BrightFractionParams,
     columns=COLUMNS,
     compute=compute,
+    overlays=OVERLAYS,
 )
 
 
