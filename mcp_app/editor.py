@@ -61,12 +61,18 @@ class Editor:
         self.image: np.ndarray | None = None
         self.labels: LabelSet | None = None
         self.display = Display()
-        self.dirty = False
+        self.edits = 0  # edits made since opening ...
+        self.saved_edits = 0  # ... and how many of them are on disk
         self.version = 0
         self.file_version: FileVersion | None = None  # of the label file as read (None: there was none)
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------------- open
+    @property
+    def dirty(self) -> bool:
+        """Whether there are edits not yet on disk (an edit made while a save runs stays unsaved)."""
+        return self.edits != self.saved_edits
+
     @property
     def label_file(self) -> Path | None:
         return label_path(self.item.path, self.item.frame, self.kind) if self.item else None
@@ -86,7 +92,7 @@ class Editor:
                              f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
         self.item, self.image, self.labels = item, image, labels
         self.file_version = file_version
-        self.dirty = False
+        self.saved_edits = self.edits
         self.version += 1
         n = image.shape[2]
         if len(self.display.low) != n:
@@ -198,7 +204,7 @@ class Editor:
         """Adopt the project's (edited) class list; class ids of masks are remapped by name."""
         self.labels = self.project.adopt(self.labels) if names == self.project.class_names else self.labels
         self.labels.class_names, self.labels.class_colors = list(names), list(colors)
-        self.dirty = True
+        self.edits += 1
         return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True, data=False)
 
     # --------------------------------------------------------------------- save
@@ -218,16 +224,16 @@ class Editor:
         with self._lock:
             if not self.dirty or self.labels is None:
                 return None
-            path = self.label_file
+            path, edits = self.label_file, self.edits
             self.file_version = write_unless_changed(
                 path, self.file_version, lambda: save_labels(path, self.labels, image_path=self.item.path), force)
-            self.dirty = False
+            self.saved_edits = edits
             return path
 
     def reload(self) -> None:
         """Drop the unsaved edits and read the current item's files again ("reload theirs")."""
         with self._lock:
-            self.dirty = False
+            self.saved_edits = self.edits
         self.open(self.item)
 
     # ---------------------------------------------------------------- internals
@@ -258,7 +264,7 @@ class Editor:
         return self._patch(self._box_of(ids), classes=classes)
 
     def _patch(self, box: tuple[slice, slice], classes: bool = False, data: bool = True) -> Patch:
-        self.dirty = True
+        self.edits += 1
         y, x = box[0].start, box[1].start
         h, w = box[0].stop - y, box[1].stop - x
         raw = self.labels.masks[box].astype("<u4").tobytes() if data and h > 0 and w > 0 else b""
