@@ -123,3 +123,26 @@ def test_segment_scores_every_mask_and_writes_them_to_pred_files(tmp_path):
     assert (torn.confidence["class_entropy"][torn_ids] > 0.99).all()
     out = save_prediction(sure, tmp_path / "img.tif")
     np.testing.assert_allclose(load_labels(out).confidence["confidence"], sure.confidence["confidence"])
+
+
+def test_confidence_plugin_puts_stored_scores_in_the_measurement_table(tmp_path):
+    import tifffile
+
+    from mcp_core.measure import measure, measure_labels
+    from mcp_core.measure.validate import validate
+
+    masks = _two_objects()
+    scores = object_confidence(masks, np.where(masks == 3, 4.0, np.where(masks > 0, -1.0, -5.0)), _true_flows(masks))
+    ls = LabelSet(masks, confidence=scores)
+    df = measure_labels(ls, np.ones(masks.shape), ["basic", "confidence"])
+    assert df["mask_id"].tolist() == [3, 7]
+    np.testing.assert_allclose(df["cellprob_mean"], scores["cellprob_mean"][[3, 7]], rtol=1e-6)
+    assert df["class_margin"].isna().all()  # a single-class prediction has no class scores
+    assert df.sort_values("confidence")["mask_id"].tolist() == [7, 3]  # review order: least sure first
+    tifffile.imwrite(tmp_path / "img.tif", np.ones(masks.shape, np.uint8))
+    save_labels(tmp_path / "img_pred.npy", ls)
+    save_labels(tmp_path / "img_seg.npy", LabelSet(masks))
+    from_pred = measure(tmp_path, ["confidence"], source="pred")
+    np.testing.assert_allclose(from_pred["confidence"], scores["confidence"][[3, 7]], rtol=1e-6)
+    assert measure(tmp_path, ["confidence"], source="seg")["confidence"].isna().all()
+    assert all(r.ok for r in validate("confidence"))

@@ -81,6 +81,9 @@ class FrameData:
     second
         A second ``(Y, X)`` label set of the same frame (e.g. nuclei when ``labels`` are cells), for
         plugins declared with ``second_labels=True``; ``None`` otherwise.
+    scores
+        The model's per-object scores stored with the labels (``{name: values indexed by mask
+        id}``, see :mod:`mcp_core.confidence`), or ``None`` when the labels carry none.
     """
 
     labels: np.ndarray
@@ -92,6 +95,7 @@ class FrameData:
     image_name: str = ""
     frame: str = ""
     second: np.ndarray | None = None
+    scores: Mapping[str, np.ndarray] | None = None
 
     @property
     def n_channels(self) -> int:
@@ -100,7 +104,8 @@ class FrameData:
     @classmethod
     def build(cls, labels: np.ndarray, image: np.ndarray, classes: np.ndarray | None = None,
               class_names: tuple[str, ...] | list[str] = ("unassigned",), pixel_size: tuple[float, float] | None = None,
-              image_name: str = "", frame: str = "", second: np.ndarray | None = None) -> FrameData:
+              image_name: str = "", frame: str = "", second: np.ndarray | None = None,
+              scores: Mapping[str, np.ndarray] | None = None) -> FrameData:
         """Frame data from plain arrays: ``image`` may be ``(Y, X)`` or ``(Y, X, C)``; arrays are copied read-only.
 
         Parameters
@@ -111,7 +116,7 @@ class FrameData:
             Intensities of the same ``(Y, X)``.
         classes
             Class per mask id (default: all 0); shorter tables are padded with 0.
-        class_names, pixel_size, image_name, frame, second
+        class_names, pixel_size, image_name, frame, second, scores
             See the class attributes.
 
         Raises
@@ -146,7 +151,11 @@ class FrameData:
         arrays = [np.array(labels), np.array(image), table, np.flatnonzero(present)]
         for a in arrays:
             a.flags.writeable = False
-        return cls(*arrays, names, pixel_size, image_name, frame, second)
+        if scores:
+            scores = {str(k): np.array(v, np.float64) for k, v in scores.items()}
+            for v in scores.values():
+                v.flags.writeable = False
+        return cls(*arrays, names, pixel_size, image_name, frame, second, scores or None)
 
 
 def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:

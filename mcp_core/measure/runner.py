@@ -244,7 +244,8 @@ def run_labels(labels, image: np.ndarray, plugins: Iterable[str | Plugin] | str 
     try:
         data = FrameData.build(masks, image, getattr(labels, "classes", None),
                                tuple(getattr(labels, "class_names", ("unassigned",))), pixel_size, image_name, frame,
-                               None if second is None else getattr(second, "masks", second))
+                               None if second is None else getattr(second, "masks", second),
+                               getattr(labels, "confidence", None))
     except ValueError as exc:
         raise ParameterError(f"Cannot measure {image_name or 'this frame'}: {exc}.") from exc
     result = MeasureResult(objects=pd.DataFrame())
@@ -477,7 +478,7 @@ def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[],
                     continue
             try:
                 data = FrameData.build(labels.masks, pixels, labels.classes, tuple(labels.class_names), pixel_size,
-                                       path.name, frame, None if second is None else second.masks)
+                                       path.name, frame, None if second is None else second.masks, labels.confidence)
             except ValueError as exc:
                 _skip(skipped, f"{where}: {exc}; skipped.")
                 continue
