@@ -244,6 +244,8 @@ def test_the_token_socket_is_reachable_and_storage_private(tmp_path):
             for name in ("auth", "users", "jobs", "shared", "auth/tokens"):
                 assert mode(root / name) == 0o700, name
             assert all(mode(p) == 0o600 for p in (root / "auth" / "tokens").iterdir())
+            store = server.site.storage(user)
+            assert {mode(p) for p in (store.dir, store.blobs, store.partial, store.datasets, store.home)} == {0o700}
             if os.geteuid() == 0:  # as another OS user: the socket answers, the storage stays shut
                 other, refused = _as_nobody(server.site.config.token_socket(), [root, root / "users", root / "auth"])
                 assert other and other != user
