@@ -30,7 +30,9 @@ from .augment import random_affine
 from .dataset import IGNORE, Sample, class_weights, load_samples, split
 from .errors import ParameterError
 from .evaluation import evaluate
+from .filenames import label_path
 from .finetune import merge_lora, select_trainable
+from .history import annotation_version
 from .model import MultiClassModel, build_model
 from .params import SegmentParams, TrainParams, TrainResult, resolve_train_params, to_dict
 from .segment import segment_prepared
@@ -288,9 +290,10 @@ def _save(model: MultiClassModel, path: Path, train_losses: list[float], test_lo
 
 
 def _data_record(train: Sequence[Sample], test: Sequence[Sample], replay: Sequence[Sample]) -> dict[str, Any]:
-    """File names, frames and content hashes of the data a model saw (for the sidecar)."""
-    def rows(samples: Sequence[Sample]) -> list[dict[str, str]]:
-        return [{"file": Path(s.source).name, "frame": s.frame, "sha256": s.digest} for s in samples]
+    """File names, frames, content hashes and annotation-history versions of the data a model saw (for the sidecar)."""
+    def rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
+        return [{"file": Path(s.source).name, "frame": s.frame, "sha256": s.digest,
+                 **annotation_version(label_path(s.source, s.frame, "seg"))} for s in samples]
 
     digest = hashlib.sha256("".join(s.digest for s in (*train, *test, *replay)).encode()).hexdigest()
     return {"digest": digest, "train": rows(train), "test": rows(test), "replay": rows(replay)}

@@ -198,3 +198,25 @@ def test_history_command_lists_and_restores(tmp_path):
     assert len(lines) == 4 and "restored version 1: drew 1" in lines[3] and getpass.getuser()[:10] in lines[1]
     out = run_cli("history", str(image), "--restore", "7")
     assert out.returncode == 2 and "no version 7" in out.stderr
+
+
+def test_a_trained_model_records_the_annotation_versions_it_saw(tmp_path):
+    import json
+
+    from mcp_core.catalog import sidecar_path
+    from mcp_core.params import TrainParams
+    from mcp_core.synthetic import write_demo_project
+    from mcp_core.train import train
+    from test_train import FAST
+
+    folder = write_demo_project(tmp_path / "d", n_images=2, n_labelled=2, shape=(128, 128))
+    edited = load_labels(folder / "demo_02_seg.npy")
+    edited.delete([int(edited.ids[0])])
+    save_labels(folder / "demo_02_seg.npy", edited)
+    result = train(folder, TrainParams(**{**FAST, "batch_size": 2}, epochs=1, test_ratio=0.0,
+                                       save_path=str(tmp_path / "m.pth")))
+    rows = json.loads(sidecar_path(result.model_path).read_text())["data"]["train"]
+    got = {r["file"]: (r["annotation_version"], r["annotation_state"]) for r in rows}
+    for name, n in (("demo_01.tif", 1), ("demo_02.tif", 2)):
+        v = history.current_version(folder / name.replace(".tif", "_seg.npy"))
+        assert got[name] == (n, v.state) and v.n == n
