@@ -246,7 +246,7 @@ def open_nd2(path: Path) -> ImageSource:
 
     def read_plane(index: dict[str, int]) -> np.ndarray:
         seq = int(np.ravel_multi_index([index[names[a]] for a in coord_axes], coord_shape)) if coord_axes else 0
-        frame = np.asarray(f.read_frame(seq)).reshape(c, y, x, s)
+        frame = np.array(f.read_frame(seq)).reshape(c, y, x, s)  # a copy: the file's memory map closes with it
         return np.moveaxis(frame, 0, 2).reshape(y, x, c * s)
 
     try:
