@@ -46,7 +46,7 @@ class RemoteConfig:
     max_files: int = Field(50_000, ge=1, description="Files each user may store (uploads, dataset entries, job files).")
     job_min_bytes: int = Field(256 << 20, ge=0, description="Least free quota a training or batch job needs to be accepted (the floor of its estimate).")
     max_queued_jobs: int = Field(5, ge=1, description="Jobs one user may have queued or running at once.")
-    max_streams_per_user: int = Field(4, ge=1, description="Streaming calls (uploads, downloads, job watches, segmentations) one user may have open at once.")
+    max_streams_per_user: int = Field(4, ge=1, description="Streaming and long calls (uploads, downloads, job watches, segmentations, model checks, clearing) one user may have open at once.")
     upload_idle_s: float = Field(60.0, gt=0, description="An upload that sends nothing for this long is cut off (it resumes later).")
     token_days: float = Field(30.0, gt=0, description="How long a minted token stays valid.")
     max_tokens_per_user: int = Field(20, ge=1, description="Live tokens per user; minting one more revokes the oldest.")

@@ -246,8 +246,10 @@ class ModelsService(_Service, pbg.ModelsServicer):
         weights = store.blob(request.weights.sha256, "weights.sha256")
         sidecar = store.blob(request.sidecar.sha256, "sidecar.sha256") if request.sidecar.sha256 else None
         backend = self.site.shared if scope == "shared" else self.site.user_backend(user)
-        return codec.to_model_msg(self.site.register_model(store, backend, safe_name(request.name or "model"),
-                                                           weights, sidecar, scope))
+        with self.site.stream(user):  # loading the weights to check them takes a while
+            info = self.site.register_model(store, backend, safe_name(request.name or "model"), weights, sidecar,
+                                            scope)
+        return codec.to_model_msg(info)
 
     @rpc
     def Delete(self, request, context):
@@ -404,7 +406,8 @@ class StorageService(_Service, pbg.StorageServicer):
     @rpc
     def ClearTrainingFiles(self, request, context):
         user = self.user(context)
-        self.site.clear_training_files(user)
+        with self.site.stream(user):
+            self.site.clear_training_files(user)
         return _usage_msg(self.site.storage(user))
 
 

@@ -6,8 +6,8 @@ segmentation or training code: those go to a :class:`~mcp_core.backend.LocalBack
 
 The storage root is mode 0711 (others may pass through, to the token socket's ``run/`` folder,
 but list nothing); every other folder the server makes is 0700 and its files 0600. Each user
-may have ``max_streams_per_user`` streaming calls open at once (:meth:`Site.stream`), so one
-user's open streams cannot take every serving thread.
+may have ``max_streams_per_user`` streaming or long calls open at once (:meth:`Site.stream`), so
+one user's open calls cannot take every serving thread.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class Site:
 
     @contextlib.contextmanager
     def stream(self, user: str) -> Iterator[None]:
-        """Admit one streaming call of *user* for the time of the ``with`` block.
+        """Admit one streaming or long call of *user* for the time of the ``with`` block.
 
         Raises
         ------
@@ -166,7 +166,7 @@ class Site:
         with self._streams_lock:
             n = self._streams.get(user, 0)
             if n >= self.config.max_streams_per_user:
-                raise Busy(f"You have {n} transfers or streams open, the most this server allows one user; "
+                raise Busy(f"You have {n} transfers or long calls open, the most this server allows one user; "
                            "wait for one to end.")
             self._streams[user] = n + 1
         try:
