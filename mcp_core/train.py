@@ -36,6 +36,7 @@ from .history import annotation_version
 from .model import MultiClassModel, build_model
 from .params import SegmentParams, TrainParams, TrainResult, resolve_train_params, to_dict
 from .segment import segment_prepared
+from .train_artifacts import write_training_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,7 @@ def _save(model: MultiClassModel, path: Path, train_losses: list[float], test_lo
     model.meta.update({"state": state, "epochs_done": epochs_done,
                        "losses": {"train": train_losses, "test": [None if x != x else x for x in test_losses]}})
     model.save(path)
+    write_training_artifacts(path)
 
 
 def _data_record(train: Sequence[Sample], test: Sequence[Sample], replay: Sequence[Sample]) -> dict[str, Any]:
