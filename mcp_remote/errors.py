@@ -8,6 +8,8 @@ exceptions from a :class:`~mcp_remote.client.RemoteBackend`.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from mcp_core import errors as core_errors
@@ -102,6 +104,15 @@ RAISABLE: dict[str, type[MCPError]] = {cls.__name__: cls for cls in (
 
 _BY_CODE = {cls.code: cls for cls in (NotFound, InvalidRequest, QuotaExceeded, Forbidden, Conflict, Corrupted,
                                        Unreachable)}
+
+
+#: An absolute path inside a text; only its last part is sent to a client.
+_PATH = re.compile(r"(?<![\w.])(?:/[^\s/'\"():,]+)+/([^\s/'\"():,]*)")
+
+
+def public_message(text: str) -> str:
+    """*text* with every absolute path (two parts or more) cut to its last part."""
+    return _PATH.sub(r"\1", text)
 
 
 def status_of(exc: Exception) -> grpc.StatusCode:

@@ -27,18 +27,20 @@ from mcp_core.errors import MCPError
 from mcp_core.jobs import FINAL_STATES, EventWriter, read_events
 from mcp_core.params import JobEvent, JobInfo
 
-from .errors import JobNotFound, QuotaExceeded
+from .errors import JobNotFound, QuotaExceeded, public_message
 
 _PATH_KEYS = ("path", "image", "model_path", "dataset", "save_path", "folder", "base_model", "replay_dir")
 
 
 def public(value: Any) -> Any:
-    """*value* with server file paths cut to their file names (what a client may see)."""
+    """*value* with server file paths cut to their file names, in texts too (what a client may see)."""
     if isinstance(value, dict):
         return {k: (os.path.basename(v) if k in _PATH_KEYS and isinstance(v, str) and os.sep in v else public(v))
                 for k, v in value.items() if k not in ("inputs",)}
     if isinstance(value, list):
         return [os.path.basename(v) if isinstance(v, str) and os.path.isabs(v) else public(v) for v in value]
+    if isinstance(value, str):
+        return public_message(value)
     return value
 
 
@@ -243,7 +245,8 @@ class JobQueue:
     # ------------------------------------------------------------------ internals
     def _info(self, record: dict[str, Any]) -> JobInfo:
         return JobInfo(job_id=record["job_id"], kind=record["kind"], state=record["state"], created=record["created"],
-                       params=record["params"], result=public(record.get("result") or {}), error=record.get("error", ""))
+                       params=record["params"], result=public(record.get("result") or {}),
+                       error=public_message(record.get("error", "")))
 
     def _refresh(self, record: dict[str, Any]) -> dict[str, Any]:
         """Copy the local job's state into a running job's record."""

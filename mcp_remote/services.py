@@ -15,7 +15,6 @@ import functools
 import inspect
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from mcp_core.params import SegmentParams, TrainParams, to_dict
 
 from . import codec
 from .auth import AuthError, check_user_name
-from .errors import Forbidden, InvalidRequest, status_of
+from .errors import Forbidden, InvalidRequest, public_message, status_of
 from .job_queue import Submission
 from .prediction_files import prediction_result
 from .proto import multicellpose_pb2 as pb
@@ -40,13 +39,6 @@ from .storage import UserStorage, check_name
 
 CHUNK_BYTES = 4 << 20
 LOG = logging.getLogger("mcp_remote.server")
-#: An absolute path inside a message; only its last part is sent.
-_PATH = re.compile(r"(?<![\w.])(?:/[^\s/'\"():,]+)+/([^\s/'\"():,]*)")
-
-
-def public_message(text: str) -> str:
-    """*text* with every absolute path cut to its last part."""
-    return _PATH.sub(r"\1", text)
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:

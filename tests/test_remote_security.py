@@ -155,6 +155,10 @@ def test_another_users_files_datasets_and_jobs_are_not_found(server, channel, to
         state = poll(lambda: (st := jobs.Get(pb.JobRef(job_id=job.job_id), metadata=auth(tokens["bob"])).state) in (
             "done", "failed", "cancelled") and st, f"bob's job {job.job_id} to end", interval=0.2)
     assert state == "failed"
+    bob = auth(tokens["bob"])
+    texts = [jobs.Get(pb.JobRef(job_id=job.job_id), metadata=bob).error]
+    texts += [e.data_json for e in jobs.Events(pb.EventsRequest(job_id=job.job_id), metadata=bob).events]
+    assert texts[0] and not any(str(server.root) in t or "/users/" in t for t in texts)  # no server path
 
 
 @pytest.mark.parametrize("name", ["../evil.npy", "/etc/passwd.npy", "a/b.npy", ".hidden.npy", "..", "x\\y.npy",
