@@ -22,6 +22,32 @@ def format_seconds(s: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def zero_ap_advice(result: dict) -> str | None:
+    """A plain explanation and what to change when a finished training scored AP@0.5 0 on its test images.
+
+    ``None`` when the model found objects (or there was no test split to score).
+    """
+    metrics = result.get("metrics", result) or {}
+    if "ap50" not in metrics or metrics["ap50"] > 0:
+        return None
+    if metrics.get("fp", 0) == 0:
+        what = "This model found no objects at all on the test images (AP@0.5 0)."
+    else:
+        what = (f"None of the {metrics['fp']} objects this model found on the test images matches a labelled one "
+                f"(AP@0.5 0).")
+    tips = ["train for more epochs",
+            "from a random base (tiny), keep its learning rate near 3e-3; 1e-5 suits only a pretrained CellposeSAM",
+            "label more images (each training image needs at least 5 masks; aim for a few hundred objects in all)"]
+    if result.get("n_train", 99) < 5:
+        tips[2] = f"label more images (it trained on {result['n_train']}; aim for a few hundred objects in all)"
+    if metrics.get("fp", 0):
+        tips.append("check that every object in the labelled images is labelled and the channels fed to the model "
+                    "show the objects")
+    else:
+        tips.append("check that the channels fed to the model show the objects")
+    return what + " Try: " + "; ".join(tips) + "."
+
+
 class JobPanel:
     """Follows one job through ``backend.events(job_id, since)`` and shows it."""
 
@@ -103,16 +129,18 @@ class JobPanel:
         if state == "done":
             self.progress.value = 1.0
             self.result = data
-            self.show_metrics(data.get("metrics", data))
+            self.show_metrics(data.get("metrics", data), zero_ap_advice(data))
             if self.on_done:
                 self.on_done(data)
         elif state == "failed":
             ui.notify(f"The job failed: {data.get('error', 'unknown error')}", type="negative", multi_line=True)
             self.log.push(f"FAILED: {data.get('error', '')}")
 
-    def show_metrics(self, metrics: dict) -> None:
+    def show_metrics(self, metrics: dict, advice: str | None = None) -> None:
         self.metrics.clear()
         with self.metrics:
+            if advice:
+                ui.label(advice).classes("text-sm text-negative").mark("zero-ap-advice")
             parts = []
             if "ap50" in metrics:
                 parts.append(f"AP@0.5 {metrics['ap50']:.3f}")

@@ -40,7 +40,7 @@ _TRAIN_FIELDS = {
     "replay_dir": "replay_dir", "replay_fraction": "replay_fraction", "seed": "seed", "save_path": "save_path",
     "device": "device", "train_debug_steps": "train_debug_steps", "class_names": "class_names",
     "scale_range": "scale_range", "rescale": "rescale", "channels": "channels",
-    "seg_loss_weight": "seg_loss_weight", "class_loss_weight": "class_loss_weight",
+    "seg_loss_weight": "seg_loss_weight", "class_loss_weight": "class_loss_weight", "nimg_per_epoch": "nimg_per_epoch",
 }
 
 
@@ -49,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .catalog import PRETRAINED, pretrained_path
-    from .params import TrainParams
+    from .params import TrainParams, resolve_train_params
 
     if args.lora_blocks is not None and not args.use_lora:
         raise ParameterError("--lora-blocks needs --use-lora.")
@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
             args.train_debug_steps = 2
     elif args.train_debug_steps is not None:
         raise ParameterError("--train-debug-steps needs --train-debug.")
-    params = _build(TrainParams, _given(args, _TRAIN_FIELDS))
+    params = resolve_train_params(_build(TrainParams, _given(args, _TRAIN_FIELDS)))
     if not Path(args.train_dir).is_dir():
         raise ParameterError(f"--train-dir {args.train_dir} is not a folder.")
     if params.base_model in PRETRAINED:
@@ -229,11 +229,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     split.add_argument("--test-ratio", type=float, help="fraction of the labelled frames held out for testing (seeded)")
     p.add_argument("--base-model", help="cpsam, cpsam_v2, tiny, or a model file to start from")
     p.add_argument("--model-name", help="name of the new model")
-    p.add_argument("--epochs", type=int)
+    base_default = "default: the base model's (fine-tuning values for cpsam, from-scratch values for tiny)"
+    p.add_argument("--epochs", type=int, help=base_default)
+    p.add_argument("--nimg-per-epoch", type=int, metavar="N", help=f"random crops per epoch, 0 = each image once; {base_default}")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--bsize", type=int, help="tile size in pixels")
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--bsize", type=int, help=f"tile size in pixels; {base_default}")
+    p.add_argument("--learning-rate", type=float, help=base_default)
+    p.add_argument("--weight-decay", type=float, help=base_default)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--use-lora", action="store_true", default=None, help="train LoRA adapters on the last blocks' attention")
     mode.add_argument("--unfreeze-blocks", type=int, metavar="N", help="train only the last N encoder blocks (and the head)")

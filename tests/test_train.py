@@ -173,6 +173,18 @@ def test_from_scratch_defaults_differ_from_fine_tuning_defaults(tmp_path):
     assert train_defaults("my_model", architecture="tiny") == SCRATCH_DEFAULTS
 
 
+def test_a_model_that_scores_zero_gets_plain_advice_in_the_job_panel():
+    from mcp_app.job_panel import zero_ap_advice
+
+    assert zero_ap_advice({"metrics": {"ap50": 0.4, "tp": 3, "fp": 1, "fn": 2}}) is None
+    assert zero_ap_advice({"metrics": {}}) is None  # no test split, nothing to judge
+    nothing = zero_ap_advice({"metrics": {"ap50": 0.0, "tp": 0, "fp": 0, "fn": 12}, "n_train": 2})
+    assert "no objects at all" in nothing and "more epochs" in nothing and "trained on 2" in nothing
+    assert "learning rate" in nothing
+    wrong = zero_ap_advice({"metrics": {"ap50": 0.0, "tp": 0, "fp": 7, "fn": 12}, "n_train": 16})
+    assert "None of the 7 objects" in wrong and "every object" in wrong
+
+
 @pytest.mark.slow
 def test_tiny_model_learns_two_classes_on_the_demo_with_the_default_settings(tmp_path):
     """Must-show: the demo project, the offline base and its default settings give AP@0.5 >= 0.8 and class
