@@ -58,6 +58,7 @@ export default {
     this.mode = null; // contour | lasso | rect | erase | split | pan
     this.pending = null; // performance.now() of the last finished action
     this.cursor = null;
+    this.pluginLayers = []; // measurement plugins' overlay layers, image coordinates (see setPluginLayers)
     window.mcpLatency = window.mcpLatency || [];
     window.mcpCanvas = this; // the page's canvas, for browser tests and benchmarks
     const view = this.$refs.view;
@@ -95,6 +96,7 @@ export default {
       this.imgCanvas.height = this.H;
       this.imgCanvas.getContext("2d").drawImage(img, 0, 0);
       this.labels = buf;
+      this.pluginLayers = [];
       this.ovCanvas.width = this.W;
       this.ovCanvas.height = this.H;
       this.ovCtx = this.ovCanvas.getContext("2d");
@@ -109,6 +111,36 @@ export default {
       this.draw();
       window.mcpLoadedAt = performance.now();
       return { width: this.W, height: this.H };
+    },
+    async setPluginLayers(layers) {
+      // [{kind: points|lines|outlines|labels, color, data}]: points [[x, y]], lines/outlines [[[x, y], ...]],
+      // labels a PNG data URL of the whole image; x, y in image pixels (pixel (i, j) spans [j, j+1] x [i, i+1]).
+      this.pluginLayers = await Promise.all(layers.map((l) => l.kind !== "labels" ? l : new Promise((ok, fail) => {
+        const img = new Image();
+        img.onload = () => ok({ ...l, image: img });
+        img.onerror = fail;
+        img.src = l.data;
+      })));
+      this.draw();
+      return this.pluginLayers.length;
+    },
+    drawPluginLayers(ctx) {
+      ctx.lineWidth = 1.5 / this.scale;
+      for (const l of this.pluginLayers) {
+        if (l.kind === "labels") { ctx.drawImage(l.image, 0, 0); continue; }
+        ctx.strokeStyle = l.color;
+        ctx.fillStyle = l.color;
+        if (l.kind === "points") {
+          for (const [x, y] of l.data) { ctx.beginPath(); ctx.arc(x, y, 3 / this.scale, 0, 2 * Math.PI); ctx.fill(); }
+          continue;
+        }
+        for (const path of l.data) {
+          ctx.beginPath();
+          path.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+          if (l.kind === "outlines") ctx.closePath();
+          ctx.stroke();
+        }
+      }
     },
     async setImage(imageUrl) {
       const img = await this.fetchImage(imageUrl);
@@ -238,6 +270,7 @@ export default {
       ctx.setTransform(this.scale, 0, 0, this.scale, this.tx, this.ty);
       ctx.drawImage(this.imgCanvas, 0, 0);
       if (this.overlay) ctx.drawImage(this.ovCanvas, 0, 0);
+      this.drawPluginLayers(ctx);
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       const toScreen = (p) => [p[0] * this.scale + this.tx, p[1] * this.scale + this.ty];
       if (this.path && this.path.length) {

@@ -6,9 +6,11 @@ import threading
 
 from nicegui import run, ui
 
-from mcp_core.measure import list_plugins, measure_labels, run_measurements
+from mcp_core.measure import list_plugins, run_labels, run_measurements
+from mcp_core.measure.runner import second_labels_for
 
 from .forms import schema_form
+from .overlays import OverlayToggles
 from .project import Item
 from .results_view import ResultsView
 from .workspace import Workspace
@@ -31,9 +33,12 @@ class MeasurePanel:
                 self.forms[p.name] = schema_form(p.schema())
         self.source = ui.select({"pred": "predictions (_pred.npy)", "seg": "labels (_seg.npy)"}, value="pred",
                                 label="Measure").props("dense").classes("w-full")
+        self.second = ui.select({"seg": "labels (_seg.npy)", "pred": "predictions (_pred.npy)"}, value="seg",
+                                label="Second label set (association: children)").props("dense").classes("w-full")
         with ui.row():
             ui.button("This image", icon="image", on_click=self.run_current).props("no-caps dense").mark("measure-image")
             ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
+        self.overlays = OverlayToggles(lambda: self.ws.canvas)
         self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
         self.progress.visible = False
         self.results = ResultsView(on_pick=self.pick)
@@ -50,13 +55,17 @@ class MeasurePanel:
             ui.notify("Open an image and choose at least one per-image plugin.", type="warning")
             return
         try:
-            df = await run.io_bound(measure_labels, ed.labels, ed.image, frame_plugins,
-                                    {n: params[n] for n in frame_plugins}, image_name=ed.item.path.name,
-                                    frame=ed.item.frame)
+            second = None
+            if any(p.second_labels for p in self.plugins if p.name in frame_plugins):
+                second = await run.io_bound(second_labels_for, ed.item.path, ed.item.frame, self.second.value)
+            result = await run.io_bound(run_labels, ed.labels, ed.image, frame_plugins,
+                                        {n: params[n] for n in frame_plugins}, image_name=ed.item.path.name,
+                                        frame=ed.item.frame, second=second, overlays=True)
         except Exception as exc:
             ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
             return
-        self.results.show(df)
+        self.results.show(result.objects)
+        await self.overlays.show(result.overlays)
 
     async def run_folder(self) -> None:
         names, params = self.selected()
@@ -72,8 +81,10 @@ class MeasurePanel:
 
         timer = ui.timer(0.3, lambda: setattr(self.progress, "value", state["done"] / state["total"]))
         try:
+            needs_second = any(p.second_labels for p in self.plugins if p.name in names)
             result = await run.io_bound(run_measurements, self.ws.project.folder, names, params,
-                                        source=self.source.value, progress=progress)
+                                        source=self.source.value, progress=progress,
+                                        second_source=self.second.value if needs_second else None)
         except Exception as exc:
             ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
             return

@@ -1,0 +1,59 @@
+"""Plugin overlays in the Analyzer: layers converted for the canvas, drawn after "This image", toggled per plugin."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from mcp_app.canvas import LabelCanvas
+from mcp_app.overlays import LABEL_ALPHA, LABEL_COLORS, canvas_layers, label_png
+from mcp_core.measure import Overlay
+from waiting import apoll
+
+
+def test_label_layer_is_a_translucent_png():
+    url = label_png(np.array([[0, 1], [2, 9]]))
+    assert url.startswith("data:image/png;base64,")
+    rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    assert rgba.shape == (2, 2, 4) and rgba[0, 0, 3] == 0
+    assert rgba[0, 1].tolist() == [*LABEL_COLORS[1].tolist(), LABEL_ALPHA]
+    assert rgba[1, 1, :3].tolist() == LABEL_COLORS[9 % len(LABEL_COLORS)].tolist()  # colours repeat by id
+
+
+def test_canvas_layers_keep_coordinates():
+    layers = [Overlay.points("dots", [[1.234, 2.0]], [3]), Overlay.lines("paths", [[[0, 0], [1, 1]]], [1]),
+              Overlay.outlines("rings", np.array([[0, 1, 1], [0, 1, 1]]))]
+    out = canvas_layers(layers, "#ffd000")
+    assert out[0] == {"kind": "points", "color": "#ffd000", "data": [[1.23, 2.0]]}
+    assert out[1]["data"] == [[[0.0, 0.0], [1.0, 1.0]]]
+    assert out[2]["kind"] == "outlines"
+    assert {tuple(v) for v in out[2]["data"][0]} == {(1.0, 0.0), (3.0, 0.0), (3.0, 2.0), (1.0, 2.0)}
+
+
+async def test_this_image_draws_plugin_overlays_and_toggles_them(app_user, demo):
+    from nicegui import ui
+
+    sent: list[str] = []
+
+    def layers_call(match: re.Match) -> int:
+        sent.append(match.group(0))
+        return 1
+
+    app_user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["']setPluginLayers["'].*""")] = layers_call
+    await app_user.open("/analyzer")
+    await app_user.should_see("Measurements")
+    app_user.find(LabelCanvas).trigger("polygon", {"points": [[10, 10], [40, 10], [40, 40], [10, 40]], "class_id": 1})
+    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
+    boxes["Perimeter intensity"].value = True
+    app_user.find(marker="measure-image").click()
+    await app_user.should_see("Overlays:")
+    await apoll(lambda: sent, "the overlay layers sent to the canvas")
+    assert "data:image/png;base64," in sent[-1] and '"labels"' in sent[-1]  # the perimeter band as a label layer
+    count = len(sent)
+    app_user.find(marker="overlay-perimeter_intensity").elements.pop().value = False
+    await apoll(lambda: len(sent) > count, "the redraw without the layer")
+    assert "data:image/png" not in sent[-1]
