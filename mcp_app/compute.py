@@ -25,7 +25,15 @@ def _segment_locally(home: str, images: list[np.ndarray], params: SegmentParams)
 
 
 async def segment(backend: Backend, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
-    """``backend.segment`` off the event loop (a worker process for a local backend)."""
+    """``backend.segment`` off the event loop (a worker process for a local backend).
+
+    Raises
+    ------
+    ValueError
+        When an image is all NaN/inf (it could only give an empty result).
+    """
+    if any(np.asarray(im).dtype.kind == "f" and not np.isfinite(im).any() for im in images):
+        raise ValueError("The image is all NaN/inf: there is nothing to segment.")
     if isinstance(backend, LocalBackend):
         return await run.cpu_bound(_segment_locally, str(backend.home), list(images), params)
     return await run.io_bound(backend.segment, list(images), params)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 
 from mcp_core.backend import default_home
@@ -34,12 +36,16 @@ def launch(args: argparse.Namespace) -> int:
     from .pages.access import is_loopback
 
     if args.no_token and not is_loopback(args.host):
-        print(f"error: --no-token is refused with --host {args.host}: anyone who can reach it could drive the app.")
+        print(f"error: --no-token is refused with --host {args.host}: anyone who can reach it could drive the app.",
+              file=sys.stderr)
         return 2
     folder = args.folder or demo_folder()
     if not folder.is_dir():
-        print(f"error: {folder} is not a folder")
-        return 2
+        print(f"error: {folder} is not a folder.", file=sys.stderr)
+        return 1
+    if not os.access(folder, os.R_OK | os.X_OK):
+        print(f"error: {folder} cannot be read (permission denied).", file=sys.stderr)
+        return 1
     from nicegui import app, run, ui
 
     from . import pages

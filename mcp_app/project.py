@@ -67,7 +67,10 @@ class Project:
     def read_classes(self) -> None:
         """Read the class list from ``multicellpose.json`` (kept as it is when that is missing or damaged)."""
         cfg = self.folder / PROJECT_FILE
-        self.config_version = FileVersion.of(cfg)
+        try:
+            self.config_version = FileVersion.of(cfg)
+        except OSError:
+            return  # unreadable: the label files' classes are used, and saving will say why it fails
         if self.config_version is None:
             return
         try:

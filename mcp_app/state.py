@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class AppState:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder.")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise ValueError(f"{folder} cannot be read (permission denied).")
         self.project = Project.open(folder)
         self.recent.add(self.project.folder)
         return self.project

@@ -267,13 +267,17 @@ def segment_files(model: MultiClassModel | str | os.PathLike, paths: Sequence[st
             break
         items, images = [], []
         for path, frame in todo[start:start + chunk]:
+            where = f"{path} {frame}" if frame else str(path)
             try:
                 with open_image(path) as src:
                     images.append(src.read(frame))
                 items.append((path, frame))
             except MCPError as exc:
                 skipped.append({"path": str(path), "frame": frame, "error": str(exc)})
-                emit("log", {"message": f"Skipped {path} {frame}: {exc}"})
+                emit("log", {"message": f"Skipped {where}: {exc}"})
+                continue
+            if images[-1].dtype.kind == "f" and not np.isfinite(images[-1]).any():
+                emit("log", {"message": f"Warning: {where} is all NaN/inf; it gives no masks."})
         for (path, frame), result in zip(items, segment(model, images, params)):
             out = save_prediction(result, path, frame, folder, params)
             written.append(str(out))

@@ -34,5 +34,5 @@ def test_demo_formats_info(tmp_path):
 
 def test_bad_input_is_one_line_error(tmp_path):
     out = run_cli("info", str(tmp_path / "nope.tif"))
-    assert out.returncode == 2
+    assert out.returncode == 1
     assert out.stderr.strip() == f"error: {tmp_path / 'nope.tif'} does not exist."
