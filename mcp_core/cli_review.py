@@ -1,10 +1,11 @@
-"""``multicellpose suggest`` and ``history``: human-in-the-loop commands, headless.
+"""``multicellpose suggest``, ``history`` and ``export-model``: human-in-the-loop commands, headless.
 
 Examples::
 
     multicellpose suggest project/ --model models/nuclei_v1.pth -n 10
     multicellpose history project/cells.tif
     multicellpose history project/cells.tif --restore 3
+    multicellpose export-model models/nuclei_v1.pth --format bioimageio nuclei_v1.zip
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 def _suggest(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from .cli_model import resolve_model
     from .model import open_model
     from .params import SegmentParams
     from .suggest import suggest
 
-    model = open_model(args.model, device=args.device)
+    model = open_model(resolve_model(args.model), device=args.device)
     params = SegmentParams(bsize=model.bsize, diameter=args.diameter or 0.0)
 
     def progress(done: int, total: int) -> None:
@@ -66,8 +68,25 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_model(args: argparse.Namespace) -> int:
+    from .bioimage_package import check_package, export_bioimageio
+    from .cli_model import resolve_model
+
+    out = export_bioimageio(resolve_model(args.model), args.out, name=args.name, license_id=args.license,
+                            authors=args.author or None)
+    print(f"wrote {out}")
+    if args.no_check:
+        return 0
+    check = check_package(out)
+    print(f"bioimageio.spec validation: {'passed' if check.valid else 'FAILED'}; "
+          f"bioimageio.core test on CPU: {'passed' if check.test_passed else 'FAILED'}")
+    if not check.ok:
+        print(check.details, file=sys.stderr)
+    return 0 if check.ok else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``suggest`` and ``history``."""
+    """Add ``suggest``, ``history`` and ``export-model``."""
     from .suggest import DIVERSITY
 
     p = sub.add_parser("suggest", help="rank a project's unlabelled frames: which to label next")
@@ -88,3 +107,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restore", type=int, default=None, metavar="N",
                    help="write version N back to the label file (recorded as a new version)")
     p.set_defaults(func=_history)
+
+    p = sub.add_parser("export-model", help="write a model as a bioimage.io package (spec 0.5), validated and tested")
+    p.add_argument("model", help="model file, or a model name in $MULTICELLPOSE_HOME")
+    p.add_argument("out", type=Path, help="the package to write (.zip)")
+    p.add_argument("--format", choices=("bioimageio",), default="bioimageio", help="package format")
+    p.add_argument("--name", default=None, help="model name in the package (default: the file name)")
+    p.add_argument("--license", default="BSD-3-Clause", help="SPDX licence of the weights (default BSD-3-Clause)")
+    p.add_argument("--author", action="append", default=[], help="an author's name (repeatable; default: you)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the bioimageio.spec validation and bioimageio.core test run")
+    p.set_defaults(func=_export_model)

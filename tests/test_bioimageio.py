@@ -1,0 +1,50 @@
+"""bioimage.io export: a tiny model's package validates with bioimageio.spec and its test passes with bioimageio.core."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import yaml
+
+from mcp_app.cli import main
+from mcp_core.bioimage_package import channel_ids, export_bioimageio, scale_range
+from mcp_core.errors import ParameterError
+from mcp_core.model import build_model
+
+pytest.importorskip("bioimageio.core")
+
+
+def test_channel_ids_are_identifiers_and_unique():
+    assert channel_ids(["class:unassigned", "class:Big cells", "class:big-cells", "flow_y"]) == [
+        "class_unassigned", "class_big_cells", "class_big_cells_", "flow_y"]
+
+
+def test_scaling_maps_percentiles_to_zero_and_one():
+    x = np.stack([np.linspace(0, 100, 101 * 101).reshape(101, 101), np.full((101, 101), 7.0)])
+    y = scale_range(x)
+    assert y[0].min() == pytest.approx(-1 / 98, abs=1e-4) and y[0].max() == pytest.approx(99 / 98, abs=1e-4)
+    assert (y[1] == 0).all()  # a constant channel becomes 0, not nan
+
+
+def test_export_model_command_writes_a_package_that_validates_and_passes_its_test(tmp_path, capsys):
+    model_path = build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=5,
+                             bsize=128).save(tmp_path / "nuclei.pth")
+    out = tmp_path / "nuclei.zip"
+    assert main(["export-model", str(model_path), str(out), "--format", "bioimageio", "--author", "A. Biologist"]) == 0
+    printed = capsys.readouterr().out
+    assert "bioimageio.spec validation: passed; bioimageio.core test on CPU: passed" in printed
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        rdf = yaml.safe_load(zf.read("rdf.yaml"))
+        readme = zf.read("README.md").decode()
+    assert {"rdf.yaml", "weights.pt", "cover.png", "README.md", "test_input.npy", "test_output.npy"} <= names
+    assert rdf["format_version"].startswith("0.5") and rdf["authors"] == [{"name": "A. Biologist"}]
+    assert rdf["config"]["multicellpose"]["class_names"] == ["unassigned", "round", "elongated"]
+    assert [c for c in rdf["outputs"][0]["axes"][1]["channel_names"]] == [
+        "class_unassigned", "class_round", "class_elongated", "flow_y", "flow_x", "cellprob"]
+    assert "## Summary" in readme and "## Using this package" in readme
+    with pytest.raises(ParameterError, match=r"\.zip"):
+        export_bioimageio(model_path, tmp_path / "nuclei.tar")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial package left
