@@ -153,3 +153,16 @@ def test_cli_segment_on_a_scheduler_address_then_rerun(client, model_file, image
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert f"Done 0, skipped {N_IMAGES} (already segmented)" in again.stdout
     assert "Skipping 12 frame(s) already segmented" in again.stderr
+
+
+def test_cluster_modules_import_dask_zarr_and_submitit_only_when_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, mcp_core.io, mcp_core.distributed, mcp_core.blockwise, mcp_core.cluster, mcp_core.slurm, "
+            "mcp_core.jobs, mcp_core.cli_model\n"
+            "print(','.join(sorted(m for m in ('dask', 'distributed', 'dask_jobqueue', 'zarr', 'ome_zarr', 'submitit', "
+            "'torch') if m in sys.modules)))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == ""
