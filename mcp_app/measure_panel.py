@@ -33,8 +33,8 @@ class MeasurePanel:
                 self.forms[p.name] = schema_form(p.schema())
         self.source = ui.select({"pred": "predictions (_pred.npy)", "seg": "labels (_seg.npy)"}, value="pred",
                                 label="Measure").props("dense").classes("w-full")
-        self.second = ui.select({"seg": "labels (_seg.npy)", "pred": "predictions (_pred.npy)"}, value="seg",
-                                label="Second label set (association: children)").props("dense").classes("w-full")
+        self.second = ui.select({"seg": "children: labels (_seg.npy)", "pred": "children: predictions (_pred.npy)"},
+                                value="seg", label="Second label set (association)").props("dense").classes("w-full")
         with ui.row():
             ui.button("This image", icon="image", on_click=self.run_current).props("no-caps dense").mark("measure-image")
             ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
