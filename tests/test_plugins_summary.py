@@ -65,9 +65,12 @@ def test_template_validates_and_measures():
     plugin = plugins_of_module(load_module(str(REPO / "plugins" / "template.py")))[0]
     labels = np.array([[1, 1, 0, 2], [1, 1, 0, 2]])
     image = np.array([[0, 2000, 0, 5000], [0, 0, 0, 0]], float)
-    out = plugin.compute(FrameData.build(labels, image), plugin.params(threshold=1000))
+    result = plugin.compute(FrameData.build(labels, image), plugin.params(threshold=1000))
+    out = result.columns
     assert out["bright_fraction"].tolist() == [0.25, 0.5]
     assert out["bright_area"].tolist() == [1, 1]
+    (layer,) = result.overlays  # the bright pixels, labelled with their object's id
+    assert (layer.name, layer.kind) == ("bright", "labels") and layer.data.tolist() == [[0, 1, 0, 2], [0, 0, 0, 0]]
 
 
 def test_template_is_not_registered():
