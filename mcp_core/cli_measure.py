@@ -141,6 +141,11 @@ def _plugins_list(args: argparse.Namespace) -> int:
             params = ", ".join(f"{k}={v.default!r}" for k, v in p.params.model_fields.items())
             print(f"{p.name:20s} {p.scope:6s} {p.title}: {p.description}")
             print(f"{'':27s} parameters: {params or 'none'}")
+            if p.tables or p.overlays or p.second_labels:
+                extras = [f"tables: {', '.join(p.tables)}" if p.tables else "",
+                          f"overlays: {', '.join(p.overlays)}" if p.overlays else "",
+                          "needs a second label set (--second)" if p.second_labels else ""]
+                print(f"{'':27s} {'; '.join(e for e in extras if e)}")
             print(f"{'':27s} from {p.source}")
     for problem in catalog().problems:
         print(f"problem: {problem}", file=sys.stderr)

@@ -84,9 +84,13 @@ def test_plugins_list_and_json(capsys):
     assert main(["plugins", "list"]) == 0
     out = capsys.readouterr().out
     assert "basic" in out and "annulus_gap=2" in out and "tracking" in out
+    assert "tables: clusters; overlays: cluster_outlines" in out
+    assert "overlays: children, child_links; needs a second label set (--second)" in out
     assert main(["plugins", "list", "--json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert listed["tracking"]["scope"] == "series"
+    assert set(listed["tracking"]["tables"]["tracks"]) >= {"track_id", "ended"}
+    assert listed["association"]["second_labels"] is True and "trails" in listed["tracking"]["overlays"]
     assert listed["basic"]["params"]["properties"]["background_percentile"]["maximum"] == 100
 
 
