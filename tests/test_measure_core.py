@@ -168,6 +168,7 @@ def _write_into_input(data, p):
         (_plugin(overlays={"dots": ""}), "overlay layer 'dots' has no description"),
         (_plugin(compute=lambda d, p: PluginOutput(_area(d, p), tables={"parts": {"n": [1]}})),
          "undeclared table 'parts'"),
+        (_plugin(tables={"parts": {"n": "N."}}), "did not return declared table(s) parts"),
         (_plugin(tables={"parts": {"n": "N.", "m": "M."}},
                  compute=lambda d, p: PluginOutput(_area(d, p), tables={"parts": {"n": [1]}})),
          "did not return declared column(s) m in table 'parts'"),

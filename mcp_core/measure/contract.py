@@ -214,6 +214,10 @@ def tables_output(plugin: Plugin, tables: Any, n_channels: int, where: str) -> d
     if not isinstance(tables, Mapping):
         raise PluginError(f"Plugin {plugin.name!r} on {where}: PluginOutput.tables must be a dict "
                           f"{{table name: columns}}, got {type(tables).__name__}.")
+    missing = [name for name in plugin.tables if name not in tables]
+    if missing:
+        raise PluginError(f"Plugin {plugin.name!r} on {where} did not return declared table(s) {', '.join(missing)} "
+                          f"(return them in PluginOutput.tables, with no rows when there is nothing).")
     out = {}
     for name, value in tables.items():
         if name not in plugin.tables:

@@ -187,8 +187,9 @@ class Overlay:
     data
         As described by ``kind``.
     ids
-        The mask id each point, line or ring belongs to (for colour and picking); for a
-        ``"labels"`` layer, the ids of its label image's regions are its own.
+        The id of each point, line or ring (for colour and picking): a mask id, or the plugin's
+        own number (a cluster, a track) as the layer's declared description says; for a
+        ``"labels"`` layer, the ids of its label image's regions.
     """
 
     name: str
