@@ -39,6 +39,7 @@ class MeasurePanel:
             ui.button("This image", icon="image", on_click=self.run_current).props("no-caps dense").mark("measure-image")
             ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
         self.overlays = OverlayToggles(lambda: self.ws.canvas)
+        self.tables = ui.row().classes("gap-1")
         self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
         self.progress.visible = False
         self.results = ResultsView(on_pick=self.pick)
@@ -65,6 +66,7 @@ class MeasurePanel:
             ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
             return
         self.results.show(result.objects)
+        self.offer_tables(result.tables)
         await self.overlays.show(result.overlays)
 
     async def run_folder(self) -> None:
@@ -94,6 +96,17 @@ class MeasurePanel:
         for message in result.skipped:
             ui.notify(message, type="warning", multi_line=True)
         self.results.show(result.objects)
+        self.offer_tables(result.tables)
+
+    def offer_tables(self, tables: dict) -> None:
+        """A CSV download button per extra table of the run (per class, per cluster, per track, per child)."""
+        self.tables.clear()
+        with self.tables:
+            for name, table in tables.items():
+                ui.button(f"{name} (CSV)", icon="download",
+                          on_click=lambda n=name, t=table: ui.download.content(
+                              t.to_csv(index=False).encode(), f"measurements_{n}.csv", "text/csv")
+                          ).props("no-caps dense flat").mark(f"table-{name}")
 
     async def pick(self, image: str, frame: str, mask_id: int) -> None:
         """Open the object's image and frame and highlight the object."""

@@ -57,3 +57,29 @@ async def test_this_image_draws_plugin_overlays_and_toggles_them(app_user, demo)
     app_user.find(marker="overlay-perimeter_intensity").elements.pop().value = False
     await apoll(lambda: len(sent) > count, "the redraw without the layer")
     assert "data:image/png" not in sent[-1]
+
+
+async def test_extra_tables_are_offered_for_download(app_user, demo):
+    import pandas as pd
+    from nicegui import ui
+
+    from mcp_core.filenames import label_path
+    from mcp_core.labels import load_labels
+
+    await app_user.open("/analyzer")
+    await app_user.should_see("Measurements")
+    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
+    boxes["Object clusters"].value = True
+    source = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"][0]
+    source.value = "seg"
+    app_user.find(marker="measure-folder").click()
+    await app_user.should_see("clusters (CSV)", retries=50)
+    app_user.find(marker="table-clusters").click()
+    response = await app_user.download.next(timeout=5)
+    table = pd.read_csv(io.BytesIO(response.content))
+    assert list(table.columns[:4]) == ["image", "frame", "cluster_id", "n_objects"]
+    # the demo's labelled image has one cluster: two elongated objects sharing at least 5 pixel edges
+    assert table[["image", "n_objects", "class_mix"]].values.tolist() == [["demo_01.tif", 2, "elongated:2"]]
+    truth = load_labels(label_path(demo / "demo_01.tif"))
+    members = [int(i) for i in str(table["member_ids"][0]).split(";")]
+    assert [truth.class_names[truth.classes[i]] for i in members] == ["elongated", "elongated"]
