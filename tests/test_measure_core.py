@@ -334,6 +334,8 @@ def test_extra_tables_and_overlays_through_a_folder_run(tmp_path):
     assert [o.name for o in result.overlays[("img0.tif", "", "condensates")]] == ["droplets"]
     without = run_measurements(tmp_path, ["clusters"], source="seg")
     assert not without.overlays and "clusters" in without.tables
+    some = run_measurements(tmp_path, ["clusters", "condensates"], source="seg", overlays=["condensates"])
+    assert sorted(some.overlays) == [("img0.tif", "", "condensates"), ("img1.tif", "", "condensates")]
 
 
 def test_series_tables_and_overlays_and_empty_tables(tmp_path):
@@ -345,7 +347,7 @@ def test_series_tables_and_overlays_and_empty_tables(tmp_path):
     tifffile.imwrite(tmp_path / "movie.tif", masks.astype(np.float32) * 100, metadata={"axes": "TYX"})
     for t in range(3):
         save_labels(tmp_path / f"movie__T{t}_seg.npy", LabelSet(masks[t]))
-    result = run_measurements(tmp_path, ["tracking"], source="seg", overlays=True)
+    result = run_measurements(tmp_path, ["tracking", "perimeter_intensity"], source="seg", overlays=["tracking"])
     assert result.tables["tracks"][["image", "track_id", "start_t", "end_t", "n_frames"]].values.tolist() == [
         ["movie.tif", 1, 0, 2, 3]]
     assert result.objects["track_status"].tolist() == ["new", "continued", "continued"]

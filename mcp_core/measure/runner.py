@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,7 +152,7 @@ def resolve_images(folder_or_files: str | os.PathLike | Iterable[str | os.PathLi
 
 def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[str, BaseModel],
                   reviews: dict | None = None, tables: dict[str, list[pd.DataFrame]] | None = None,
-                  overlays: dict | None = None) -> pd.DataFrame:
+                  overlays: dict | None = None, overlays_of: Collection[str] | None = None) -> pd.DataFrame:
     """Run frame plugins on one frame: the id columns plus each plugin's columns, one row per object.
 
     Parameters
@@ -161,6 +161,8 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
         The frame, the plugins to run and their validated parameters.
     reviews, overlays
         When given, filled with review images and overlay layers by ``(image, frame, plugin)``.
+    overlays_of
+        Keep only these plugins' overlay layers (default: every plugin's).
     tables
         When given, each extra table (``image`` and ``frame`` prepended) is appended to ``tables[name]``.
 
@@ -190,7 +192,7 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
             table.insert(0, "image", data.image_name)
             table.insert(1, "frame", data.frame)
             extra[name] = table
-        if overlays is not None:
+        if overlays is not None and (overlays_of is None or plugin.name in overlays_of):
             checked = overlays_output(plugin, drawn, data)
             if checked:
                 layers[key] = checked
@@ -266,7 +268,7 @@ def measure_labels(labels, image: np.ndarray, plugins: Iterable[str | Plugin] | 
 def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("basic",),
                      params: Mapping[str, Any] | None = None, *, source: LabelSource = "pred",
                      series: SeriesMode = "file", progress: ProgressFn | None = None, reviews: bool = False,
-                     cancel: Callable[[], bool] | None = None, overlays: bool = False,
+                     cancel: Callable[[], bool] | None = None, overlays: bool | Collection[str] = False,
                      second_source: str | None = None) -> MeasureResult:
     """Measure every labelled frame of a folder (or a list of image files) with the chosen plugins.
 
@@ -292,7 +294,8 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
     cancel
         Polled between frames; when it returns true the run stops with what it has.
     overlays
-        Keep the overlay layers plugins return.
+        Keep the overlay layers plugins return: ``True`` for every plugin, or the names of the
+        plugins whose layers to keep (label layers of every frame of a folder take memory).
     second_source
         Where plugins that need a second label set (``association``) find it: ``"pred"``,
         ``"seg"``, or a file name template beside the image with ``{stem}`` (the image's name
@@ -324,6 +327,7 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
     images = resolve_images(folder_or_files)
     result = MeasureResult(objects=pd.DataFrame(columns=list(ID_COLUMNS)), source=source)
     extra: dict[str, list[pd.DataFrame]] = {}
+    keep = {p.name for p in chosen} if overlays is True else set(overlays or ())
     keep_frames = any(p.scope == "series" for p in chosen)
     pieces: list[pd.DataFrame] = []
     frame_rows: list[dict] = []
@@ -339,7 +343,7 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
         for data, info in _frames_of(path, source, result.skipped, cancel, second_source if needy else None):
             try:
                 pieces.append(measure_frame(data, chosen, parsed, review_store, extra,
-                                            result.overlays if overlays else None))
+                                            result.overlays if keep else None, keep))
             except PluginError as exc:
                 _skip(result.skipped, f"{exc} Skipped {_where(data)}.")
                 continue
@@ -353,7 +357,7 @@ def run_measurements(folder_or_files, plugins: Iterable[str | Plugin] | str = ("
     if progress:
         progress(total if not result.cancelled else done, total, "Measured" if not result.cancelled else "Cancelled")
     objects = pd.concat(pieces, ignore_index=True) if pieces else _empty_objects(chosen)
-    objects = _add_series(objects, chosen, parsed, series_groups, result, overlays)
+    objects = _add_series(objects, chosen, parsed, series_groups, result, keep)
     result.objects = objects
     for plugin in chosen:
         for name, columns in plugin.tables.items():
@@ -498,11 +502,11 @@ def _series_key(path: Path, frame: str, series: str) -> tuple:
 
 
 def _add_series(objects: pd.DataFrame, chosen: Sequence[Plugin], parsed: Mapping[str, BaseModel],
-                groups: Mapping[tuple, list[FrameData]], result: MeasureResult, overlays: bool) -> pd.DataFrame:
+                groups: Mapping[tuple, list[FrameData]], result: MeasureResult, keep: Collection[str]) -> pd.DataFrame:
     """Run series plugins on each series and join their rows onto the objects by (image, frame, mask_id).
 
     Their extra tables go to ``result.tables`` (``image`` of the series' first frame prepended) and,
-    when asked, their overlays to ``result.overlays``.
+    the overlays of the plugins named in *keep* to ``result.overlays``.
     """
     skipped = result.skipped
     for plugin in chosen:
@@ -518,7 +522,7 @@ def _add_series(objects: pd.DataFrame, chosen: Sequence[Plugin], parsed: Mapping
                 table = series_output(plugin, out, members)
                 _, made, drawn = split_output(plugin, out)
                 made = tables_output(plugin, made, members[0].n_channels if members else 1, where)
-                drawn = series_overlays(plugin, drawn, members) if overlays else {}
+                drawn = series_overlays(plugin, drawn, members) if plugin.name in keep else {}
             except PluginError as exc:
                 _skip(skipped, f"{exc} Its {plugin.name} columns are left empty.")
                 continue
