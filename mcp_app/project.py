@@ -135,7 +135,7 @@ class Project:
         lut[0] = 0
         out = LabelSet(labels.masks, lut[np.minimum(labels.classes, len(lut) - 1)], list(self.class_names),
                        list(self.class_colors), labels.flows, labels.diameter, labels.flow_threshold,
-                       labels.cellprob_threshold)
+                       labels.cellprob_threshold, confidence=labels.confidence)
         return out
 
     def add_class(self, name: str, color: str | None = None) -> int:

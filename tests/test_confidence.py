@@ -146,3 +146,12 @@ def test_confidence_plugin_puts_stored_scores_in_the_measurement_table(tmp_path)
     np.testing.assert_allclose(from_pred["confidence"], scores["confidence"][[3, 7]], rtol=1e-6)
     assert measure(tmp_path, ["confidence"], source="seg")["confidence"].isna().all()
     assert all(r.ok for r in validate("confidence"))
+
+
+def test_the_app_project_keeps_scores_when_it_adopts_a_prediction(tmp_path):
+    from mcp_app.project import Project
+
+    masks = _two_objects()
+    ls = LabelSet(masks, confidence=object_confidence(masks, np.where(masks > 0, 2.0, -2.0)))
+    adopted = Project(tmp_path).adopt(ls)
+    np.testing.assert_array_equal(adopted.confidence["confidence"], ls.confidence["confidence"])

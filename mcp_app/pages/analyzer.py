@@ -68,6 +68,7 @@ def register(state: AppState) -> None:
             finally:
                 run_image.props(remove="loading")
             ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, False))
+            ws.editor.labels.confidence = dict(result.confidence) or None  # saved with the prediction
             ui.notify(f"{int(result.masks.max())} objects found.")
 
         async def segment_batch(scope: str) -> None:
