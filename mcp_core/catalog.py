@@ -20,6 +20,8 @@ from .params import ModelInfo
 
 #: Pretrained weight files known to cellpose (names in its cache folder).
 PRETRAINED = ("cpsam", "cpsam_v2")
+#: Architectures that start from random weights (offline, CPU-sized): a small ViT and a small U-Net.
+SCRATCH = ("tiny", "unet")
 MODEL_SUFFIX = ".pth"
 
 

@@ -133,6 +133,8 @@ def select_trainable(net: nn.Module, use_lora: bool = False, lora_blocks: int = 
     ParameterError
         When N is out of range for the encoder.
     """
+    if (use_lora or unfreeze_blocks) and not hasattr(net, "encoder"):
+        raise ParameterError("LoRA and training only the last blocks need a ViT encoder; this network trains whole.")
     if use_lora:
         add_lora(net, lora_blocks, lora_rank)
     # Parameters cellpose never trains stay frozen in every mode.

@@ -48,6 +48,7 @@ from .atomic import atomic_write, atomic_write_text
 from .catalog import PRETRAINED, pretrained_path, read_sidecar, sidecar_path
 from .errors import ModelError, ParameterError
 from .labels import default_color
+from .unet import UNet
 
 #: Number of non-class output channels (flow Y, flow X, cell probability), always last.
 N_SEG_CHANNELS = 3
@@ -57,6 +58,9 @@ ARCH_VITL: dict[str, Any] = {"name": "sam_vitl", "embed_dim": 1024, "depth": 24,
                              "out_chans": 256, "ps": 8, "bsize": 256, "rdrop": 0.4}
 ARCH_TINY: dict[str, Any] = {"name": "tiny", "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
                              "out_chans": 64, "ps": 8, "bsize": 256, "rdrop": 0.0}
+ARCH_UNET: dict[str, Any] = {"name": "unet", "nbase": [16, 32, 64, 128], "ps": 1, "bsize": 128}
+#: Bases built with random weights, by name.
+SCRATCH_ARCHS = {"tiny": ARCH_TINY, "unet": ARCH_UNET}
 
 
 def default_device() -> torch.device:
@@ -65,13 +69,15 @@ def default_device() -> torch.device:
 
 
 # --------------------------------------------------------------------------------------------- network
-def build_network(arch: dict[str, Any], nout: int) -> CPSAM:
-    """An untrained ``CPSAM`` network of architecture *arch* with *nout* output channels.
+def build_network(arch: dict[str, Any], nout: int) -> CPSAM | UNet:
+    """An untrained network of architecture *arch* with *nout* output channels.
 
-    ``sam_vitl`` is upstream's constructor as is; any other architecture builds the same class
-    around a smaller SAM ``ImageEncoderViT`` made for ``bsize`` tiles and global attention, then
-    sets the readout exactly as ``CPSAM.__init__`` does.
+    ``sam_vitl`` is upstream's ``CPSAM`` constructor as is; ``unet`` is :class:`mcp_core.unet.UNet`;
+    any other architecture builds the ``CPSAM`` class around a smaller SAM ``ImageEncoderViT`` made
+    for ``bsize`` tiles and global attention, then sets the readout exactly as ``CPSAM.__init__`` does.
     """
+    if arch["name"] == "unet":
+        return UNet(arch["nbase"], nout)
     ps, bsize = int(arch["ps"]), int(arch["bsize"])
     if arch["name"] == "sam_vitl":
         net = CPSAM(ps=ps, nout=nout, bsize=ARCH_VITL["bsize"], rdrop=float(arch.get("rdrop", 0.4)))
@@ -97,13 +103,23 @@ def build_network(arch: dict[str, Any], nout: int) -> CPSAM:
 
 
 def architecture_of(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Read the architecture (encoder size, patch, tile size, outputs) off a CPSAM state dict.
+    """Read the architecture (encoder size, patch, tile size, outputs) off a CPSAM or U-Net state dict.
+
+    A U-Net's tile size is not in its weights: :data:`ARCH_UNET`'s is returned (the sidecar records
+    the one it was trained with).
 
     Raises
     ------
     ModelError
-        When the state dict is not a cellpose 4 (CPSAM) network.
+        When the state dict is neither a cellpose 4 (CPSAM) network nor a :class:`~mcp_core.unet.UNet`.
     """
+    if "down.0.conv1.weight" in state_dict:
+        try:
+            nbase = [int(state_dict[f"down.{i}.conv1.weight"].shape[0]) for i in range(len(state_dict))
+                     if f"down.{i}.conv1.weight" in state_dict]
+            return {**ARCH_UNET, "nbase": nbase, "nout": int(state_dict["out.weight"].shape[0])}
+        except KeyError as exc:
+            raise ModelError(f"Not a complete U-Net: missing entry {exc}.") from exc
     try:
         proj = state_dict["encoder.patch_embed.proj.weight"]
         embed_dim, ps = int(proj.shape[0]), int(proj.shape[-1])
@@ -159,7 +175,8 @@ def rehead(state_dict: dict[str, torch.Tensor], ps: int, old_classes: Sequence[s
     nout = k_new + N_SEG_CHANNELS
     out["out.weight"] = torch.cat([*(x[None] for x in cls_w), *new_w]).reshape(nout * ps**2, *w.shape[2:]).clone()
     out["out.bias"] = torch.cat([*(x[None] for x in cls_b), *new_b]).reshape(nout * ps**2).clone()
-    out["W2"] = torch.eye(nout * ps**2).reshape(nout * ps**2, nout, ps, ps)
+    if "W2" in state_dict:
+        out["W2"] = torch.eye(nout * ps**2).reshape(nout * ps**2, nout, ps, ps)
     return out
 
 
@@ -201,7 +218,7 @@ class MultiClassModel:
         Everything else the sidecar holds (base model, training parameters, data hashes, metrics).
     """
 
-    net: CPSAM
+    net: CPSAM | UNet
     class_names: list[str]
     class_colors: list[str]
     architecture: dict[str, Any]
@@ -214,7 +231,9 @@ class MultiClassModel:
 
     @property
     def bsize(self) -> int:
-        """Tile size the network's position embedding is made for."""
+        """Tile size the network's position embedding is made for (a U-Net's: the one it was trained with)."""
+        if isinstance(self.net, UNet):
+            return int(self.architecture["bsize"])
         return int(self.net.encoder.pos_embed.shape[1]) * int(self.net.ps)
 
     @property
@@ -311,7 +330,12 @@ class MultiClassModel:
             names = ["unassigned", *(f"class {i}" for i in range(1, k))]
         colors = list(meta.get("class_colors") or [])
         colors += [default_color(i) for i in range(len(colors), len(names))]
-        net = build_network({**arch, "rdrop": meta.get("architecture", {}).get("rdrop", arch["rdrop"])}, arch["nout"])
+        recorded = meta.get("architecture") or {}
+        if arch["name"] == "unet":
+            arch["bsize"] = int(recorded.get("bsize", arch["bsize"]))
+        else:
+            arch["rdrop"] = recorded.get("rdrop", arch["rdrop"])
+        net = build_network(arch, arch["nout"])
         try:
             net.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
@@ -319,7 +343,7 @@ class MultiClassModel:
         keep = {k2: v for k2, v in meta.items() if k2 not in {"format", "format_version", "channel_order", "diameter",
                                                                 "diam_mean", "versions", "weights_sha256", "saved"}}
         keep.setdefault("source", str(path))
-        model = cls(net, names, colors[: len(names)], {key: arch[key] for key in ARCH_VITL} | {"name": arch["name"]}, keep)
+        model = cls(net, names, colors[: len(names)], _arch_fields(arch), keep)
         return model.to(device or default_device())
 
 
@@ -332,7 +356,8 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
     ----------
     base
         ``"cpsam"`` / ``"cpsam_v2"`` (cellpose's pretrained weights), ``"tiny"`` (small random
-        encoder), or the path of a model file (ours or upstream cellpose 4).
+        ViT encoder), ``"unet"`` (small random U-Net), or the path of a model file (ours or upstream
+        cellpose 4).
     class_names
         Class names, index 0 being background/"unassigned". Fewer than two names: no class
         head (a 3-channel cellpose model).
@@ -347,7 +372,7 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
     download
         Let cellpose download missing pretrained weights.
     seed
-        Seed of the random initialisation (``tiny`` and ``pretrained=False``).
+        Seed of the random initialisation (``tiny``, ``unet`` and ``pretrained=False``).
 
     Raises
     ------
@@ -360,8 +385,8 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
     colors += [default_color(i) for i in range(len(colors), len(names))]
     base_s = str(base)
     with _seeded(seed):
-        if base_s == "tiny" or (base_s in PRETRAINED and not pretrained):
-            arch = dict(ARCH_TINY if base_s == "tiny" else ARCH_VITL)
+        if base_s in SCRATCH_ARCHS or (base_s in PRETRAINED and not pretrained):
+            arch = dict(SCRATCH_ARCHS.get(base_s, ARCH_VITL))
             if bsize:
                 arch["bsize"] = int(bsize)
             old_names: list[str] = []
@@ -376,7 +401,8 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
         else:
             path = Path(base_s)
             if not path.is_file():
-                raise ModelError(f"Unknown base model {base_s!r}: not one of cpsam, cpsam_v2, tiny, and no file {path}.")
+                raise ModelError(f"Unknown base model {base_s!r}: not one of {', '.join([*PRETRAINED, *SCRATCH_ARCHS])}, "
+                                 f"and no file {path}.")
             loaded = MultiClassModel.load(path, device="cpu")
             sd, arch = loaded.net.state_dict(), {**loaded.architecture}
             old_names = loaded.class_names if loaded.n_classes else []
@@ -386,15 +412,25 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
         target_bsize = int(bsize or arch["bsize"])
         if target_bsize % ps:
             raise ParameterError(f"Tile size bsize={target_bsize} must be a multiple of the patch size {ps}.")
-        sd = resize_tiles(sd, ps, target_bsize, rel_pos=arch["name"] != "sam_vitl")
+        step = 2 ** (len(arch["nbase"]) - 1) if arch["name"] == "unet" else 1
+        if target_bsize % step:
+            raise ParameterError(f"Tile size bsize={target_bsize} must be a multiple of {step} for this U-Net.")
+        if arch["name"] != "unet":
+            sd = resize_tiles(sd, ps, target_bsize, rel_pos=arch["name"] != "sam_vitl")
         sd = rehead(sd, ps, old_names, names)
-        arch = {**{k: arch[k] for k in ARCH_VITL}, "bsize": target_bsize}
+        arch = {**_arch_fields(arch), "bsize": target_bsize}
         net = build_network(arch, len(names) + N_SEG_CHANNELS if names else N_SEG_CHANNELS)
         try:
             net.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
             raise ModelError(f"The weights of base model {base_s!r} do not fit its architecture: {exc}.") from exc
     return MultiClassModel(net, names, colors, arch, meta).to(device or default_device())
+
+
+def _arch_fields(arch: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an architecture record (its family's keys; ``nout`` is the network's own)."""
+    family = ARCH_UNET if arch["name"] == "unet" else ARCH_VITL
+    return {key: arch[key] for key in family} | {"name": arch["name"]}
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -429,6 +465,8 @@ def upstream_model(path: str | os.PathLike, device: str | torch.device | None = 
 
     sd = _load_state_dict(Path(path))
     arch = architecture_of(sd)
+    if arch["name"] == "unet":
+        raise ModelError(f"{path} is a U-Net: upstream cellpose 4 runs only its ViT (CPSAM) networks.")
     kwargs = {"pretrained_model": str(path), "use_bfloat16": False,
               "device": torch.device(device) if device else default_device()}
     if arch["name"] == "sam_vitl":
@@ -484,8 +522,8 @@ def open_model(spec: str | os.PathLike, device: str | torch.device | None = None
     name = str(spec)
     if name in PRETRAINED:
         return build_model(name, device=device)
-    if name == "tiny":
-        raise ModelError("'tiny' is an untrained architecture for training; train it first, then segment with the result.")
+    if name in SCRATCH_ARCHS:
+        raise ModelError(f"{name!r} is an untrained architecture for training; train it first, then segment with the result.")
     return MultiClassModel.load(name, device=device)
 
 

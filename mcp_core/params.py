@@ -98,19 +98,19 @@ def train_defaults(base_model: str, architecture: str | None = None) -> dict[str
     Parameters
     ----------
     base_model
-        ``"cpsam"``/``"cpsam_v2"`` (pretrained: fine-tuning defaults), ``"tiny"`` (random weights:
-        from-scratch defaults), or a model file, whose sidecar's architecture decides: a ViT-L file
+        ``"cpsam"``/``"cpsam_v2"`` (pretrained: fine-tuning defaults), ``"tiny"``/``"unet"`` (random
+        weights: from-scratch defaults), or a model file, whose sidecar's architecture decides: a ViT-L file
         (or one without a sidecar) was fine-tuned from CellposeSAM, anything else was trained from
         scratch and keeps its tile size.
     architecture
         The base's architecture name when the caller knows it (e.g. from a model list), instead
         of reading the sidecar.
     """
-    from .catalog import PRETRAINED, read_sidecar
+    from .catalog import PRETRAINED, SCRATCH, read_sidecar
 
     if base_model in PRETRAINED:
         return dict(FINETUNE_DEFAULTS)
-    if base_model == "tiny":
+    if base_model in SCRATCH:
         return dict(SCRATCH_DEFAULTS)
     arch = (read_sidecar(base_model).get("architecture") or {}) if architecture is None else {"name": architecture}
     if arch.get("name", "unknown") in ("sam_vitl", "unknown"):  # no sidecar: most likely a fine-tuned CellposeSAM

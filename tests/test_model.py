@@ -10,7 +10,8 @@ import torch
 
 from mcp_core.catalog import sidecar_path
 from mcp_core.errors import ModelError, ParameterError
-from mcp_core.model import (ARCH_TINY, ARCH_VITL, N_SEG_CHANNELS, MultiClassModel, architecture_of, build_model,
+from mcp_core.finetune import select_trainable
+from mcp_core.model import (ARCH_TINY, ARCH_UNET, ARCH_VITL, N_SEG_CHANNELS, MultiClassModel, architecture_of, build_model,
                             build_network, inspect_model, open_model, rehead, upstream_model)
 from mcp_core.params import SegmentParams
 from mcp_core.segment import segment
@@ -165,3 +166,30 @@ def test_model_without_classes_round_trips_through_upstream_cellpose(tmp_path):
     np.testing.assert_allclose(ours.cellprob, flows_up[2], atol=1e-5)
     assert masks_up.max() > 0
     np.testing.assert_array_equal(ours.masks, masks_up)
+
+
+def test_unet_base_outputs_per_pixel_and_round_trips_through_its_file(tmp_path):
+    """The convolutional base: any tile size, classes then flows then cell probability, tile size kept in the sidecar."""
+    model = build_model("unet", NAMES, device="cpu", bsize=96)
+    assert model.architecture == {**ARCH_UNET, "bsize": 96} and model.bsize == 96 and model.n_classes == 3
+    model.net.eval()
+    y = model.net(torch.zeros(2, 3, 64, 80))[0]
+    assert y.shape == (2, 3 + N_SEG_CHANNELS, 64, 80)
+    w = model.net.out.weight.detach()[:, :, 0, 0]
+    assert torch.equal(w[1], w[5]) and torch.equal(w[0], -w[5])  # new classes start from the cell probability
+    path = model.save(tmp_path / "u.pth")
+    assert json.loads(sidecar_path(path).read_text())["architecture"]["name"] == "unet"
+    loaded = MultiClassModel.load(path, device="cpu")
+    assert loaded.bsize == 96 and loaded.class_names == NAMES
+    for (k, v), w2 in zip(model.net.state_dict().items(), loaded.net.state_dict().values()):
+        assert torch.equal(v, w2), k
+    sd = torch.load(path, weights_only=True)
+    assert architecture_of(sd) == {**ARCH_UNET, "nout": 6}  # readable without the sidecar too
+    plain = build_model(path, [], device="cpu")
+    assert plain.n_classes == 0 and plain.bsize == 96
+    with pytest.raises(ModelError, match="U-Net"):
+        upstream_model(path)
+    with pytest.raises(ModelError, match="untrained"):
+        open_model("unet")
+    with pytest.raises(ParameterError, match="ViT encoder"):
+        select_trainable(model.net, use_lora=True)
