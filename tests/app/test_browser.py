@@ -74,6 +74,13 @@ def key(driver, k: str, ctrl=False, shift=False):
     chain.perform()
 
 
+def navigate(driver, k: str, title: str) -> None:
+    """Press an arrow key and wait until the canvas shows the new item (title and label buffer)."""
+    loaded = driver.execute_script("return window.mcpLoadedAt")
+    key(driver, k)
+    wait(driver, f"document.body.innerText.includes({title!r}) && window.mcpLoadedAt !== {loaded!r}")
+
+
 def open_page(driver, url):
     driver.get(url)
     wait(driver, "window.mcpCanvas && window.mcpLoadedAt")
@@ -87,8 +94,7 @@ def test_trainer_draw_delete_lasso_assign_undo_navigate(browser, app, demo, tmp_
     open_page(browser, app.url + "/trainer")
     browser.save_screenshot(str(tmp_path / "trainer.png"))
     # 1. contour on demo_02 (unlabelled): navigate with the arrow key first
-    key(browser, "ARROW_RIGHT")
-    wait(browser, "document.body.innerText.includes('demo_02.tif (2/3)')")
+    navigate(browser, "ARROW_RIGHT", "demo_02.tif (2/3)")
     seg = seg_of(demo, "demo_02.tif")
     draw_contour(browser, 48, 48, 15)
     until(lambda: seg.exists() and load_labels(seg).count == 1)
@@ -97,8 +103,7 @@ def test_trainer_draw_delete_lasso_assign_undo_navigate(browser, app, demo, tmp_
     assert abs(area - math.pi * 15 ** 2) / (math.pi * 15 ** 2) < 0.15
     assert ls.classes.tolist() == [0, 1]  # the current class
     # 2. back to demo_01 (labelled): delete, assign, lasso, undo
-    key(browser, "ARROW_LEFT")
-    wait(browser, "document.body.innerText.includes('demo_01.tif (1/3)')")
+    navigate(browser, "ARROW_LEFT", "demo_01.tif (1/3)")
     seg = seg_of(demo, "demo_01.tif")
     before = load_labels(seg)
     ys, xs = np.nonzero(before.masks)
