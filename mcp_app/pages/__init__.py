@@ -1,4 +1,4 @@
-"""Page routes: Home, Trainer and Analyzer."""
+"""Page routes: Home, Trainer, Analyzer and model cards."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from ..state import AppState
 
 def register(state: AppState) -> None:
     """Register every page for *state*."""
-    from . import analyzer, home, trainer
+    from . import analyzer, home, model_card, trainer
 
     home.register(state)
     trainer.register(state)
     analyzer.register(state)
+    model_card.register(state)

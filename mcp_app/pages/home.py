@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from nicegui import ui
 
 from ..compute import call
@@ -63,6 +65,10 @@ def register(state: AppState) -> None:
                                  ).classes("text-xs")
                         ui.label("Models: " + (", ".join(m.name + ("" if m.available else " (weights missing)")
                                                          for m in models) or "none")).classes("text-sm")
+                        with ui.row().classes("gap-2"):
+                            for m in models:
+                                if m.scope != "builtin":
+                                    ui.link(f"{m.name} card", f"/model/{quote(m.name)}").classes("text-sm")
 
                 RemotePanel(state, on_change=show_backend)
             await show_backend()

@@ -1,0 +1,25 @@
+"""The model card page: reached from Home, shows the card of a user model from its sidecar."""
+
+from __future__ import annotations
+
+import json
+
+
+async def test_model_card_page_shows_scores_and_annotation_versions(app_user, tmp_path):
+    models = tmp_path / "home" / "models"
+    models.mkdir(parents=True)
+    (models / "nuclei.pth").write_bytes(b"")
+    (models / "nuclei.json").write_text(json.dumps({
+        "architecture": {"name": "tiny", "bsize": 128, "ps": 8}, "class_names": ["unassigned", "mitotic"],
+        "class_colors": ["#808080", "#e6194b"], "metrics": {"ap50": 0.8125, "per_class": {
+            "mitotic": {"precision": 0.75, "recall": 0.5, "f1": 0.6, "support": 4}}},
+        "data": {"digest": "ab" * 32, "train": [{"file": "a.tif", "frame": "", "sha256": "c" * 64,
+                                                  "annotation_version": 3}]}}))
+    await app_user.open("/")
+    await app_user.should_see("nuclei card")
+    await app_user.open("/model/nuclei")
+    await app_user.should_see(marker="model-card")
+    card = app_user.find(marker="model-card").elements.pop()
+    assert "| mitotic | 0.750 | 0.500 | 0.600 | 4 |" in card.content and "| train | a.tif |" in card.content
+    await app_user.open("/model/missing")
+    await app_user.should_see("There is no model called 'missing'.")
