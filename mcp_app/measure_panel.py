@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from nicegui import run, ui
+from nicegui import background_tasks, run, ui
 
 from mcp_core.measure import list_plugins, run_labels, run_measurements
 from mcp_core.measure.runner import second_labels_for
@@ -39,6 +39,7 @@ class MeasurePanel:
             ui.button("This image", icon="image", on_click=self.run_current).props("no-caps dense").mark("measure-image")
             ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
         self.overlays = OverlayToggles(lambda: self.ws.canvas)
+        ws.on_open.append(lambda: background_tasks.create(self.show_overlays()))
         self.tables = ui.row().classes("gap-1")
         self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
         self.progress.visible = False
@@ -67,7 +68,8 @@ class MeasurePanel:
             return
         self.results.show(result.objects)
         self.offer_tables(result.tables)
-        await self.overlays.show(result.overlays)
+        self.overlays.keep(result.overlays)
+        await self.show_overlays()
 
     async def run_folder(self) -> None:
         names, params = self.selected()
@@ -84,9 +86,11 @@ class MeasurePanel:
         timer = ui.timer(0.3, lambda: setattr(self.progress, "value", state["done"] / state["total"]))
         try:
             needs_second = any(p.second_labels for p in self.plugins if p.name in names)
+            series = [p.name for p in self.plugins if p.name in names and p.scope == "series"]
             result = await run.io_bound(run_measurements, self.ws.project.folder, names, params,
                                         source=self.source.value, progress=progress,
-                                        second_source=self.second.value if needs_second else None)
+                                        second_source=self.second.value if needs_second else None,
+                                        overlays=series)  # trails; other plugins' layers come from "This image"
         except Exception as exc:
             ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
             return
@@ -97,6 +101,14 @@ class MeasurePanel:
             ui.notify(message, type="warning", multi_line=True)
         self.results.show(result.objects)
         self.offer_tables(result.tables)
+        self.overlays.keep(result.overlays)
+        await self.show_overlays()
+
+    async def show_overlays(self) -> None:
+        """Draw the kept overlay layers of the open frame."""
+        item = self.ws.editor.item
+        if item is not None:
+            await self.overlays.show(item.path.name, item.frame)
 
     def offer_tables(self, tables: dict) -> None:
         """A CSV download button per extra table of the run (per class, per cluster, per track, per child)."""

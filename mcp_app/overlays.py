@@ -52,32 +52,48 @@ def canvas_layers(layers: Sequence[Overlay], color: str) -> list[dict]:
 
 
 class OverlayToggles:
-    """Check boxes, one per plugin that returned layers for the shown frame; the canvas draws the checked ones."""
+    """Check boxes, one per plugin with layers on the shown frame; the canvas draws the checked plugins' layers.
+
+    The layers of the last measurement run are kept, so moving to another frame shows its own
+    layers (e.g. the track trails of a folder run) with the same choices.
+    """
 
     def __init__(self, canvas_of) -> None:
         """*canvas_of* returns the page's :class:`~mcp_app.canvas.LabelCanvas` (it may be rebuilt)."""
         self.canvas_of = canvas_of
+        self.store: dict[tuple[str, str, str], list[Overlay]] = {}
+        self.enabled: dict[str, bool] = {}
         self.layers: dict[str, list[Overlay]] = {}
-        self.boxes: dict[str, ui.checkbox] = {}
         self.row = ui.row().classes("items-center gap-1")
 
-    async def show(self, overlays: Mapping[tuple[str, str, str], list[Overlay]]) -> None:
-        """Offer the layers of one frame's run (``{(image, frame, plugin): layers}``) and draw them all."""
-        self.layers = {plugin: layers for (_, _, plugin), layers in overlays.items() if layers}
+    def keep(self, overlays: Mapping[tuple[str, str, str], list[Overlay]]) -> None:
+        """Keep a run's layers ``{(image, frame, plugin): layers}``; plugins seen before keep their choice."""
+        self.store = dict(overlays)
+        self.enabled = {plugin: self.enabled.get(plugin, True) for _, _, plugin in self.store}
+
+    async def show(self, image: str, frame: str) -> None:
+        """Offer and draw the kept layers of one frame (nothing when the run had none for it)."""
+        shown_before = bool(self.layers)
+        self.layers = {plugin: layers for (i, f, plugin), layers in self.store.items() if (i, f) == (image, frame)}
         self.row.clear()
-        self.boxes = {}
         with self.row:
             if self.layers:
                 ui.label("Overlays:").classes("text-xs")
             for plugin in self.layers:
-                self.boxes[plugin] = ui.checkbox(plugin, value=True, on_change=self.redraw).props("dense").classes(
+                ui.checkbox(plugin, value=self.enabled[plugin],
+                            on_change=lambda e, p=plugin: self.toggle(p, e.value)).props("dense").classes(
                     "text-xs").mark(f"overlay-{plugin}")
+        if self.layers or shown_before:  # a newly loaded image starts without layers
+            await self.redraw()
+
+    async def toggle(self, plugin: str, value: bool) -> None:
+        self.enabled[plugin] = value
         await self.redraw()
 
     async def redraw(self) -> None:
         """Send the checked plugins' layers to the canvas."""
         payload = []
         for k, (plugin, layers) in enumerate(self.layers.items()):
-            if self.boxes[plugin].value:
+            if self.enabled[plugin]:
                 payload += canvas_layers(layers, PLUGIN_COLORS[k % len(PLUGIN_COLORS)])
         await self.canvas_of().run_method("setPluginLayers", payload, timeout=30)

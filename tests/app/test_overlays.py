@@ -83,3 +83,29 @@ async def test_extra_tables_are_offered_for_download(app_user, demo):
     truth = load_labels(label_path(demo / "demo_01.tif"))
     members = [int(i) for i in str(table["member_ids"][0]).split(";")]
     assert [truth.class_names[truth.classes[i]] for i in members] == ["elongated", "elongated"]
+
+
+async def test_folder_run_keeps_trails_for_each_frame(app_user, demo):
+    from nicegui import ui
+
+    sent: list[str] = []
+    app_user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["']setPluginLayers["'].*""")] = (
+        lambda m: sent.append(m.group(0)) or 1)
+    await app_user.open("/analyzer")
+    await app_user.should_see("Measurements")
+    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
+    boxes["Object tracking"].value = True
+    source = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"][0]
+    source.value = "seg"
+    app_user.find(marker="measure-folder").click()  # the three images form three one-frame series
+    await app_user.should_see("Overlays:", retries=50)
+    await apoll(lambda: sent, "the trails sent to the canvas")
+    assert '"lines"' in sent[-1]  # one trail (a single point) per object of demo_01
+    app_user.find(marker="next").click()  # demo_02 has no labels: no layers, the toggles go
+    await app_user.should_see("demo_02.tif (2/3)")
+    await app_user.should_not_see("Overlays:")
+    app_user.find(marker="prev").click()  # back: demo_01's trails again
+    await app_user.should_see("Overlays:")
+    await apoll(lambda: '"lines"' in sent[-1] and len(sent) >= 3, "the trails of demo_01 again")
+    app_user.find(marker="overlay-tracking").elements.pop().value = False
+    await apoll(lambda: '"lines"' not in sent[-1], "the redraw without trails")
