@@ -29,11 +29,12 @@ def test_token_protects_every_page(demo, tmp_path):
 
 def test_no_folder_opens_the_demo_project(tmp_path, monkeypatch):
     from mcp_app.main import demo_folder
+    from mcp_core.synthetic import DEMO_IMAGES, DEMO_LABELLED
 
     monkeypatch.setenv("MULTICELLPOSE_HOME", str(tmp_path / "home"))
     folder = demo_folder()
     assert folder == tmp_path / "home" / "demo"
-    assert len(list(folder.glob("*.tif"))) == 8 and len(list(folder.glob("*_seg.npy"))) == 3
+    assert len(list(folder.glob("*.tif"))) == DEMO_IMAGES and len(list(folder.glob("*_seg.npy"))) == DEMO_LABELLED
 
 
 def test_binds_loopback_by_default():
