@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcp_core.errors import ParameterError
 from mcp_core.measure import FrameData, Overlay, Plugin, PluginOutput, grouped, hookimpl, regions
 
 
@@ -81,6 +82,9 @@ def associate(parents: np.ndarray, children: np.ndarray, min_overlap: float) -> 
 def compute(data: FrameData, params: AssociationParams) -> PluginOutput:
     """Children per parent (count, total area, mean intensities); the children table; outlines and links."""
     children = data.second
+    if children is None:
+        raise ParameterError("the association plugin needs a second label set (the children), e.g. "
+                             "'measure --second pred' or second_source='pred'.")
     n = int(data.labels.max(initial=0)) + 1
     table = associate(data.labels, children, params.min_overlap)
     m = int(children.max(initial=0)) + 1

@@ -77,6 +77,12 @@ def test_a_tie_goes_to_the_smaller_parent_id():
     assert table["parent_id"].tolist() == [1] and table["overlap_fraction"].tolist() == [0.5]
 
 
+def test_compute_without_children_says_so():
+    parents, _, image = scene()
+    with pytest.raises(ParameterError, match="needs a second label set"):
+        association.compute(FrameData.build(parents, image), association.AssociationParams())
+
+
 def test_run_labels_needs_the_second_label_set():
     parents, children, image = scene()
     with pytest.raises(ParameterError, match="association need a second label set"):
