@@ -28,11 +28,13 @@ from .config import load_config
 
 def _serve(args: argparse.Namespace) -> int:
     from mcp_core.job_worker import PARENT_ENV
+    from mcp_core.threads import configure_environment
 
     from .server import start_server
 
     os.umask(0o077)  # every file this process and its job workers write is private to the server's account
     os.environ[PARENT_ENV] = str(os.getpid())  # job workers stop when this process dies
+    configure_environment()  # job workers' torch threads: the cores really available, none spinning
     config = load_config(args.config)
     server = start_server(config, bind=args.bind)
     print(f"MultiCellPose server on {server.address}; storage {config.storage_root()}; "
