@@ -137,7 +137,8 @@ def cluster_table(data: FrameData, cluster: np.ndarray, columns: dict[str, np.nd
         mixes.append(";".join(f"{names[c]}:{k}" for c, k in zip(cls, count)))
     return {"cluster_id": numbers_u, "n_objects": columns["cluster_size"][firsts],
             "member_ids": np.asarray(members, dtype=object), "area": columns["cluster_area"][firsts],
-            "interface_length": columns["cluster_interface_length"][firsts], "class_mix": np.asarray(mixes, dtype=object)}
+            "interface_length": columns["cluster_interface_length"][firsts],
+            "class_mix": np.asarray(mixes, dtype=object)}
 
 
 def review(data: FrameData, params: ClusterParams) -> np.ndarray:

@@ -49,7 +49,8 @@ class CondensateParams(BaseModel):
 COLUMNS = {
     "condensate_class": "'condensate' (condensate-bearing) or 'homogeneous'.",
     "has_condensate": "Whether the object is condensate-bearing.",
-    "droplet_circularity": "Mean circularity (4π·area / perimeter²) of the object's droplets (nan without droplets).",
+    "droplet_circularity": "Mean circularity (4π·area / perimeter²) of the object's droplets (nan without "
+                           "droplets).",
     "droplet_threshold": "Intensity threshold of this object in the detection channel.",
     "n_droplets": "Droplets found in the object.",
     "droplet_area": "Pixels in the object's droplets.",

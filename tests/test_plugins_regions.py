@@ -254,7 +254,8 @@ def test_condensate_defaults_classify_objects():
     out = condensates.compute(FrameData.build(labels, image), condensates.CondensateParams(min_condensate_area=4))
     assert out.columns["condensate_class"].tolist() == ["homogeneous", "homogeneous"]
     # or 13 % of the object: 3 / 25 = 12 % is not enough
-    out = condensates.compute(FrameData.build(labels, image), condensates.CondensateParams(min_condensate_fraction=0.13))
+    out = condensates.compute(FrameData.build(labels, image),
+                              condensates.CondensateParams(min_condensate_fraction=0.13))
     assert out.columns["has_condensate"].tolist() == [False, False]
 
 

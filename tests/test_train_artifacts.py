@@ -1,4 +1,4 @@
-"""``<model>_train_losses.npy`` and ``<model>_meta.json`` beside a model, from its sidecar, as the original wrote them."""
+"""``<model>_train_losses.npy`` and ``<model>_meta.json`` beside a model, from its sidecar, as the original had."""
 
 from __future__ import annotations
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from .browser import wait
-from .test_browser import app, draw_contour  # noqa: F401  (app is a fixture)
+import pytest
+
+from .browser import App, wait
+from .test_browser import draw_contour
 
 # RGBA of the view canvas at image point (x, y)
 PIXEL = ("const c = window.mcpCanvas; return Array.from(c.$refs.view.getContext('2d').getImageData("
          "Math.floor(c.tx + {x} * c.scale), Math.floor(c.ty + {y} * c.scale), 1, 1).data)")
 
 
-def test_analyzer_draws_and_toggles_plugin_overlays(browser, app, tmp_path):  # noqa: F811
+@pytest.fixture
+def app(demo, tmp_path, browser):
+    server = App(demo, tmp_path / "home")
+    server.login(browser)
+    yield server
+    server.stop()
+
+
+def test_analyzer_draws_and_toggles_plugin_overlays(browser, app, tmp_path):
     browser.get(app.url + "/analyzer")
     wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
     draw_contour(browser, 48, 48, 20)  # a disc of radius 20 in the 96x96 image: a new mask in the predictions
