@@ -8,6 +8,7 @@ from mcp_core.file_version import FileChangedError
 from mcp_core.params import SegmentParams, TrainParams, train_defaults
 
 from .. import compute
+from ..history_panel import HistoryPanel
 from ..job_panel import JobPanel, reattach_jobs
 from ..model_picker import ModelPicker
 from ..transfer_view import call_with_progress
@@ -162,6 +163,8 @@ def register(state: AppState) -> None:
             ui.separator()
             panel["train"] = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps").mark("train")
             panel["jobs"] = ui.column().classes("w-full")
+            ui.separator()
+            HistoryPanel(ws)
 
         ws.build_layout(side)
         model, keep, run_button, train_button, jobs_box = (panel[k] for k in ("model", "keep", "run", "train", "jobs"))
