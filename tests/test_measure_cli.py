@@ -25,6 +25,7 @@ def project(tmp_path):
 
 def test_measure_writes_tables_and_reports_skips(project, capsys):
     rc = main(["measure", str(project), "-p", "basic,clusters,class_summary", "--param", "basic.annulus_gap=3",
+               "--param", "clusters.min_interface=1", "--param", "clusters.same_class=false",
                "--source", "seg", "--review-dir", str(project / "review"), "-q"])
     out, err = capsys.readouterr()
     assert rc == 0
@@ -35,6 +36,11 @@ def test_measure_writes_tables_and_reports_skips(project, capsys):
     assert (df["frame"] == "").all() and {"area", "cluster_id"} <= set(df.columns)
     summary = read_table(project / "measurements_class_summary.csv")
     assert summary.groupby("image")["count"].sum().tolist() == df.groupby("image").size().tolist()
+    clusters = read_table(project / "measurements_clusters.csv")  # one row per cluster, beside the table
+    assert clusters[["image", "frame", "cluster_id", "n_objects", "class_mix"]].fillna("").values.tolist() == [
+        ["demo_01.tif", "", 1, 3, "round:1;elongated:2"]]
+    members = sorted(int(i) for i in str(clusters["member_ids"][0]).split(";"))
+    assert members == sorted(df[(df["image"] == "demo_01.tif") & (df["cluster_id"] == 1)]["mask_id"])
     assert sorted(p.name for p in (project / "review").iterdir()) == ["demo_01_clusters_review.tif",
                                                                       "demo_02_clusters_review.tif"]
 
