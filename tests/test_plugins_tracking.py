@@ -174,6 +174,12 @@ def test_wide_export_and_positions():
     assert np.isnan(wide["track2_area"][1])  # track 2 missed t = 1
     pos = track_positions(df)
     assert pos[["track_id", "t"]].values.tolist() == [[1, 0], [1, 1], [1, 2], [2, 0], [2, 2]]
+    assert "status" not in pos.columns
+    statuses = df.assign(track_status=["new", "new", "continued", "continued", "gap-closed"],
+                         track_cost=[np.nan, np.nan, 0.1, 0.1, 0.7])
+    pos = track_positions(statuses)
+    assert pos["status"].tolist() == ["new", "continued", "continued", "new", "gap-closed"]
+    assert pos["cost"].tolist()[3:] == [pytest.approx(np.nan, nan_ok=True), 0.7]
     with pytest.raises(Exception, match="no column.*volume"):
         tracks_wide(df, ["volume"])
 

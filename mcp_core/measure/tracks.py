@@ -47,10 +47,15 @@ def tracks_wide(df: pd.DataFrame, values: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def track_positions(df: pd.DataFrame) -> pd.DataFrame:
-    """Long table of positions: ``image, track_id, t, frame, mask_id, class_name, x, y`` sorted by track and time."""
+    """Long table of positions sorted by track and time.
+
+    Columns ``image, track_id, t, frame, mask_id, class_name, x, y``, then ``status`` and ``cost``
+    (how each observation joined its track) when the table has them.
+    """
     _check(df)
-    cols = [c for c in ("image", "track_id", "track_t", "frame", "mask_id", "class_name", "track_x", "track_y")
-            if c in df.columns]
-    out = df.dropna(subset=["track_id"])[cols].rename(columns={"track_t": "t", "track_x": "x", "track_y": "y"})
+    cols = [c for c in ("image", "track_id", "track_t", "frame", "mask_id", "class_name", "track_x", "track_y",
+                        "track_status", "track_cost") if c in df.columns]
+    out = df.dropna(subset=["track_id"])[cols].rename(columns={"track_t": "t", "track_x": "x", "track_y": "y",
+                                                               "track_status": "status", "track_cost": "cost"})
     out["track_id"] = out["track_id"].astype(int)
     return out.sort_values(["image", "track_id", "t"]).reset_index(drop=True)
