@@ -92,11 +92,17 @@ class LocalBackend:
         Folder for models (``models/``) and job files (``jobs/``); see :func:`default_home`.
     models_dir
         Folder of the models instead of ``home/models`` (a server's shared model folder).
+    cluster, cluster_config
+        Where batch jobs segment: ``None`` in the job's own process, else a dask cluster spec
+        (``local``, ``local:N``, ``slurm`` with its config file, ``tcp://host:port``; see
+        :func:`mcp_core.cluster.open_client`).
     """
 
     kind = "local"
 
-    def __init__(self, home: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, home: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None,
+                 cluster: str | None = None, cluster_config: str | os.PathLike | None = None) -> None:
+        self.cluster, self.cluster_config = cluster, (str(cluster_config) if cluster_config else None)
         self.home = Path(home) if home else default_home()
         self.models_dir = Path(models_dir) if models_dir else self.home / "models"
         self.jobs_dir = self.home / "jobs"
@@ -174,8 +180,10 @@ class LocalBackend:
             raise JobError(f"Cannot segment missing file(s): {', '.join(missing[:5])}.")
         if not paths:
             raise JobError("No files to segment.")
-        return self.job_store.submit("batch", to_dict(params), {"paths": [str(Path(p).resolve()) for p in paths],
-                                                                "model": spec})
+        inputs = {"paths": [str(Path(p).resolve()) for p in paths], "model": spec}
+        if self.cluster:
+            inputs.update(cluster=self.cluster, cluster_config=self.cluster_config)
+        return self.job_store.submit("batch", to_dict(params), inputs)
 
     def job(self, job_id: str) -> JobInfo:
         """Current state of a job."""

@@ -265,3 +265,13 @@ def segment_folder(model: str | os.PathLike, paths: Sequence[str | os.PathLike],
 
     with open_client(cluster, config) as client:
         return segment_on_client(client, model, paths, params, folder, progress, should_stop)
+
+
+def batch_result(summary: dict[str, Any]) -> dict[str, Any]:
+    """A cluster run's summary in the shape of :func:`mcp_core.segment.segment_files`' result (for batch jobs).
+
+    Predictions skipped because they were complete count as written; failed frames are the skipped ones.
+    """
+    written = [d["output"] for d in summary["done"]] + [s["output"] for s in summary["skipped"]]
+    return {"written": written, "frames": len(written), "cancelled": summary["cancelled"],
+            "skipped": [{"path": f["image"], "frame": f["frame"], "error": f["error"]} for f in summary["failed"]]}

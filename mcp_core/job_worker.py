@@ -51,6 +51,14 @@ def run_job(job_dir: Path, emit: EventWriter, stop: threading.Event) -> tuple[st
         out = dataclasses.asdict(result)
         out["model"] = Path(result.model_path).stem
         return ("cancelled" if result.cancelled else "done"), out
+    if record["kind"] == "batch" and inputs.get("cluster"):
+        from .distributed import batch_result, segment_folder
+        from .params import SegmentParams
+
+        out = batch_result(segment_folder(inputs["model"], inputs["paths"], SegmentParams(**record["params"]),
+                                          inputs.get("folder"), inputs["cluster"], inputs.get("cluster_config"),
+                                          progress=emit, should_stop=stop.is_set))
+        return ("cancelled" if out["cancelled"] else "done"), out
     if record["kind"] == "batch":
         from .params import SegmentParams
         from .segment import segment_files

@@ -197,7 +197,8 @@ class Site:
         key = (str(home), models_dir)
         with self._backends_lock:
             if key not in self._backends:
-                self._backends[key] = LocalBackend(home, models_dir=models_dir)
+                self._backends[key] = LocalBackend(home, models_dir=models_dir, cluster=self.config.cluster or None,
+                                                   cluster_config=self.config.cluster_config or None)
             return self._backends[key]
 
     def home_of(self, backend: LocalBackend) -> tuple[str, str | None]:

@@ -166,3 +166,22 @@ def test_cluster_modules_import_dask_zarr_and_submitit_only_when_used():
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_backend_batch_jobs_run_on_a_configured_cluster(client, model_file, images, reference, tmp_path):
+    """What a server with ``cluster`` in its config does with the batch jobs it is sent."""
+    import shutil
+
+    from mcp_core.backend import LocalBackend
+
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    backend = LocalBackend(tmp_path / "home", cluster=client.scheduler.address)
+    name = backend.add_model(model_file).name
+    paths = sorted(folder.glob("*.npy"))
+    info = backend.submit_batch(paths, SegmentParams(**{**PARAMS.__dict__, "model": name}))
+    final = backend.job_store.wait(info.job_id, timeout=600)
+    assert final.state == "done", final.error
+    assert sorted(final.result["written"]) == sorted(str(p.with_name(p.stem + "_pred.npy")) for p in paths)
+    assert [e.kind for e in backend.events(info.job_id)].count("artifact") == N_IMAGES
+    np.testing.assert_array_equal(load_labels(folder / "img04_pred.npy").masks, reference["img04"])
