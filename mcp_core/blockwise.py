@@ -34,6 +34,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import ImageReadError, MCPError, ParameterError
+from .io import open_image
 from .io.zarr_reader import Level, open_levels
 from .params import SegmentParams
 
@@ -283,6 +284,9 @@ def segment_blockwise(image: str | os.PathLike, output: str | os.PathLike, *, mo
         raise ParameterError(f"The overlap ({overlap} px) must be between 0 and the block size ({block} px).")
     t0 = time.time()
     image, output = str(image), Path(output)
+    with open_image(image) as src:
+        if len(src.frames) > 1:
+            raise ParameterError(f"{image} has {len(src.frames)} frames; blockwise segmentation takes one 2-D image.")
     with open_region_source(image) as src:
         shape = src.shape_yx
     boxes = block_boxes(shape, block)

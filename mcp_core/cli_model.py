@@ -158,6 +158,10 @@ def _segment(args: argparse.Namespace) -> int:
     files = image_files(args.input)
     if not files:
         raise ParameterError(f"No images found in {', '.join(map(str, args.input))}.")
+    if args.overlap is not None and not args.blockwise:
+        raise ParameterError("--overlap needs --blockwise.")
+    if args.blockwise:
+        return _segment_blockwise(args, spec, files, fields)
     if args.cluster:
         return _segment_on_cluster(args, spec, files, fields)
     model = open_model(spec, device=args.device)
@@ -182,22 +186,11 @@ def _segment(args: argparse.Namespace) -> int:
 
 def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields: dict[str, Any]) -> int:
     """``segment --cluster``: one task per frame on dask workers; frames already done are skipped."""
-    import json
-
     from tqdm import tqdm
 
-    from .catalog import sidecar_path
     from .distributed import segment_folder
-    from .params import SegmentParams
 
-    if args.device:
-        raise ParameterError("--device applies to one process; with --cluster each worker uses its own GPU (or CPU).")
-    if "bsize" not in fields and sidecar_path(spec).is_file():
-        try:
-            fields["bsize"] = int(json.loads(sidecar_path(spec).read_text("utf-8"))["architecture"]["bsize"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # the workers report a tile-size mismatch with the model
-    params = _build(SegmentParams, fields)
+    params = _worker_params(args, spec, fields)
     bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
 
     def progress(kind: str, data: dict) -> None:
@@ -216,6 +209,64 @@ def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields
     for f in out["failed"]:
         print(f"  failed: {f['image']} {f['frame']}: {f['error']}".replace("  :", ":"))
     return 1 if out["failed"] else 0
+
+
+def _worker_params(args: argparse.Namespace, spec: str, fields: dict[str, Any]):
+    """Segmentation parameters for workers that load the model themselves (tile size from the sidecar)."""
+    import json
+
+    from .catalog import sidecar_path
+    from .params import SegmentParams
+
+    if args.device:
+        raise ParameterError("--device applies to one process; with --cluster or --blockwise each worker uses "
+                             "its own GPU (or the CPU).")
+    if "bsize" not in fields and sidecar_path(spec).is_file():
+        try:
+            fields["bsize"] = int(json.loads(sidecar_path(spec).read_text("utf-8"))["architecture"]["bsize"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # the workers report a tile-size mismatch with the model
+    return _build(SegmentParams, fields)
+
+
+def _segment_blockwise(args: argparse.Namespace, spec: str, files: list, fields: dict[str, Any]) -> int:
+    """``segment --blockwise N``: each 2-D image in N-pixel blocks, labels to OME-Zarr (here or on --cluster)."""
+    import contextlib
+
+    from tqdm import tqdm
+
+    from .blockwise import segment_blockwise
+    from .cluster import open_client
+    from .errors import MCPError
+    from .filenames import image_stem
+
+    params = _worker_params(args, spec, fields)
+    failed = 0
+    with open_client(args.cluster, args.cluster_config) if args.cluster else contextlib.nullcontext() as client:
+        for path in files:
+            if args.output:
+                out = Path(args.output) / f"{image_stem(path)}.ome.zarr"
+            else:  # into the image's own OME-Zarr, or a new one beside it
+                out = path if path.name.lower().endswith(".zarr") else path.with_name(f"{image_stem(path)}.ome.zarr")
+            bar = tqdm(total=None, unit="block", desc=path.name, dynamic_ncols=True, disable=args.quiet)
+
+            def progress(kind: str, data: dict, bar=bar, name=path.name) -> None:
+                bar.set_description(f"{name}: {data['stage']}", refresh=False)
+                bar.total = data["total"]
+                bar.update(data["done"] - bar.n)
+
+            try:
+                result = segment_blockwise(path, out, model=spec, params=params, block=args.blockwise,
+                                           overlap=args.overlap, client=client, progress=progress)
+            except MCPError as exc:
+                bar.close()
+                print(f"failed: {path}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            bar.close()
+            print(f"{path}: {result['objects']} objects in {result['blocks']} blocks, labels in {out}/labels/cells"
+                  + (f" ({result['cut']} objects larger than the overlap)" if result["cut"] else "") + ".")
+    return 1 if failed else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -288,6 +339,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster", metavar="SPEC",
                    help="run on dask workers: local (one per GPU), local:N, slurm (see --cluster-config) or "
                         "tcp://host:port; frames already segmented with the same model and options are skipped")
+    p.add_argument("--blockwise", type=int, metavar="N",
+                   help="segment each (large, 2-D) image in N-pixel blocks and write OME-Zarr labels "
+                        "(into an OME-Zarr input, else <output or image folder>/<name>.ome.zarr)")
+    p.add_argument("--overlap", type=int, metavar="PX",
+                   help="margin around each block with --blockwise (default: two object diameters)")
     p.add_argument("--cluster-config", metavar="FILE",
                    help="JSON file with a \"cluster\" section for --cluster slurm (default $MULTICELLPOSE_HOME/cluster.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

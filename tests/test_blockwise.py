@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -127,12 +134,18 @@ def test_model_blocks_on_a_cluster_equal_blocks_in_process(tmp_path):
     params = SegmentParams(bsize=128, flow_threshold=0.0, niter=50)
     with pytest.raises(ParameterError, match="at least two object diameters"):
         segment_blockwise(tmp_path / "big.tif", tmp_path / "x.zarr", model=model_file, params=params, block=256, overlap=10)
-    here = segment_blockwise(tmp_path / "big.tif", tmp_path / "here.zarr", model=model_file, params=params, block=256)
+    exe = shutil.which("multicellpose", path=str(Path(sys.executable).parent))
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    cli = subprocess.run([exe, "segment", "--model", str(model_file), "--input", str(tmp_path / "big.tif"), "--output",
+                          str(tmp_path / "here"), "--flow-threshold", "0", "--niter", "50", "--blockwise", "256"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    objects = int(re.search(r"big.tif: (\d+) objects in 9 blocks, labels in .*big.ome.zarr/labels/cells", cli.stdout)[1])
     with local_cluster(2, gpus=[]) as cluster, Client(cluster) as client:
         there = segment_blockwise(tmp_path / "big.tif", tmp_path / "there.zarr", model=model_file, params=params,
                                   block=256, client=client)
-    assert here["objects"] == there["objects"] > 0 and here["blocks"] == 9 and here["class_names"] == NAMES
-    a = zarr.open_array(str(tmp_path / "here.zarr" / "labels" / "cells" / "0"), mode="r")[:]
+    assert there["objects"] == objects > 0 and there["blocks"] == 9 and there["class_names"] == NAMES
+    a = zarr.open_array(str(tmp_path / "here" / "big.ome.zarr" / "labels" / "cells" / "0"), mode="r")[:]
     b = zarr.open_array(str(tmp_path / "there.zarr" / "labels" / "cells" / "0"), mode="r")[:]
     np.testing.assert_array_equal(a, b)
-    assert a.shape == (600, 520) and len(np.unique(a)) == here["objects"] + 1
+    assert a.shape == (600, 520) and len(np.unique(a)) == objects + 1
