@@ -19,6 +19,8 @@ no score, e.g. objects drawn after the prediction):
     One number in [0, 1], high = sure: one minus :func:`object_uncertainty`.
 
 They are stored in ``_pred.npy`` under the ``confidence`` key and appear as measurement columns.
+The same dict keeps ``reviewed`` (1 where a person accepted the object), for the review mode's
+queue (:func:`review_order`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import numpy as np
 
 #: The stored scores, in column order.
 SCORES = ("confidence", "cellprob_mean", "flow_error", "class_margin", "class_entropy")
+#: Scores that grow with doubt (the others grow with confidence).
+DOUBT_GROWS = ("flow_error", "class_entropy")
 #: Flow error counted as full doubt (cellpose's default flow threshold).
 FLOW_ERROR_SCALE = 0.4
 
@@ -169,3 +173,37 @@ def scores_for(confidence: Mapping[str, np.ndarray] | None, ids: np.ndarray) -> 
         picked[inside] = values[ids[inside]]
         out[name] = picked
     return out
+
+
+def review_order(confidence: Mapping[str, np.ndarray] | None, ids: np.ndarray, score: str = "confidence"
+                 ) -> np.ndarray:
+    """Mask ids still to review, least sure first by *score*.
+
+    Objects accepted already (``reviewed`` = 1) and objects without that score (drawn or edited
+    by hand since the prediction) are left out.
+
+    Raises
+    ------
+    ValueError
+        An unknown score name.
+    """
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+    ids = np.asarray(ids, np.int64)
+    values = scores_for(confidence, ids).get(score, np.full(len(ids), np.nan))
+    reviewed = np.asarray((confidence or {}).get("reviewed", ()), np.float64)
+    done = np.zeros(len(ids), bool)
+    inside = ids < len(reviewed)
+    done[inside] = reviewed[ids[inside]] == 1
+    keep = np.isfinite(values) & ~done
+    doubt = values[keep] if score in DOUBT_GROWS else -values[keep]
+    return ids[keep][np.argsort(-doubt, kind="stable")]
+
+
+def mark_reviewed(confidence: dict[str, np.ndarray], mask_id: int, size: int) -> None:
+    """Set ``reviewed`` of *mask_id* to 1 in place (the array grows to *size* ids, ``nan`` = not reviewed)."""
+    old = np.asarray(confidence.get("reviewed", ()), np.float32)
+    reviewed = np.full(max(size, len(old), mask_id + 1), np.nan, np.float32)
+    reviewed[:len(old)] = old
+    reviewed[mask_id] = 1.0
+    confidence["reviewed"] = reviewed

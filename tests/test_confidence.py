@@ -155,3 +155,18 @@ def test_the_app_project_keeps_scores_when_it_adopts_a_prediction(tmp_path):
     ls = LabelSet(masks, confidence=object_confidence(masks, np.where(masks > 0, 2.0, -2.0)))
     adopted = Project(tmp_path).adopt(ls)
     np.testing.assert_array_equal(adopted.confidence["confidence"], ls.confidence["confidence"])
+
+
+def test_review_order_is_least_sure_first_and_skips_reviewed_and_unscored_objects():
+    from mcp_core.confidence import mark_reviewed, review_order
+
+    conf = {"confidence": np.array([np.nan, 0.9, 0.2, np.nan, 0.5]),
+            "flow_error": np.array([np.nan, 0.1, 0.05, np.nan, 0.3])}
+    ids = np.array([1, 2, 3, 4, 5])  # 3 has no score (drawn by hand), 5 is past the stored arrays
+    assert review_order(conf, ids).tolist() == [2, 4, 1]
+    assert review_order(conf, ids, "flow_error").tolist() == [4, 1, 2]  # a larger flow error is less sure
+    mark_reviewed(conf, 2, 6)
+    assert review_order(conf, ids).tolist() == [4, 1] and len(conf["reviewed"]) == 6
+    assert review_order(None, ids).tolist() == []
+    with pytest.raises(ValueError, match="unknown score"):
+        review_order(conf, ids, "area")
