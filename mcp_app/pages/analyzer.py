@@ -12,6 +12,7 @@ from ..forms import schema_form
 from ..job_panel import JobPanel, reattach_jobs
 from ..measure_panel import MeasurePanel
 from ..model_picker import ModelPicker
+from ..review_panel import ReviewPanel
 from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..workspace import Workspace
@@ -44,6 +45,7 @@ def register(state: AppState) -> None:
                 panel["promote"] = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
             panel["jobs"] = ui.column().classes("w-full")
             ui.separator()
+            ReviewPanel(ws)
             MeasurePanel(ws)
 
         ws.build_layout(side, side_width=330)
