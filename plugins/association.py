@@ -102,7 +102,7 @@ def compute(data: FrameData, params: AssociationParams) -> PluginOutput:
         values = data.image[..., ch].ravel()[flat]
         columns[f"children_mean_c{ch}"] = grouped.means(owner[kept], values[kept], n)[ids]
         table[f"child_mean_c{ch}"] = grouped.means(g, values, m)[table["child_id"]]
-    return PluginOutput(columns, tables={"children": table}, overlays=_overlays(data, table))
+    return PluginOutput(columns, tables={"children": table}, overlays=lambda: _overlays(data, table))
 
 
 def _overlays(data: FrameData, table: dict[str, np.ndarray]) -> list[Overlay]:

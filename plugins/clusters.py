@@ -117,8 +117,8 @@ def compute(data: FrameData, params: ClusterParams) -> PluginOutput:
         "n_touching": touching[data.ids], "interface_length": interface[data.ids].astype(np.int64),
     }
     table = cluster_table(data, cluster, columns)
-    outlines = Overlay.outlines("cluster_outlines", cluster[data.labels])
-    return PluginOutput(columns, tables={"clusters": table}, overlays=[outlines])
+    return PluginOutput(columns, tables={"clusters": table},
+                        overlays=lambda: [Overlay.outlines("cluster_outlines", cluster[data.labels])])
 
 
 def cluster_table(data: FrameData, cluster: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -89,7 +89,7 @@ def compute(data: FrameData, params: BandParams) -> dict[str, np.ndarray]:
         out[f"band_mean_c{c}"] = band_mean[ids]
         out[f"band_bgsub_c{c}"] = (band_mean - background)[ids]
         out[f"interior_mean_c{c}"] = interior_mean[ids]
-    return PluginOutput(out, overlays=[Overlay.labels("band", review(data, params))])
+    return PluginOutput(out, overlays=lambda: [Overlay.labels("band", review(data, params))])
 
 
 def review(data: FrameData, params: BandParams) -> np.ndarray:

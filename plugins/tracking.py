@@ -206,7 +206,7 @@ def compute(frames: Sequence[FrameData], params: TrackParams) -> PluginOutput:
     out["track_length"] = counts[np.searchsorted(ids, out["track_id"])] if len(ids) else np.zeros(0, np.int64)
     out["track_status"] = statuses(out, len(frames))
     return PluginOutput(out, tables={"tracks": track_table(out, len(frames))},
-                        overlays=trails(out, len(frames), params.trail_frames))
+                        overlays=lambda: trails(out, len(frames), params.trail_frames))
 
 
 def statuses(rows: dict[str, np.ndarray], n_frames: int) -> np.ndarray:

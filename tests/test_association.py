@@ -52,7 +52,7 @@ def test_children_to_parents_by_hand():
     assert table["n_parents_overlapped"].tolist() == [1, 1, 0, 2]
     assert table["child_area"].tolist() == [4, 6, 4, 10]
     assert table["child_mean_c0"].tolist() == [10.0, 20.0, 99.0, 50.0]
-    outlines, links = result.overlays
+    outlines, links = result.overlays()
     assert outlines.ids.tolist() == [1, 2, 3, 4]
     assert links.ids.tolist() == [1, 2, 4]
     # child 1's centre (row 1.5, col 1.5) to parent 1's (2.5, 2.5), as pixel-centre (x, y)

@@ -186,6 +186,8 @@ def _write_into_input(data, p):
                                                    overlays=[Overlay.lines("dots", [[[0, np.nan]]], [1])])),
          "must hold finite (N, 2) arrays"),
         (_plugin(compute=lambda d, p: PluginOutput(_area(d, p), overlays="dots")), "must be a list of Overlay layers"),
+        (_plugin(overlays={"dots": "Dots."}, compute=lambda d, p: PluginOutput(_area(d, p), overlays=lambda: 1 / 0)),
+         "failed making its overlays on dry-run.tif: ZeroDivisionError"),
         (_plugin(scope="series", overlays={"dots": "Dots."},
                  compute=lambda fs, p: PluginOutput({"t": [], "mask_id": [], "size": []}, overlays={7: []})),
          "overlays for t = 7, outside the series"),

@@ -53,7 +53,7 @@ def test_default_band_is_the_one_pixel_perimeter_with_background_and_overlay():
     assert out["band_area"].tolist() == [16] and out["interior_area"].tolist() == [9]
     assert out["band_bgsub_c0"].tolist() == [3.0]  # every annulus pixel is 7
     assert out["perimeter_interior_ratio_c0"][0] == pytest.approx(10 / (100 / 9))
-    (layer,) = result.overlays
+    (layer,) = result.overlays()  # made only when asked for
     assert (layer.name, layer.kind, layer.ids.tolist()) == ("band", "labels", [1])
     assert (layer.data == 1).sum() == 16 and layer.data[3, 3] == 0 and layer.data[2, 2] == 1
 
@@ -164,7 +164,7 @@ def test_cluster_table_by_hand(params, cluster_id, rows):
 
 def test_cluster_outline_overlay_and_table_through_the_runner():
     data = FrameData.build(TABLE_LABELS, np.zeros(TABLE_LABELS.shape), TABLE_CLASSES, TABLE_NAMES)
-    (layer,) = clusters.compute(data, clusters.ClusterParams(same_class=False, min_interface=3)).overlays
+    (layer,) = clusters.compute(data, clusters.ClusterParams(same_class=False, min_interface=3)).overlays()
     assert (layer.name, layer.kind, layer.ids.tolist()) == ("cluster_outlines", "outlines", [1])
     # objects 1, 2, 3 fill columns 0-5 of all 7 rows: one rectangle from corner (0, 0) to corner (6, 7)
     assert {tuple(v) for v in layer.data[0].tolist()} == {(0.0, 0.0), (6.0, 0.0), (6.0, 7.0), (0.0, 7.0)}

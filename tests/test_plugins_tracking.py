@@ -106,12 +106,13 @@ def test_status_cost_table_and_trails_by_hand():
     assert tracks["path_length"].tolist() == pytest.approx([4 + 8 + 3, 3, 0, 0])
     assert tracks["mean_cost"][:2].tolist() == pytest.approx([(0.4 + 0.9 + 0.3) / 3, 0.3])
     assert tracks["mean_cost"][2:].isna().all()
-    (trail,) = result.overlays[4]
+    trails = result.overlays()
+    (trail,) = trails[4]
     assert (trail.name, trail.kind, trail.ids.tolist()) == ("trails", "lines", [1, 4])
     assert trail.data[0].tolist() == [[10.5, 20.5], [14.5, 20.5], [22.5, 20.5], [25.5, 20.5]]
     assert trail.data[1].tolist() == [[20.5, 60.5]]
-    assert result.overlays[2][0].ids.tolist() == []  # nothing seen at t = 2
-    short = tracking.compute(frames, params.model_copy(update={"trail_frames": 2})).overlays[4][0]
+    assert trails[2][0].ids.tolist() == []  # nothing seen at t = 2
+    short = tracking.compute(frames, params.model_copy(update={"trail_frames": 2})).overlays()[4][0]
     assert short.data[0].tolist() == [[22.5, 20.5], [25.5, 20.5]]  # t = 3 and 4
 
 

@@ -238,6 +238,7 @@ def overlays_output(plugin: Plugin, overlays: Any, data: FrameData) -> list[Over
         Naming the plugin, the frame, the layer and the violation.
     """
     where = _where(data)
+    overlays = _made(plugin, overlays, where)
     if not isinstance(overlays, (list, tuple)) or not all(isinstance(o, Overlay) for o in overlays):
         raise PluginError(f"Plugin {plugin.name!r} on {where}: overlays must be a list of Overlay layers.")
     for o in overlays:
@@ -245,6 +246,17 @@ def overlays_output(plugin: Plugin, overlays: Any, data: FrameData) -> list[Over
         if bad:
             raise PluginError(f"Plugin {plugin.name!r} on {where}: overlay layer {o.name!r} {bad}.")
     return list(overlays)
+
+
+def _made(plugin: Plugin, overlays: Any, where: str) -> Any:
+    """The layers themselves: a plugin may return a function making them, called only when they are wanted."""
+    if not callable(overlays):
+        return overlays
+    try:
+        return overlays()
+    except Exception as exc:
+        raise PluginError(f"Plugin {plugin.name!r} failed making its overlays on {where}: "
+                          f"{type(exc).__name__}: {exc}.") from exc
 
 
 def _overlay_problem(plugin: Plugin, o: Overlay, shape: tuple[int, int]) -> str:
@@ -332,6 +344,7 @@ def series_output(plugin: Plugin, out: Any, frames: Sequence[FrameData]) -> pd.D
 
 def series_overlays(plugin: Plugin, overlays: Any, frames: Sequence[FrameData]) -> dict[int, list[Overlay]]:
     """Check a series plugin's overlays ``{t: [Overlay, ...]}``."""
+    overlays = _made(plugin, overlays, frames[0].image_name if frames else "an empty series")
     if not isinstance(overlays, Mapping):
         if overlays in ((), []):
             return {}

@@ -246,7 +246,8 @@ class PluginOutput:
         prepends ``image`` and ``frame`` (frame plugins) or ``image`` (series plugins).
     overlays
         Frame plugins: a list of :class:`Overlay`. Series plugins: ``{t: [Overlay, ...]}`` by
-        the frame's position in the series.
+        the frame's position in the series. Either may be given as a function of no arguments
+        returning them, so layers that cost time are only made when someone wants to see them.
     """
 
     columns: Any
