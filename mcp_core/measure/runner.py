@@ -159,12 +159,14 @@ def measure_frame(data: FrameData, plugins: Sequence[Plugin], params: Mapping[st
     ----------
     data, plugins, params
         The frame, the plugins to run and their validated parameters.
-    reviews, overlays
-        When given, filled with review images and overlay layers by ``(image, frame, plugin)``.
-    overlays_of
-        Keep only these plugins' overlay layers (default: every plugin's).
+    reviews
+        When given, filled with review images by ``(image, frame, plugin)``.
     tables
         When given, each extra table (``image`` and ``frame`` prepended) is appended to ``tables[name]``.
+    overlays
+        When given, filled with overlay layers by ``(image, frame, plugin)``.
+    overlays_of
+        Keep only these plugins' overlay layers (default: every plugin's).
 
     Raises
     ------
