@@ -65,6 +65,7 @@ class Editor:
         self.saved_edits = 0  # ... and how many of them are on disk
         self.version = 0
         self.file_version: FileVersion | None = None  # of the label file as read (None: there was none)
+        self.action: str | None = None  # what the next save records in the annotation history ("model run with M")
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------------- open
@@ -226,8 +227,9 @@ class Editor:
                 return None
             path, edits = self.label_file, self.edits
             self.file_version = write_unless_changed(
-                path, self.file_version, lambda: save_labels(path, self.labels, image_path=self.item.path), force)
-            self.saved_edits = edits
+                path, self.file_version,
+                lambda: save_labels(path, self.labels, image_path=self.item.path, action=self.action), force)
+            self.saved_edits, self.action = edits, None
             return path
 
     def reload(self) -> None:

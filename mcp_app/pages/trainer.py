@@ -182,6 +182,7 @@ def register(state: AppState) -> None:
                 return
             finally:
                 run_button.props(remove="loading")
+            ws.editor.action = f"model run with {model.value}"
             ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, keep.value == "keep"))
             ui.notify(f"{int(result.masks.max())} masks from {model.value}")
 

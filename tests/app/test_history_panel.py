@@ -48,3 +48,20 @@ async def test_versions_are_listed_and_restored(app_user, demo):
     await apoll(lambda: load_labels(seg).count == 1, "the restored labels on disk")
     assert history.current_version(seg).action == "restored version 1: drew 1"
     await app_user.should_see("Restored version 1")
+
+
+def test_a_model_run_in_the_editor_is_named_in_the_history(demo):
+    from mcp_app.editor import Editor
+    from mcp_app.project import Project
+
+    ed = Editor(Project.open(demo))
+    item = Project.open(demo).items()[1]
+    ed.open(item)
+    masks = np.zeros(ed.labels.shape, np.uint16)
+    masks[5:20, 5:20] = 1
+    ed.action = "model run with tiny_v1"
+    ed.replace(masks, np.array([0, 1]), ["unassigned", "round"], keep_existing=True)
+    assert ed.dirty
+    path = ed.save()
+    assert history.current_version(path).action == "model run with tiny_v1: first version: 1 object(s)"
+    assert ed.action is None  # later saves are plain edits again
