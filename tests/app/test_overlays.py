@@ -109,3 +109,28 @@ async def test_folder_run_keeps_trails_for_each_frame(app_user, demo):
     await apoll(lambda: '"lines"' in sent[-1] and len(sent) >= 3, "the trails of demo_01 again")
     app_user.find(marker="overlay-tracking").elements.pop().value = False
     await apoll(lambda: '"lines"' not in sent[-1], "the redraw without trails")
+
+
+async def test_association_on_this_image_with_the_labels_as_children(app_user, demo):
+    import pandas as pd
+    from nicegui import ui
+
+    from mcp_core.filenames import label_path
+    from mcp_core.labels import load_labels
+    from mcp_plugins.association import associate
+
+    app_user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["']setPluginLayers["'].*""")] = lambda m: 1
+    await app_user.open("/analyzer")
+    await app_user.should_see("Measurements")
+    app_user.find(LabelCanvas).trigger("polygon", {"points": [[0, 0], [95, 0], [95, 47], [0, 47]], "class_id": 1})
+    pred = label_path(demo / "demo_01.tif", kind="pred")
+    await apoll(pred.exists, "the prediction file")
+    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
+    boxes["Object association (parents and children)"].value = True
+    app_user.find(marker="measure-image").click()  # children: the labels (_seg.npy), the default second source
+    await app_user.should_see("children (CSV)", retries=50)  # the run is done: its children table is offered
+    app_user.find(marker="download-csv").click()
+    table = pd.read_csv(io.BytesIO((await app_user.download.next(timeout=5)).content))
+    truth = associate(load_labels(pred).masks, load_labels(label_path(demo / "demo_01.tif")).masks, 0.5)
+    assert table["n_children"].tolist() == [int((truth["parent_id"] == 1).sum())]
+    assert table["n_children"][0] > 0
