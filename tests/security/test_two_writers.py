@@ -147,8 +147,8 @@ def test_two_browser_tabs_editing_one_image(project, browser, tmp_path):
         browser.save_screenshot(str(tmp_path / "conflict.png"))
         loaded = browser.execute_script("return window.mcpLoadedAt")
         reload_button.click()
-        wait(browser, f"document.body.innerText.includes('Reloaded from disk') && window.mcpLoadedAt !== {loaded!r}",
-             timeout=60)
+        wait(browser, f"document.body.innerText.includes('Reloaded from disk') && window.mcpLoadedAt !== {loaded!r}"
+                      " && !document.querySelector('.q-dialog__backdrop')", timeout=60)  # the dialog has faded out
         click(browser, centre[third][1], centre[third][0], CTRL)  # tab 2 now edits tab 1's version
         until(lambda: third not in load_labels(seg).ids, timeout=60)
         final = load_labels(seg)
