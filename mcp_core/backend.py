@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .catalog import PRETRAINED, ModelCatalog, pretrained_path
+from .catalog import PRETRAINED, SCRATCH, ModelCatalog, pretrained_path
 from .errors import JobError
 from .jobs import JobStore
 from .params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams, Usage,
@@ -166,7 +166,7 @@ class LocalBackend:
         base = params.base_model
         if base in PRETRAINED:
             pretrained_path(base)  # a clear error now rather than in the job
-        elif base != "tiny" and not Path(base).is_file():
+        elif base not in SCRATCH and not Path(base).is_file():
             base = self.catalog.resolve(base)  # a user model by name
         path = self.catalog.unique_path(params.model_name)
         fields = {**to_dict(params), "base_model": base, "save_path": str(path), "model_name": path.stem}

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mcp_core.backend import LocalBackend
-from mcp_core.catalog import PRETRAINED, sidecar_path
+from mcp_core.catalog import PRETRAINED, SCRATCH, sidecar_path
 from mcp_core.errors import MCPError, ModelError, ParameterError
 from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams
@@ -244,8 +244,8 @@ class Site:
         raise ModelNotFound(f"There is no model named {str(name)[:80]!r}; known models: {known}.")
 
     def base_model_spec(self, user: str, name: str) -> str:
-        """What a training job gets as ``base_model``: a pretrained name, ``tiny``, a user model name or a shared model's file."""
-        if name in PRETRAINED or name == "tiny":
+        """What a training job gets as ``base_model``: a pretrained name, ``tiny``/``unet``, a user model name or a shared model's file."""
+        if name in PRETRAINED or name in SCRATCH:
             return name
         backend, info = self.resolve_model(user, name)
         return info.path if backend is self.shared else info.name
@@ -374,7 +374,7 @@ class Site:
 
     def train_estimate(self, user: str, base_model: str) -> int:
         """Bytes a training job may write: its model and the checkpoint replacing it, each the size of the base."""
-        if base_model == "tiny":
+        if base_model in SCRATCH:
             return 0
         if base_model in PRETRAINED:
             cache = Path(os.environ.get("CELLPOSE_LOCAL_MODELS_PATH") or Path.home() / ".cellpose" / "models")
