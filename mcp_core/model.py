@@ -16,7 +16,11 @@ Architectures:
     Upstream ``cellpose.vit.CPSAM`` unchanged (SAM ViT-L encoder, patch 8, 256-pixel tiles).
 ``tiny``
     The same ``CPSAM`` class around a small SAM ``ImageEncoderViT`` (about 0.5M parameters,
-    global attention), randomly initialised: for tests and the offline demo.
+    global attention), randomly initialised.
+``unet``
+    :class:`mcp_core.unet.UNet`, a small residual U-Net (about 0.5M parameters) with the same
+    output channels, randomly initialised; not a cellpose 4 network, so upstream cellpose cannot
+    open its files (the sidecar records its widths and tile size).
 
 Weights of ``cpsam``/``cpsam_v2`` come from cellpose's own cache folder
 (``CELLPOSE_LOCAL_MODELS_PATH``, default ``~/.cellpose/models``); nothing is downloaded unless

@@ -4,7 +4,10 @@ Loss: cellpose's segmentation loss (MSE of the flows times 5, halved, plus BCE o
 probability) times ``seg_loss_weight``, plus the class cross-entropy with smoothed class
 weights (:func:`mcp_core.dataset.class_weights`) times ``class_loss_weight``; pixels of masks
 without a class are left out of the class term. AdamW on the parameters the fine-tuning mode
-opens (:mod:`mcp_core.finetune`), linear warm-up then cosine decay of the learning rate.
+opens (:mod:`mcp_core.finetune`), linear warm-up then cosine decay of the learning rate. An epoch
+is ``nimg_per_epoch`` random crops (each training frame equally often), or one crop of every
+training frame when it is 0; settings left unset take the base model's defaults
+(:func:`mcp_core.params.resolve_train_params`).
 
 Progress goes to a callback as ``(kind, data)`` with the job event kinds: ``"progress"``,
 ``"loss"``, ``"log"``, ``"artifact"``. ``should_stop`` is polled before every batch: a
@@ -27,7 +30,8 @@ import torch
 from torch import nn
 
 from .augment import random_affine
-from .dataset import IGNORE, Sample, class_weights, load_samples, split
+from .classmap import IGNORE
+from .dataset import Sample, class_weights, load_samples, split
 from .errors import ParameterError
 from .evaluation import evaluate
 from .filenames import label_path
@@ -58,7 +62,7 @@ def loss_fn(y: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None,
     y
         Network output ``(B, K + 3, H, W)``: class logits, flow Y, flow X, cell probability.
     target
-        ``(B, 4, H, W)``: class id (:data:`~mcp_core.dataset.IGNORE` = no class), cell probability,
+        ``(B, 4, H, W)``: class id (:data:`~mcp_core.classmap.IGNORE` = no class), cell probability,
         flow Y, flow X.
     weights
         Per-class weights of the cross-entropy, or ``None``.
