@@ -155,3 +155,64 @@ def test_two_browser_tabs_editing_one_image(project, browser, tmp_path):
         assert first not in final.ids and second in final.ids
     finally:
         app.stop()
+
+
+@pytest.fixture
+def page_user(user, project, tmp_path, monkeypatch):
+    """The NiceGUI simulated user with the app's pages on *project* (canvas calls answered)."""
+    import re
+
+    from mcp_app import pages
+    from mcp_app.project import Project
+    from mcp_app.state import AppState
+    from mcp_core.backend import LocalBackend
+
+    monkeypatch.setenv("MULTICELLPOSE_HOME", str(tmp_path / "home"))
+    pages.register(AppState(project=Project.open(project), backend=LocalBackend(tmp_path / "home")))
+    user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["'](load|setImage)["'].*""")] = \
+        lambda m: {"width": 96, "height": 96}
+    return user
+
+
+@pytest.mark.parametrize("page,kind", [("/trainer", "seg"), ("/analyzer", "pred")])
+async def test_page_asks_and_keep_mine_overwrites(page_user, project, page, kind):
+    """Another writer (a second app, or a job for predictions) changes the open file: the page asks."""
+    from mcp_app.canvas import LabelCanvas
+    from waiting import apoll
+
+    first = sorted(project.glob("*_seg.npy"))[0]
+    path = first.with_name(first.name.replace("_seg", f"_{kind}"))
+    if kind == "pred":
+        path.write_bytes(first.read_bytes())
+    await page_user.open(page)
+    await page_user.should_see("(1/3)")
+    theirs = load_labels(path)
+    gone_theirs, gone_mine = int(theirs.ids[0]), int(theirs.ids[-1])
+    theirs.delete([gone_theirs])
+    save_labels(path, theirs)
+    page_user.find(LabelCanvas).trigger("delete", {"ids": [gone_mine]})
+    await page_user.should_see("changed on disk", retries=100)
+    assert gone_mine in load_labels(path).ids  # not overwritten
+    page_user.find(marker="keep-mine").click()
+    await apoll(lambda: gone_theirs in load_labels(path).ids and gone_mine not in load_labels(path).ids,
+                "my version on disk after 'keep mine'")
+
+
+async def test_class_list_changed_by_another_app_asks_then_reloads_theirs(page_user, project):
+    from mcp_app.project import PROJECT_FILE, Project
+
+    await page_user.open("/trainer")
+    await page_user.should_see("(1/3)")
+    other = Project.open(project)  # a second app on the same folder
+    other.add_class("theirs")
+    page_user.find("New class").type("mine")
+    page_user.find(marker="add-class").click()
+    await page_user.should_see("multicellpose.json was changed on disk", retries=100)
+    assert "mine" not in (project / PROJECT_FILE).read_text()
+    from mcp_app.workspace import OPEN_WORKSPACES
+    from waiting import apoll
+
+    [ws] = [w for w in OPEN_WORKSPACES if w.project.folder == project.resolve()]
+    page_user.find(marker="classes-reload-theirs").click()
+    await apoll(lambda: "theirs" in ws.project.class_names, "the class list reloaded from disk")
+    assert "mine" not in ws.project.class_names and "theirs" in ws.editor.labels.class_names
