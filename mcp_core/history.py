@@ -36,6 +36,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -58,7 +60,8 @@ KEY_EVERY = 16
 KEEP_DAYS = 7
 #: Unreferenced blobs younger than this (seconds) are left alone: a writer may be about to log them.
 ORPHAN_GRACE_S = 3600
-_CACHE: OrderedDict[str, tuple[str, LabelSet]] = OrderedDict()
+_CACHE: OrderedDict[str, tuple[str, LabelSet]] = OrderedDict()  # newest version per label file
+_CACHE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ def _write_blob(store: Path, data: bytes) -> str:
 
 
 def _read_blob(store: Path, digest: str, where: str) -> bytes:
+    if not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
+        raise LabelFileError(f"The history of {where} is damaged (a version names no valid blob).")
     path = _blob_file(store, digest)
     try:
         data = path.read_bytes()
@@ -226,7 +231,8 @@ def _read_blob(store: Path, digest: str, where: str) -> bytes:
 
 
 def _rebuild(label_file: Path, target: Version, by_n: dict[int, Version]) -> LabelSet:
-    cached = _CACHE.get(str(label_file))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(str(label_file))
     if cached and cached[0] == target.state:
         return cached[1].copy()
     chain = [target]
@@ -243,10 +249,11 @@ def _rebuild(label_file: Path, target: Version, by_n: dict[int, Version]) -> Lab
 
 
 def _remember(label_file: Path, state: str, ls: LabelSet) -> None:
-    _CACHE[str(label_file)] = (state, ls.copy())
-    _CACHE.move_to_end(str(label_file))
-    while len(_CACHE) > 8:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[str(label_file)] = (state, ls.copy())
+        _CACHE.move_to_end(str(label_file))
+        while len(_CACHE) > 8:
+            _CACHE.popitem(last=False)
 
 
 # ------------------------------------------------------------------------------------ public API
@@ -303,14 +310,18 @@ def record(label_file: str | os.PathLike, labelset: LabelSet, action: str | None
         if last is not None and last.state == state:
             return last
         by_n = {v.n: v for v in known}
-        previous = _rebuild(label_file, last, by_n) if last is not None else None
+        try:
+            previous = _rebuild(label_file, last, by_n) if last is not None else None
+        except LabelFileError as exc:  # a damaged store: this version is stored whole, so it stands alone
+            log.warning("%s", exc)
+            previous = None
         depth = _depth(last, by_n)
         use_base = (previous is not None and depth + 1 < KEY_EVERY and previous.shape == labelset.shape
                     and previous.masks.dtype == labelset.masks.dtype)
         blob = _write_blob(store, _encode(labelset, previous if use_base else None))
         what = changes(previous, labelset).summary(labelset)
         if previous is None:
-            what = f"first version: {labelset.count} object(s)"
+            what = f"{'first version' if last is None else 'stored whole'}: {labelset.count} object(s)"
         version = Version(n=(last.n + 1) if last else 1, time=now, author=_author(),
                           action=f"{action}: {what}" if action else what, source=source or "", state=state,
                           blob=blob, base=last.n if use_base else None, objects=labelset.count)

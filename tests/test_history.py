@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mcp_core import history
-from mcp_core.errors import ParameterError
+from mcp_core.errors import LabelFileError, ParameterError
 from mcp_core.labels import LabelSet, load_labels, save_labels
 from mcp_core.labels.npyfile import read_label_dict
 from mcp_core.synthetic import make_sample
@@ -220,3 +220,24 @@ def test_a_trained_model_records_the_annotation_versions_it_saw(tmp_path):
     for name, n in (("demo_01.tif", 1), ("demo_02.tif", 2)):
         v = history.current_version(folder / name.replace(".tif", "_seg.npy"))
         assert got[name] == (n, v.state) and v.n == n
+
+
+def test_a_damaged_store_is_reported_and_the_next_save_stands_alone(tmp_path):
+    path = tmp_path / "img_seg.npy"
+    ls = _squares()
+    save_labels(path, ls)
+    for blob in (history.store_of(path) / "objects").glob("*/*"):
+        blob.write_bytes(b"garbage")
+    history._CACHE.clear()
+    with pytest.raises(LabelFileError, match="damaged"):
+        history.load_version(path, 1)
+    ls.delete([1])
+    save_labels(path, ls)  # the label file is written; its version is stored whole
+    v = history.current_version(path)
+    assert v.n == 2 and v.base is None and v.action == "stored whole: 1 object(s)"
+    assert _same(history.load_version(path, 2), ls)
+    log_file = history._log_file(path)
+    log_file.write_text(log_file.read_text().replace(v.blob, "../../../etc/passwd"))
+    history._CACHE.clear()
+    with pytest.raises(LabelFileError, match="no valid blob"):
+        history.load_version(path, 2)
