@@ -153,7 +153,8 @@ def _segment(args: argparse.Namespace) -> int:
     _build(SegmentParams, fields)  # report bad options before loading anything
     spec = resolve_model(args.model)
     from .model import open_model
-    from .segment import image_files, segment_files
+    from .io import image_files
+    from .segment import segment_files
 
     files = image_files(args.input)
     if not files:

@@ -120,7 +120,8 @@ def segment_frame(task: FrameTask) -> dict[str, Any]:
     MCPError
         When the image cannot be read (or the model loaded).
     """
-    from .segment import save_prediction, segment
+    from .predictions import save_prediction
+    from .segment import segment
 
     with open_image(task.image) as src:
         image = src.read(task.frame)
@@ -149,7 +150,7 @@ def plan(model: str | os.PathLike, paths: Sequence[str | os.PathLike], params: S
     folder
         Where predictions go; beside each image by default.
     """
-    from .segment import image_files
+    from .io import image_files
 
     digest = model_digest(model)
     key = run_key(digest, params)

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cellpose import dynamics, plot, transforms
+from cellpose import dynamics, transforms
 
 from .confidence import object_confidence
-from .errors import ImageReadError, MCPError, ParameterError
-from .filenames import label_path
-from .io import FOLDER_FORMATS, list_images, open_image
-from .labels import LabelSet, majority_class, save_labels
+from .errors import MCPError, ParameterError
+from .io import image_files, open_image
+from .labels import majority_class
 from .model import N_SEG_CHANNELS, MultiClassModel, open_model
 from .params import SegmentParams, SegmentResult
+from .predictions import save_prediction
 from .preprocess import prepare_image
 
 #: Masks larger than this fraction of the image are dropped (cellpose's default).
@@ -179,48 +179,6 @@ def _finish(model: MultiClassModel, entry: dict, params: SegmentParams, rsz: flo
         flows=dp if params.return_flows else None, cellprob=cellprob if params.return_flows else None,
         diameter=float(diameter), class_colors=colors, confidence=confidence,
     )
-
-
-def to_labelset(result: SegmentResult) -> LabelSet:
-    """A segmentation result as a label set (flows kept in the upstream GUI's layout when present)."""
-    ls = LabelSet(result.masks, result.classes, list(result.class_names), list(result.class_colors),
-                  confidence=dict(result.confidence) or None)
-    if result.flows is not None and result.cellprob is not None:
-        ls.flows = [plot.dx_to_circ(result.flows), result.flows, result.cellprob]
-    ls.diameter = result.diameter
-    return ls
-
-
-def save_prediction(result: SegmentResult, image_path: str | os.PathLike, frame: str = "",
-                    folder: str | os.PathLike | None = None, params: SegmentParams | None = None) -> Path:
-    """Write a result as ``<stem>_pred.npy`` (``<stem>__<frame>_pred.npy``) beside the image or in *folder*."""
-    ls = to_labelset(result)
-    if params is not None:
-        ls.flow_threshold, ls.cellprob_threshold = params.flow_threshold, params.cellprob_threshold
-    path = label_path(image_path, frame, "pred")
-    if folder is not None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        path = Path(folder) / path.name
-    return save_labels(path, ls, image_path=image_path)
-
-
-def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files of *paths*, folders expanded to their images (labels and predictions left out).
-
-    Raises
-    ------
-    ImageReadError
-        When a path does not exist.
-    """
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir() and not p.name.lower().endswith(FOLDER_FORMATS):
-            out.extend(list_images(p))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise ImageReadError(f"{p} does not exist.")
-    return out
 
 
 def segment_files(model: MultiClassModel | str | os.PathLike, paths: Sequence[str | os.PathLike], params: SegmentParams,

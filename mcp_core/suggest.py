@@ -128,7 +128,7 @@ def unlabelled_frames(folder: str | os.PathLike) -> tuple[list[tuple[Path, str]]
     ImageReadError
         When the folder does not exist.
     """
-    from .segment import image_files
+    from .io import image_files
     from .io import open_image
 
     unlabelled, labelled = [], []

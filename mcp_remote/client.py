@@ -306,7 +306,7 @@ class RemoteBackend:
 
         Works after a restart of the app too: the server keeps where each uploaded frame came from.
         """
-        from mcp_core.segment import save_prediction
+        from mcp_core.predictions import save_prediction
 
         written = []
         for msg in self._stream(self._jobs.Predictions, pb.PredictionRequest(job_id=job_id)):

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from mcp_core.dataset import IGNORE, class_lookup, labelled_frames, merged_class_names
+from mcp_core.classmap import IGNORE, class_lookup, labelled_frames, merged_class_names
 from mcp_core.errors import ParameterError
 from mcp_core.filenames import image_stem
-from mcp_core.io import open_image
-from mcp_core.segment import image_files
+from mcp_core.io import image_files, open_image
 
 
 def upload_name(stem: str, frame: str, taken: set[str]) -> str:

@@ -46,3 +46,17 @@ def test_importing_mcp_core_loads_no_ui_network_or_torch():
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_app_and_the_remote_client_load_no_torch_or_cellpose():
+    """Transitively: every module of mcp_app, and the remote client a laptop uses to reach a GPU server."""
+    code = (
+        "import sys, pkgutil, importlib, mcp_app\n"
+        "for m in pkgutil.walk_packages(mcp_app.__path__, 'mcp_app.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import mcp_remote.client, mcp_remote.tunnel\n"
+        "print(','.join(sorted(m for m in ('torch', 'cellpose', 'torchvision') if m in sys.modules)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == ""

@@ -12,7 +12,8 @@ from mcp_core.labels import LabelSet, load_labels, save_labels
 from mcp_core.labels.npyfile import read_label_dict
 from mcp_core.model import build_model
 from mcp_core.params import SegmentParams
-from mcp_core.segment import save_prediction, segment
+from mcp_core.predictions import save_prediction
+from mcp_core.segment import segment
 from mcp_core.synthetic import make_sample
 
 

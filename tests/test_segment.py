@@ -11,7 +11,8 @@ from mcp_core.errors import ParameterError
 from mcp_core.labels import load_labels_for
 from mcp_core.model import build_model
 from mcp_core.params import SegmentParams
-from mcp_core.segment import save_prediction, segment, segment_files
+from mcp_core.predictions import save_prediction
+from mcp_core.segment import segment, segment_files
 from mcp_core.synthetic import make_sample
 
 NAMES = ["unassigned", "round", "elongated"]

@@ -11,7 +11,8 @@ from cellpose import dynamics
 
 from mcp_core.augment import random_affine
 from mcp_core.catalog import sidecar_path
-from mcp_core.dataset import IGNORE, MAX_CLASS_WEIGHT, class_weights, load_samples, split
+from mcp_core.classmap import IGNORE
+from mcp_core.dataset import MAX_CLASS_WEIGHT, class_weights, load_samples, split
 from mcp_core.errors import ParameterError
 from mcp_core.evaluation import evaluate
 from mcp_core.labels import LabelSet, save_labels

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import natsort
@@ -28,6 +29,7 @@ __all__ = [
     "as_yxc",
     "frame_id",
     "hookimpl",
+    "image_files",
     "list_formats",
     "list_images",
     "open_image",
@@ -110,3 +112,22 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         and not (p.suffix.lower() == ".inf")
     ]
     return natsort.natsorted(found, key=lambda p: p.name, alg=natsort.ns.IGNORECASE)
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files of *paths*, folders expanded to their images (labels and predictions left out).
+
+    Raises
+    ------
+    ImageReadError
+        When a path does not exist.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir() and not p.name.lower().endswith(FOLDER_FORMATS):
+            out.extend(list_images(p))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ImageReadError(f"{p} does not exist.")
+    return out

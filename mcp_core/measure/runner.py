@@ -133,18 +133,10 @@ def resolve_images(folder_or_files: str | os.PathLike | Iterable[str | os.PathLi
     ImageReadError
         A path that does not exist, or nothing to measure.
     """
-    from ..io import list_images
+    from ..io import image_files
 
     items = [folder_or_files] if isinstance(folder_or_files, (str, os.PathLike)) else list(folder_or_files)
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            paths.extend(list_images(p))
-        elif p.exists():
-            paths.append(p)
-        else:
-            raise ImageReadError(f"{p} does not exist.")
+    paths = image_files(items)
     if not paths:
         raise ImageReadError(f"No images to measure in {', '.join(map(str, items)) or 'the given list'}.")
     return paths
