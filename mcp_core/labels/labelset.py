@@ -5,7 +5,10 @@ overwrites an existing mask. Mask ids are ``1..n`` (0 = background); ``classes[i
 class id of mask ``i`` (0 = unassigned) and ``class_names[0]`` names that "unassigned"
 class. Every edit records a sparse delta (changed pixel positions with old and new
 values, plus the old and new class table) so undo/redo cost memory in proportion to the
-edit, not to the image.
+edit, not to the image. The label set keeps every mask's area and bounding box (built once with
+:func:`scipy.ndimage.find_objects`, then updated from each edit's changed pixels), so an edit
+reads and writes only the boxes of the masks it touches. Change ``masks`` through these methods
+only.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class LabelSet:
             self.class_colors += [default_color(i) for i in range(len(self.class_colors), len(self.class_names))]
         self._undo: collections.deque[Delta] = collections.deque(maxlen=self.max_undo)
         self._redo: list[Delta] = []
+        self._areas: np.ndarray | None = None  # pixels per mask id, built on first use
+        self._boxes: np.ndarray | None = None  # (n, 4) [y0, y1, x0, x1] per mask id, empty rows for absent ids
 
     # ----------------------------------------------------------------- queries
     @property
@@ -121,10 +126,31 @@ class LabelSet:
     @property
     def ids(self) -> np.ndarray:
         """Mask ids present in ``masks`` (sorted)."""
-        present = np.zeros(len(self.classes), bool)
-        present[self.masks.ravel()] = True
-        present[0] = False
-        return np.flatnonzero(present)
+        areas = self.areas()
+        return np.flatnonzero(areas[1:]) + 1
+
+    def areas(self, ids: Iterable[int] | None = None) -> np.ndarray:
+        """Pixels per mask id: of *ids* (0 for absent ids), or of every id ``0..max_id``."""
+        areas, _ = self._index()
+        if ids is None:
+            out = np.zeros(self.max_id + 1, np.int64)
+            out[: len(areas)] = areas[: len(out)]
+            return out
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, np.int64)
+        ok = (ids > 0) & (ids < len(areas))
+        return np.where(ok, areas[np.where(ok, ids, 0)], 0)
+
+    def box_of(self, ids: Iterable[int], pad: int = 0) -> tuple[slice, slice] | None:
+        """The bounding box of masks *ids* as ``(rows, cols)`` slices, grown by *pad* (``None`` when none exists)."""
+        ids = self._valid_ids(ids)
+        _, boxes = self._index()
+        b = boxes[ids[ids < len(boxes)]]
+        b = b[b[:, 1] > b[:, 0]]
+        if len(b) == 0:
+            return None
+        h, w = self.shape
+        return (slice(max(int(b[:, 0].min()) - pad, 0), min(int(b[:, 1].max()) + pad, h)),
+                slice(max(int(b[:, 2].min()) - pad, 0), min(int(b[:, 3].max()) + pad, w)))
 
     @property
     def count(self) -> int:
@@ -203,18 +229,13 @@ class LabelSet:
     def delete(self, ids: Iterable[int]) -> int:
         """Delete masks; returns how many pixels were cleared."""
         ids = self._valid_ids(ids)
-        if ids.size == 0:
+        found = self._pixels_of(ids)
+        if found is None:
             return 0
-        lut = np.zeros(len(self.classes), bool)
-        lut[ids] = True
-        box = bbox_of(lut[self.masks])
-        if box is None:
-            return 0
-        sub = self.masks[box]
-        hit = lut[sub]
+        box, flat = found
         new = self.classes.copy()
         new[ids] = 0
-        return self._apply(box, np.flatnonzero(hit), np.zeros(int(hit.sum()), self.masks.dtype), new)
+        return self._apply(box, flat, np.zeros(len(flat), self.masks.dtype), new)
 
     def assign_class(self, ids: Iterable[int], class_id: int) -> None:
         """Set the class of masks."""
@@ -230,15 +251,13 @@ class LabelSet:
         if ids.size < 2:
             return int(ids[0]) if ids.size else 0
         keep, others = int(ids.min()), ids[ids != ids.min()]
-        lut = np.zeros(len(self.classes), bool)
-        lut[others] = True
-        box = bbox_of(lut[self.masks])
-        if box is None:
+        found = self._pixels_of(others)
+        if found is None:
             return keep
-        hit = lut[self.masks[box]]
+        box, flat = found
         new = self.classes.copy()
         new[others] = 0
-        self._apply(box, np.flatnonzero(hit), np.full(int(hit.sum()), keep, self.masks.dtype), new)
+        self._apply(box, flat, np.full(len(flat), keep, self.masks.dtype), new)
         return keep
 
     def split(self, mask_id: int, line: Sequence[Sequence[float]]) -> list[int]:
@@ -254,7 +273,7 @@ class LabelSet:
         """
         if mask_id not in set(self._valid_ids([mask_id]).tolist()):
             raise ParameterError(f"There is no mask {mask_id} to split.")
-        box = bbox_of(self.masks == mask_id, pad=1, shape=self.shape)
+        box = self.box_of([mask_id], pad=1)
         sub = self.masks[box]
         region = sub == mask_id
         pts = np.asarray(line, float) - [box[1].start, box[0].start]
@@ -285,18 +304,26 @@ class LabelSet:
         if radius <= 0:
             raise ParameterError(f"Brush radius must be positive, got {radius}.")
         pts = np.asarray(points, float).reshape(-1, 2)
-        brush = np.zeros(self.shape, bool)
+        r = int(np.ceil(radius)) + 1
+        (x0, y0), (x1, y1) = np.floor(pts.min(axis=0)).astype(int) - r, np.ceil(pts.max(axis=0)).astype(int) + r + 1
+        y0, x0 = max(y0, 0), max(x0, 0)
+        y1, x1 = min(y1, self.shape[0]), min(x1, self.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return 0
+        stroke = (slice(y0, y1), slice(x0, x1))  # the brush's reach: every pixel it can clear
+        brush = np.zeros((y1 - y0, x1 - x0), bool)
         prev = None
-        for x, y in pts:
+        for x, y in pts - [x0, y0]:
             steps = [(x, y)] if prev is None else np.linspace(prev, (x, y), max(2, int(np.hypot(x - prev[0], y - prev[1]) / max(radius / 2, 0.5)) + 1))
             for sx, sy in steps:
-                rr, cc = disk((sy, sx), radius, shape=self.shape)
+                rr, cc = disk((sy, sx), radius, shape=brush.shape)
                 brush[rr, cc] = True
             prev = (x, y)
-        box = bbox_of(brush & (self.masks > 0))
-        if box is None:
+        tight = bbox_of(brush & (self.masks[stroke] > 0))
+        if tight is None:
             return 0
-        hit = brush[box] & (self.masks[box] > 0)
+        box = (slice(y0 + tight[0].start, y0 + tight[0].stop), slice(x0 + tight[1].start, x0 + tight[1].stop))
+        hit = brush[tight] & (self.masks[box] > 0)
         return self._apply(box, np.flatnonzero(hit), np.zeros(int(hit.sum()), self.masks.dtype), self.classes.copy())
 
     def replace(self, masks: np.ndarray, classes: np.ndarray | None = None, keep_existing: bool = False) -> None:
@@ -353,7 +380,7 @@ class LabelSet:
         if not self._undo:
             return None
         d = self._undo.pop()
-        self._set_pixels(d.box, d.flat, d.old)
+        self._write(d.box, d.flat, d.old)
         self.classes = d.old_classes.copy()
         self._redo.append(d)
         return d.box
@@ -363,7 +390,7 @@ class LabelSet:
         if not self._redo:
             return None
         d = self._redo.pop()
-        self._set_pixels(d.box, d.flat, d.new)
+        self._write(d.box, d.flat, d.new)
         self.classes = d.new_classes.copy()
         self._undo.append(d)
         return d.box
@@ -379,7 +406,7 @@ class LabelSet:
             raise ParameterError(f"There is no class {class_id} (classes: {', '.join(self.class_names)}).")
 
     def _valid_ids(self, ids: Iterable[int]) -> np.ndarray:
-        arr = np.unique(np.asarray(list(ids), np.int64))
+        arr = np.unique(np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), np.int64))
         return arr[(arr > 0) & (arr < len(self.classes))]
 
     def _paint(self, rr: np.ndarray, cc: np.ndarray, new_id: int, class_id: int) -> int:
@@ -395,10 +422,8 @@ class LabelSet:
         top = max(len(new_classes) - 1, int(values.max(initial=0)))
         if mask_dtype(top) != self.masks.dtype and top > UINT16_MAX_ID:
             self.masks = self.masks.astype(np.uint32)
-        sub = self.masks[box]
-        old = sub.ravel()[flat].copy()
         new = values.astype(self.masks.dtype)
-        self._set_pixels(box, flat, new)
+        old = self._write(box, flat, new)
         if self.confidence:
             self._forget_confidence(np.union1d(old, new))
         self._undo.append(Delta(box, flat.astype(np.int64), old, new, self.classes.copy(), new_classes.copy()))
@@ -420,15 +445,89 @@ class LabelSet:
         self._redo.clear()
         self.classes = new_classes.astype(np.uint16)
 
-    def _set_pixels(self, box, flat: np.ndarray, values: np.ndarray) -> None:
+    def _pixels_of(self, ids: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        """The pixels of masks *ids*: their union box and sorted flat positions in it, read box by box."""
+        box = self.box_of(ids)
+        if box is None:
+            return None
+        _, boxes = self._index()
+        ids = ids[ids < len(boxes)]
+        b = boxes[ids]
+        keep = b[:, 1] > b[:, 0]
+        ids, b = ids[keep], b[keep]
+        (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
+        if 4 * int(((b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2])).sum()) >= (y1 - y0) * (x1 - x0):
+            lut = np.zeros(self.max_id + 1, bool)  # the masks fill their union box: one pass over it
+            lut[ids] = True
+            return box, np.flatnonzero(lut[self.masks[box]])
+        parts = []
+        for i, (by0, by1, bx0, bx1) in zip(ids, b):
+            rr, cc = np.nonzero(self.masks[by0:by1, bx0:bx1] == i)
+            parts.append((rr + by0 - y0) * (x1 - x0) + cc + bx0 - x0)
+        return box, np.sort(np.concatenate(parts))
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Areas and boxes of every mask id (one pass over the masks the first time)."""
+        if self._areas is None:
+            n = len(self.classes)
+            self._areas = np.bincount(self.masks.ravel(), minlength=n).astype(np.int64)
+            self._boxes = np.zeros((len(self._areas), 4), np.int64)
+            for i, sl in enumerate(ndimage.find_objects(self.masks), start=1):
+                if sl is not None:
+                    self._boxes[i] = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        return self._areas, self._boxes
+
+    def _write(self, box, flat: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Set pixels *flat* of *box* to *values*, keep areas and boxes current; returns the old values."""
         if flat.size == 0:
-            return
+            return values[:0].copy()
         sub = self.masks[box]
         if sub.flags.c_contiguous:
+            old = sub.reshape(-1)[flat]
             sub.reshape(-1)[flat] = values
         else:
             rows, cols = np.unravel_index(flat, sub.shape)
+            old = sub[rows, cols]
             sub[rows, cols] = values
+        if self._areas is not None:
+            self._update_index(box, flat, old, values)
+        return old
+
+    def _update_index(self, box, flat: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Areas and boxes after pixels *flat* of *box* went from *old* to *new* ids."""
+        if 8 * flat.size >= self.masks.size:  # most of the image changed: rebuild on next use
+            self._areas = self._boxes = None
+            return
+        old, new = old.astype(np.int64), new.astype(np.int64)
+        top = max(int(old.max()), int(new.max()), len(self.classes) - 1) + 1
+        if top > len(self._areas):
+            grow = top - len(self._areas)
+            self._areas = np.concatenate([self._areas, np.zeros(grow, np.int64)])
+            self._boxes = np.concatenate([self._boxes, np.zeros((grow, 4), np.int64)])
+        areas, boxes = self._areas, self._boxes
+        np.subtract.at(areas, old, 1)
+        np.add.at(areas, new, 1)
+        width = box[1].stop - box[1].start
+        rows, cols = flat // width + box[0].start, flat % width + box[1].start
+        at = new > 0  # grow each gaining mask's box by its new pixels
+        gained, r, c = new[at], rows[at], cols[at]
+        fresh = gained[boxes[gained, 1] <= boxes[gained, 0]]
+        boxes[fresh] = (np.iinfo(np.int64).max, 0, np.iinfo(np.int64).max, 0)
+        np.minimum.at(boxes[:, 0], gained, r)
+        np.maximum.at(boxes[:, 1], gained, r + 1)
+        np.minimum.at(boxes[:, 2], gained, c)
+        np.maximum.at(boxes[:, 3], gained, c + 1)
+        lost = np.setdiff1d(old[old > 0], new)
+        boxes[lost[areas[lost] == 0]] = 0
+        shrunk = lost[areas[lost] > 0]  # masks that kept some pixels: their box may shrink
+        if shrunk.size:
+            b = boxes[shrunk]
+            y0, x0 = int(b[:, 0].min()), int(b[:, 2].min())
+            lut = np.zeros(len(areas), np.int64)
+            lut[shrunk] = np.arange(1, len(shrunk) + 1)
+            local = lut[self.masks[y0:int(b[:, 1].max()), x0:int(b[:, 3].max())]]
+            for i, sl in zip(shrunk, ndimage.find_objects(local, max_label=len(shrunk))):
+                boxes[i] = sl[0].start + y0, sl[0].stop + y0, sl[1].start + x0, sl[1].stop + x0
 
 
 def bbox_of(mask: np.ndarray, pad: int = 0, shape: tuple[int, int] | None = None) -> tuple[slice, slice] | None:
