@@ -161,3 +161,16 @@ def test_events_for_another_page_are_dropped_before_the_handler():
         handler("sock-a", "not a dict")
         handler("sock-a", {"client_id": "page-a"})
     assert calls == [(n, "sock-a") for n in ("event", "javascript_response", "ack", "log")]
+
+
+def test_without_a_token_the_host_and_origin_checks_still_hold(tmp_path):
+    write_demo_project(tmp_path / "project", n_images=1, n_labelled=1, shape=(64, 64))
+    app = App(tmp_path / "project", tmp_path / "home", "--no-token")
+    try:
+        assert app.token is None and app.start_url == f"http://127.0.0.1:{app.port}/"
+        assert request(app.port, "/trainer")[0] == 200
+        assert request(app.port, "/", host="evil.example")[0] == 403
+        assert request(app.port, WS_PATH, origin="http://evil.example", websocket=True)[0] == 403
+        assert request(app.port, WS_PATH, origin=app.url, websocket=True)[0] == 101
+    finally:
+        app.stop()
