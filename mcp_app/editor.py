@@ -21,7 +21,6 @@ from mcp_core.file_version import FileVersion, write_unless_changed
 from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
 from mcp_core.labels import LabelSet, save_labels
-from mcp_core.labels.labelset import bbox_of
 
 from .project import Item, Project
 
@@ -91,6 +90,7 @@ class Editor:
         if labels.shape != image.shape[:2]:
             raise ValueError(f"The labels in {label_path(item.path, item.frame, self.kind).name} have shape "
                              f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
+        labels.areas()  # index the masks' boxes now, so edits touch only their boxes
         self.item, self.image, self.labels = item, image, labels
         self.file_version = file_version
         self.saved_edits = self.edits
@@ -165,8 +165,7 @@ class Editor:
         ids = ids[ids > 0]
         if ids.size == 0:
             return None
-        total = np.bincount(self.labels.masks.ravel().astype(np.int64), minlength=self.labels.max_id + 1)
-        frac = inside[ids] / np.maximum(total[ids], 1)
+        frac = inside[ids] / np.maximum(self.labels.areas(ids), 1)
         return self.delete(ids[frac >= min_fraction].tolist())
 
     def erase(self, points: Sequence[Sequence[float]], radius: float) -> Patch | None:
@@ -251,12 +250,7 @@ class Editor:
         return self._patch(box, classes=True)
 
     def _box_of(self, ids: Sequence[int]) -> tuple[slice, slice] | None:
-        ids = [int(i) for i in ids if 0 < int(i) <= self.labels.max_id]
-        if not ids:
-            return None
-        lut = np.zeros(self.labels.max_id + 1, bool)
-        lut[ids] = True
-        return bbox_of(lut[self.labels.masks])
+        return self.labels.box_of(ids)
 
     def _clip(self, box: tuple[slice, slice]) -> tuple[slice, slice]:
         h, w = self.labels.shape
