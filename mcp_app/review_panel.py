@@ -3,18 +3,39 @@
 Each object is selected and highlighted on the canvas; the user accepts it (A, remembered per
 object in the ``_pred.npy``), deletes it (X), or fixes it with the usual tools (an edited object
 is the user's own and leaves the queue), and N moves on. The order comes from
-:func:`mcp_core.confidence.review_order` by a chosen score.
+:func:`mcp_core.confidence.review_order` by a chosen score. The canvas can outline every object
+in the colour of its confidence.
 """
 
 from __future__ import annotations
 
 import math
 
-from nicegui import ui
+import numpy as np
+from nicegui import background_tasks, ui
 
 from mcp_core.confidence import SCORES, mark_reviewed, review_order, scores_for
+from mcp_core.labels import LabelSet
+from mcp_core.measure import Overlay
 
+from .overlays import canvas_layers
 from .workspace import Workspace
+
+#: Outline colours by overall confidence: below 0.5, below 0.8, and the rest.
+CONFIDENCE_BANDS = ((0.0, 0.5, "#ff4d4d"), (0.5, 0.8, "#ffb000"), (0.8, 1.01, "#39d353"))
+
+
+def confidence_layers(labels: LabelSet) -> list[dict]:
+    """Canvas layers outlining each scored object in the colour of its confidence band."""
+    ids = labels.ids
+    conf = scores_for(labels.confidence, ids).get("confidence", np.full(len(ids), np.nan))
+    out = []
+    for low, high, color in CONFIDENCE_BANDS:
+        chosen = ids[(conf >= low) & (conf < high)]
+        if len(chosen):
+            regions = np.where(np.isin(labels.masks, chosen), labels.masks, 0)
+            out += canvas_layers([Overlay.outlines("confidence", regions)], color)
+    return out
 
 
 class ReviewPanel:
@@ -28,6 +49,9 @@ class ReviewPanel:
             self.score = ui.select(list(SCORES), value="confidence", label="Score",
                                    on_change=lambda: self.restart()).props("dense").classes("w-full")
             self.info = ui.label("").classes("text-xs").mark("review-info")
+            self.colour = ui.checkbox("Colour by confidence (red < 0.5 < orange < 0.8 < green)",
+                                      on_change=lambda: self.draw()).props("dense").classes("text-xs").mark(
+                "review-colour")
             with ui.row().classes("gap-1"):
                 ui.button("Next (N)", on_click=self.next).props("dense no-caps").mark("review-next")
                 ui.button("Accept (A)", on_click=self.accept).props("dense no-caps color=positive").mark(
@@ -35,6 +59,7 @@ class ReviewPanel:
                 ui.button("Delete (X)", on_click=self.delete).props("dense no-caps color=negative").mark(
                     "review-delete")
         ws.on_open.append(self.restart)
+        ws.on_open.append(lambda: background_tasks.create(self.draw()) if self.colour.value else None)
         ui.keyboard(on_key=self._on_key, ignore=["input", "select", "button", "textarea"])
 
     def restart(self) -> None:
@@ -82,6 +107,13 @@ class ReviewPanel:
         shown = self.current
         self.ws.edit(lambda: self.ws.editor.delete([shown]))
         self.next()
+
+    async def draw(self) -> None:
+        """Outline the objects by confidence on the canvas (or clear the outlines)."""
+        labels = self.ws.editor.labels
+        payload = confidence_layers(labels) if self.colour.value and labels is not None else []
+        if self.ws.canvas is not None:
+            await self.ws.canvas.run_method("setPluginLayers", payload, timeout=30)
 
     def _on_key(self, e) -> None:
         if not e.action.keydown or e.action.repeat or e.modifiers.ctrl or e.modifiers.meta:

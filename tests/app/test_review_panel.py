@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from mcp_core.filenames import label_path
@@ -32,3 +34,19 @@ async def test_review_walks_objects_least_sure_first(app_user, demo):
     await apoll(lambda: second not in load_labels(pred).ids, "the deleted object gone from the file")
     saved = load_labels(pred)
     assert first in saved.ids and saved.confidence["reviewed"][first] == 1.0
+    drawn = []
+    app_user.javascript_rules[re.compile(r"(?s).*runMethod\(.*setPluginLayers.*")] = lambda m: drawn.append(m.group(0))
+    app_user.find(marker="review-colour").elements.pop().set_value(True)
+    await apoll(lambda: drawn and "#ff4d4d" in drawn[-1], "the confidence outlines sent to the canvas")
+
+
+def test_confidence_layers_colour_objects_by_band():
+    from mcp_app.review_panel import confidence_layers
+    from mcp_core.labels import LabelSet
+
+    masks = np.zeros((20, 20), np.uint16)
+    masks[1:5, 1:5], masks[8:12, 8:12], masks[14:18, 1:5] = 1, 2, 3
+    labels = LabelSet(masks, confidence={"confidence": np.array([np.nan, 0.2, 0.95, np.nan], np.float32)})
+    layers = confidence_layers(labels)
+    assert [layer["color"] for layer in layers] == ["#ff4d4d", "#39d353"]  # object 3 has no score: not drawn
+    assert all(layer["kind"] == "outlines" and len(layer["data"]) == 1 for layer in layers)
