@@ -45,6 +45,17 @@ def host_name(value: str) -> str | None:
     return parts.hostname or None
 
 
+def same_origin(origin: str, host: str) -> bool:
+    """Whether an ``Origin`` header names the host and port of the ``Host`` header (default ports filled in)."""
+    try:
+        o = urlsplit(origin)
+        h = urlsplit(f"{o.scheme}://{host}")
+        default = {"http": 80, "https": 443}.get(o.scheme)
+        return bool(o.hostname) and o.hostname == h.hostname and (o.port or default) == (h.port or default)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class AccessPolicy:
     """The names the app answers to and the token it requires (``None``: no token).
@@ -77,7 +88,7 @@ class AccessPolicy:
         origin = headers.get("origin")
         if origin is None and kind == "websocket":
             return 403, "MultiCellPose accepts websockets only from its own page (no Origin header)."
-        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+        if origin is not None and not same_origin(origin, host):
             return 403, "MultiCellPose accepts requests only from its own page."
         if self.token is not None:
             cookie = _cookie(headers, self.cookie)

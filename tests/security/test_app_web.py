@@ -174,3 +174,14 @@ def test_without_a_token_the_host_and_origin_checks_still_hold(tmp_path):
         assert request(app.port, WS_PATH, origin=app.url, websocket=True)[0] == 101
     finally:
         app.stop()
+
+
+@pytest.mark.parametrize("origin,host,same", [
+    ("http://127.0.0.1:8080", "127.0.0.1:8080", True), ("http://localhost", "localhost:80", True),
+    ("http://[::1]:5", "[::1]:5", True), ("http://localhost:81", "localhost:80", False),
+    ("null", "localhost", False), ("http://evil.example:8080", "127.0.0.1:8080", False),
+    ("http://a:x", "a:1", False), ("https://localhost", "localhost:80", False)])
+def test_same_origin(origin, host, same):
+    from mcp_app.pages.access import same_origin
+
+    assert same_origin(origin, host) is same
