@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 from nicegui import run, ui
@@ -11,6 +14,20 @@ from mcp_core.model_card import card_markdown
 from ..compute import call
 from ..state import AppState
 from .layout import header
+
+
+def export_command(model_path: str, out: Path) -> list[str]:
+    """The command that writes, validates and test-runs the bioimage.io package (a separate process: torch)."""
+    return [sys.executable, "-m", "mcp_app.cli", "export-model", model_path, str(out), "--format", "bioimageio"]
+
+
+async def export_package(model_path: str, out: Path) -> tuple[bool, str]:
+    """Run :func:`export_command`; ``(succeeded, its last output lines)``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    proc = await asyncio.create_subprocess_exec(*export_command(model_path, out), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT, env=env)
+    output, _ = await proc.communicate()
+    return proc.returncode == 0, "\n".join(output.decode(errors="replace").strip().splitlines()[-3:])
 
 
 def register(state: AppState) -> None:
@@ -32,5 +49,18 @@ def register(state: AppState) -> None:
                          "server.").classes("text-gray-600")
                 return
             ui.markdown(await run.io_bound(card_markdown, found.path, found.name)).mark("model-card")
-            ui.label(f"Share it on bioimage.io: multicellpose export-model {found.path} --format bioimageio "
-                     f"{found.name}.zip").classes("text-xs text-gray-600")
+            out = Path(found.path).with_suffix(".bioimageio.zip")
+            result = ui.label("").classes("text-xs").mark("export-result")
+
+            async def export() -> None:
+                button.props("loading")
+                try:
+                    ok, text = await export_package(found.path, out)
+                finally:
+                    button.props(remove="loading")
+                result.text = (f"Wrote {out} (validated and tested)." if ok else f"Export failed: {text}")
+                if ok:
+                    ui.download(out)
+
+            button = ui.button("Export for bioimage.io", icon="ios_share", on_click=export).props("no-caps").mark(
+                "export-bioimageio")

@@ -23,3 +23,26 @@ async def test_model_card_page_shows_scores_and_annotation_versions(app_user, tm
     assert "| mitotic | 0.750 | 0.500 | 0.600 | 4 |" in card.content and "| train | a.tif |" in card.content
     await app_user.open("/model/missing")
     await app_user.should_see("There is no model called 'missing'.")
+
+
+async def test_export_button_runs_the_export_command(app_user, tmp_path, monkeypatch):
+    import sys
+
+    from mcp_app.pages import model_card
+
+    models = tmp_path / "home" / "models"
+    models.mkdir(parents=True)
+    (models / "nuclei.pth").write_bytes(b"")
+    (models / "nuclei.json").write_text("{}")
+    seen = []
+
+    def fake(model_path, out):  # the real command is tested in tests/test_bioimageio.py
+        seen.append((model_path, out))
+        return [sys.executable, "-c", f"open({str(out)!r}, 'wb').write(b'PK')"]
+
+    monkeypatch.setattr(model_card, "export_command", fake)
+    await app_user.open("/model/nuclei")
+    app_user.find(marker="export-bioimageio").click()
+    await app_user.should_see("(validated and tested)")
+    assert seen == [(str(models / "nuclei.pth"), models / "nuclei.bioimageio.zip")]
+    assert (models / "nuclei.bioimageio.zip").read_bytes() == b"PK"
