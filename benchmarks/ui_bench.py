@@ -68,6 +68,7 @@ def main() -> None:
     driver = make_driver(tmp / "downloads")
     results: dict[str, list[float]] = {k: [] for k in ("contour", "delete", "assign", "lasso", "next image")}
     try:
+        app.login(driver)
         driver.get(app.url + "/trainer")
         wait(driver, "window.mcpCanvas && window.mcpLoadedAt", timeout=60)
         centres = {i: np.argwhere(labels.masks == i).mean(axis=0) for i in range(1, 40)}
