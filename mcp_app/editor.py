@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from skimage.draw import polygon as draw_polygon
 
 from mcp_core.file_version import FileVersion, write_unless_changed
 from mcp_core.filenames import LabelKind, label_path
@@ -156,11 +155,18 @@ class Editor:
 
     def lasso(self, points: Sequence[Sequence[float]], min_fraction: float = 0.5) -> Patch | None:
         """Delete every mask with at least *min_fraction* of its pixels inside the lasso."""
-        pts = np.asarray(points, float)
-        rr, cc = draw_polygon(pts[:, 1], pts[:, 0], shape=self.labels.shape)
-        if rr.size == 0:
+        from PIL import Image, ImageDraw
+
+        pts = np.asarray(points, float).reshape(-1, 2)
+        h, w = self.labels.shape
+        x0, y0 = np.clip(np.floor(pts.min(axis=0)).astype(int), 0, [w, h])
+        x1, y1 = np.clip(np.ceil(pts.max(axis=0)).astype(int) + 1, 0, [w, h])
+        if len(pts) < 3 or x1 <= x0 or y1 <= y0:
             return None
-        inside = np.bincount(self.labels.masks[rr, cc].astype(np.int64), minlength=self.labels.max_id + 1)
+        area = Image.new("1", (int(x1 - x0), int(y1 - y0)))  # scanline fill: time in proportion to the area
+        ImageDraw.Draw(area).polygon([(x - x0, y - y0) for x, y in pts.tolist()], fill=1)
+        inside = np.bincount(self.labels.masks[y0:y1, x0:x1][np.asarray(area, bool)].astype(np.int64),
+                             minlength=self.labels.max_id + 1)
         ids = np.flatnonzero(inside)
         ids = ids[ids > 0]
         if ids.size == 0:
