@@ -236,7 +236,7 @@ def _description(bio, tmp: Path, name: str, order: list[str], bsize: int, model,
 
 
 def check_package(path: str | os.PathLike) -> PackageCheck:
-    """Validate a package with ``bioimageio.spec`` and run its test (sample in, expected out) with ``bioimageio.core`` on CPU."""
+    """Validate a package with ``bioimageio.spec``; run its test (sample in, expected out) with ``bioimageio.core`` on CPU."""
     from bioimageio.core import test_model
     from bioimageio.spec import load_description
     from bioimageio.spec.model.v0_5 import ModelDescr

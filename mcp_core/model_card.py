@@ -49,7 +49,8 @@ def card_markdown(model_path: str | os.PathLike, name: str | None = None) -> str
              "probability) and one class per object.", "",
              "## Summary", ""]
     lines += _table(["", ""], [
-        ["architecture", f"{arch.get('name', '?')} (tiles of {arch.get('bsize', '?')} px, patch {arch.get('ps', '?')})"],
+        ["architecture", f"{arch.get('name', '?')} (tiles of {arch.get('bsize', '?')} px, "
+                         f"patch {arch.get('ps', '?')})"],
         ["base model", meta.get("base_model", "?")],
         ["classes", ", ".join(f"{n} ({c})" for n, c in zip(classes, colors)) or "none"],
         ["output channels", ", ".join(meta.get("channel_order") or [])],

@@ -27,6 +27,8 @@ from .params import SegmentParams, SegmentResult
 
 #: Default weight of the diversity term against the doubt.
 DIVERSITY = 0.5
+#: Labelled frames (evenly spread over the list) whose embeddings count as known.
+MAX_KNOWN = 32
 
 
 @dataclass
@@ -151,7 +153,8 @@ def suggest(folder: str | os.PathLike, model, n: int = 10, params: SegmentParams
     Parameters
     ----------
     folder
-        A project folder; frames with a ``_seg.npy`` (or a ``_masks`` pair) count as labelled.
+        A project folder; frames with a ``_seg.npy`` (or a ``_masks`` pair) count as labelled, and up
+        to :data:`MAX_KNOWN` of them are segmented for their embeddings.
     model
         A loaded :class:`~mcp_core.model.MultiClassModel` or what :func:`~mcp_core.model.open_model` accepts.
     n
@@ -176,6 +179,7 @@ def suggest(folder: str | os.PathLike, model, n: int = 10, params: SegmentParams
     model = model if isinstance(model, MultiClassModel) else open_model(model)
     params = params or SegmentParams(bsize=model.bsize)
     todo, done = unlabelled_frames(folder)
+    done = done[:: max(1, len(done) // MAX_KNOWN)][:MAX_KNOWN]
     if not todo:
         raise ParameterError(f"{folder} has no unlabelled frames to suggest.")
     doubts, embs, counts, known = [], [], [], []

@@ -1,4 +1,4 @@
-"""bioimage.io export: a tiny model's package validates with bioimageio.spec and its test passes with bioimageio.core."""
+"""bioimage.io export: a tiny model's package validates (bioimageio.spec) and its test passes (bioimageio.core)."""
 
 from __future__ import annotations
 

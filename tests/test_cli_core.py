@@ -24,7 +24,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def test_demo_formats_info(tmp_path):
     out = run_cli("demo", str(tmp_path / "proj"), "--images", "2", "--labelled", "1")
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in (tmp_path / "proj").iterdir() if p.name != ".mcp_history") == ["demo_01.tif", "demo_01_seg.npy", "demo_02.tif"]
+    made = sorted(p.name for p in (tmp_path / "proj").iterdir() if p.name != ".mcp_history")  # the label history
+    assert made == ["demo_01.tif", "demo_01_seg.npy", "demo_02.tif"]
     out = run_cli("formats")
     assert out.returncode == 0 and "lif" in out.stdout and ".nd2" in out.stdout
     tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((3, 2, 8, 8), np.uint8), metadata={"axes": "TCYX"})

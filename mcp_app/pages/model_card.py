@@ -1,4 +1,4 @@
-"""Model card page (``/model/<name>``): what a model is, how it was trained, on which annotation versions, how well it did."""
+"""Model card page (``/model/<name>``): what a model is, how it was trained, on which annotations, how well it did."""
 
 from __future__ import annotations
 
