@@ -411,11 +411,12 @@ class LabelSet:
 
     def _paint(self, rr: np.ndarray, cc: np.ndarray, new_id: int, class_id: int) -> int:
         box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
-        width = box[1].stop - box[1].start
-        flat = (rr - box[0].start) * width + (cc - box[1].start)
+        hit = np.zeros((box[0].stop - box[0].start, box[1].stop - box[1].start), bool)
+        hit[rr - box[0].start, cc - box[1].start] = True
+        flat = np.flatnonzero(hit)  # each pixel once, in order
         new_classes = np.concatenate([self.classes, np.zeros(new_id + 1 - len(self.classes), np.uint16)])
         new_classes[new_id] = class_id
-        self._apply(box, np.unique(flat), np.full(len(np.unique(flat)), new_id, np.int64), new_classes)
+        self._apply(box, flat, np.full(len(flat), new_id, np.int64), new_classes)
         return new_id
 
     def _apply(self, box, flat: np.ndarray, values: np.ndarray, new_classes: np.ndarray) -> int:
