@@ -13,6 +13,7 @@ from ..job_panel import JobPanel, reattach_jobs
 from ..model_picker import ModelPicker
 from ..transfer_view import call_with_progress
 from ..state import AppState
+from ..suggest_panel import SuggestPanel
 from ..workspace import Workspace
 from .layout import header
 
@@ -160,6 +161,7 @@ def register(state: AppState) -> None:
             panel["keep"] = ui.toggle({"keep": "Keep my masks", "replace": "Replace"}, value="keep"
                                       ).props("dense no-caps size=sm")
             panel["run"] = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps").mark("run-model")
+            SuggestPanel(ws, panel["model"])
             ui.separator()
             panel["train"] = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps").mark("train")
             panel["jobs"] = ui.column().classes("w-full")
