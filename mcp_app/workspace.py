@@ -146,10 +146,10 @@ class Workspace:
         ui.context.client.on_disconnect(self.flush_sync)
 
     async def start(self) -> None:
-        """Load the folder and open its first item."""
+        """Load the folder and open its first item that can be opened."""
         await self.load_items()
         if self.items:
-            await self.goto(0)
+            await self.step(1)
 
     # --------------------------------------------------------------- navigation
     async def load_items(self) -> None:
@@ -183,7 +183,13 @@ class Workspace:
             callback()
 
     async def step(self, delta: int) -> None:
-        await self.goto(self.index + delta)
+        """Open the next (``delta=1``) or previous (``-1``) item, passing over items that cannot be opened."""
+        index = self.index + delta
+        while 0 <= index < len(self.items):
+            await self.goto(index)
+            if self.index == index or self.editor.dirty:
+                return  # opened, or unsaved edits hold this item
+            index += delta
 
     # -------------------------------------------------------------------- edits
     def edit(self, action: Callable[[], Patch | None]) -> Patch | None:

@@ -160,8 +160,11 @@ async def test_trainer_marks_a_poisoned_image_unreadable_and_never_writes_it(use
     from mcp_app.workspace import OPEN_WORKSPACES
 
     [ws] = [w for w in OPEN_WORKSPACES if w.project.folder == (tmp_path / "project").resolve()]
-    assert 0 in ws.unreadable and ws.editor.labels is None
+    assert 0 in ws.unreadable and ws.index == 1  # the page went on to the next image
+    ws.edit(lambda: ws.editor.delete([int(ws.editor.labels.ids[0])]))
     ws.flush_sync()
+    await ws.step(-1)  # going back tries the refused file again, and stays where it is
+    assert ws.index == 1 and ws.unreadable.keys() == {0}
     assert first.read_bytes() == before and not marker.exists()
 
 
