@@ -3,7 +3,7 @@
 1. images/s over the same folder: ``segment_files`` in this process, then ``segment_on_client`` on a
    LocalCluster of 1 and of 2 CPU workers (and, with GPUs, one worker per GPU). Model loading and
    worker start-up are left out (each cluster first segments one image).
-2. Peak resident memory of a worker (``ru_maxrss``) segmenting one large image whole (one task) and
+2. Peak resident memory of a worker (Linux ``VmHWM``, reset once the model is loaded) segmenting one large image whole (one task) and
    blockwise (``segment_blockwise``), each on a fresh one-worker cluster after loading the model.
 
 The network is the ``tiny`` architecture with its readout biased to foreground (untrained: the masks come
@@ -15,14 +15,14 @@ from its flows), so the figures measure the machinery, not a model's accuracy.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import zarr
+from ome_zarr.writer import write_image
 
 from mcp_core.blockwise import segment_blockwise
 from mcp_core.cluster import local_cluster, visible_gpus
@@ -35,9 +35,12 @@ from mcp_core.synthetic import make_sample
 NAMES = ["unassigned", "round", "elongated"]
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB (run on a worker)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(reset: bool = False) -> float:
+    """This process's peak resident memory in MB (Linux ``VmHWM``); *reset* starts a new peak (run on a worker)."""
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
 def load_model(model: str, digest: str) -> None:
@@ -45,9 +48,14 @@ def load_model(model: str, digest: str) -> None:
     worker_model(model, digest)
 
 
+def worker_threads() -> int:
+    """Torch CPU threads of a worker."""
+    return torch.get_num_threads()
+
+
 def rate_on_cluster(n_workers: int | None, gpus: list[str], model: Path, folder: Path, warm: Path,
-                    params: SegmentParams, out: Path) -> float:
-    """images/s of segment_on_client on a fresh LocalCluster (start-up and model loading left out)."""
+                    params: SegmentParams, out: Path) -> tuple[float, int]:
+    """images/s of segment_on_client on a fresh LocalCluster (start-up and model loading left out), torch threads."""
     from distributed import Client
 
     with local_cluster(n_workers, gpus=gpus) as cluster, Client(cluster) as client:
@@ -57,8 +65,9 @@ def rate_on_cluster(n_workers: int | None, gpus: list[str], model: Path, folder:
         t = time.perf_counter()
         result = segment_on_client(client, model, [folder], params, out)
         elapsed = time.perf_counter() - t
+        threads = max(client.run(worker_threads).values())
     assert not result["failed"], result["failed"]
-    return len(result["done"]) / elapsed
+    return len(result["done"]) / elapsed, threads
 
 
 def memory(model: Path, big: Path, big_zarr: Path, params: SegmentParams, block: int, tmp: Path) -> None:
@@ -72,7 +81,7 @@ def memory(model: Path, big: Path, big_zarr: Path, params: SegmentParams, block:
         with local_cluster(1, gpus=[]) as cluster, Client(cluster) as client:
             client.wait_for_workers(1, timeout=600)
             client.run(load_model, str(model), model_digest(model))
-            base = max(client.run(peak_rss_mb).values())
+            base = max(client.run(peak_rss_mb, True).values())
             t = time.perf_counter()
             run(client)
             elapsed = time.perf_counter() - t
@@ -87,6 +96,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--big", type=int, default=2048, help="side of the large image for the memory comparison")
     ap.add_argument("--block", type=int, default=512)
+    ap.add_argument("--parts", default="rate,memory", help="what to measure: rate, memory or both (default)")
     args = ap.parse_args()
     torch.manual_seed(0)
     params = SegmentParams(bsize=128, flow_threshold=0.0, niter=50)
@@ -103,31 +113,34 @@ def main() -> None:
             np.save(folder / f"img{i:03d}.npy", make_sample(i, shape=(args.size, args.size))[0])
         np.save(warm / "warm.npy", make_sample(999, shape=(128, 128))[0])
 
-        print(f"{args.images} images of {args.size}x{args.size}, tiny model, {params.bsize}-pixel tiles:")
-        loaded = open_model(model, device="cpu")
-        segment_files(loaded, [warm], params, folder=tmp / "warm_out")
-        t = time.perf_counter()
-        segment_files(loaded, [folder], params, folder=tmp / "loop")
-        t_loop = time.perf_counter() - t
-        print(f"  in-process loop:          {args.images / t_loop:7.2f} images/s  ({torch.get_num_threads()} torch thread(s))")
-        for n in (1, 2):
-            rate = rate_on_cluster(n, [], model, folder, warm, params, tmp / f"cpu{n}")
-            print(f"  LocalCluster {n} worker(s): {rate:7.2f} images/s  ({rate * t_loop / args.images:.2f}x the loop; "
-                  f"{max(1, (os.cpu_count() or 1) // n)} torch thread(s) per worker)")
-        gpus = visible_gpus()
-        if gpus:
-            rate = rate_on_cluster(None, gpus, model, folder, warm, params, tmp / "gpu")
-            print(f"  one worker per GPU ({len(gpus)}): {rate:7.2f} images/s")
+        if "rate" in args.parts:
+            rates(args, model, folder, warm, params, tmp)
+        if "memory" in args.parts:
+            big = make_sample(7, shape=(args.big, args.big))[0]
+            np.save(tmp / "big.npy", big)
+            write_image(np.moveaxis(big, -1, 0), zarr.open_group(str(tmp / "big.ome.zarr"), mode="w"), axes="cyx",
+                        scale_factors=[], storage_options={"chunks": (big.shape[-1], args.block, args.block)})
+            print(f"Peak worker memory, one {args.big}x{args.big} image ({big.nbytes / 1e6:.0f} MB of pixels):")
+            memory(model, tmp / "big.npy", tmp / "big.ome.zarr", params, args.block, tmp)
 
-        big = make_sample(7, shape=(args.big, args.big))[0]
-        np.save(tmp / "big.npy", big)
-        import zarr
-        from ome_zarr.writer import write_image
 
-        write_image(np.moveaxis(big, -1, 0), zarr.open_group(str(tmp / "big.ome.zarr"), mode="w"), axes="cyx",
-                    scale_factors=[], storage_options={"chunks": (big.shape[-1], args.block, args.block)})
-        print(f"Peak worker memory, one {args.big}x{args.big} image ({big.nbytes / 1e6:.0f} MB of pixels):")
-        memory(model, tmp / "big.npy", tmp / "big.ome.zarr", params, args.block, tmp)
+def rates(args: argparse.Namespace, model: Path, folder: Path, warm: Path, params: SegmentParams, tmp: Path) -> None:
+    """images/s: in-process loop, 1 and 2 CPU workers, one worker per GPU."""
+    print(f"{args.images} images of {args.size}x{args.size}, tiny model, {params.bsize}-pixel tiles:")
+    loaded = open_model(model, device="cpu")
+    segment_files(loaded, [warm], params, folder=tmp / "warm_out")
+    t = time.perf_counter()
+    segment_files(loaded, [folder], params, folder=tmp / "loop")
+    t_loop = time.perf_counter() - t
+    print(f"  in-process loop:          {args.images / t_loop:7.2f} images/s  ({torch.get_num_threads()} torch thread(s))")
+    for n in (1, 2):
+        rate, threads = rate_on_cluster(n, [], model, folder, warm, params, tmp / f"cpu{n}")
+        print(f"  LocalCluster {n} worker(s): {rate:7.2f} images/s  ({rate * t_loop / args.images:.2f}x the loop; "
+              f"{threads} torch thread(s) per worker)")
+    gpus = visible_gpus()
+    if gpus:
+        rate, _ = rate_on_cluster(None, gpus, model, folder, warm, params, tmp / "gpu")
+        print(f"  one worker per GPU ({len(gpus)}): {rate:7.2f} images/s")
 
 
 if __name__ == "__main__":
