@@ -12,16 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 from nicegui import run
 
-from mcp_core.backend import Backend, LocalBackend
+from mcp_core.backend import Backend
 from mcp_core.params import SegmentParams, SegmentResult
 
 
-_WORKER_BACKENDS: dict[str, LocalBackend] = {}  # per worker process: keeps the model loaded between calls
-
-
-def _segment_locally(home: str, images: list[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
-    backend = _WORKER_BACKENDS.setdefault(home, LocalBackend(home))
-    return backend.segment(images, params)
+def _segment_in_worker(backend: Backend, images: list[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
+    return backend.segment(images, params)  # the worker process keeps the model loaded between calls
 
 
 async def segment(backend: Backend, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
@@ -34,8 +30,8 @@ async def segment(backend: Backend, images: Sequence[np.ndarray], params: Segmen
     """
     if any(np.asarray(im).dtype.kind == "f" and not np.isfinite(im).any() for im in images):
         raise ValueError("The image is all NaN/inf: there is nothing to segment.")
-    if isinstance(backend, LocalBackend):
-        return await run.cpu_bound(_segment_locally, str(backend.home), list(images), params)
+    if backend.computes_here:
+        return await run.cpu_bound(_segment_in_worker, backend, list(images), params)
     return await run.io_bound(backend.segment, list(images), params)
 
 

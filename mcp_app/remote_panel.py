@@ -80,8 +80,7 @@ class RemotePanel:
             return
         old = self.state.backend
         self.state.use_backend(backend)
-        if hasattr(old, "close"):
-            old.close()
+        old.close()
         ui.notify(f"Connected to {host}.", type="positive")
         await self.show_usage()
         await self.on_change()
@@ -102,12 +101,11 @@ class RemotePanel:
 
     async def disconnect(self) -> None:
         old = self.state.backend
-        if isinstance(old, LocalBackend):
+        if old.kind == "local":
             ui.notify("Already using this computer.")
             return
         self.state.use_backend(LocalBackend())
-        if hasattr(old, "close"):
-            await run.io_bound(old.close)
+        await run.io_bound(old.close)
         self.usage.text = ""
         ui.notify("Using this computer.")
         await self.on_change()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 
@@ -15,11 +14,9 @@ from .job_panel import format_seconds
 async def call_with_progress(fn: Callable, *args, title: str = "Uploading"):
     """Run ``fn(*args, progress=...)`` off the event loop, showing bytes, speed and ETA.
 
-    A backend method without a ``progress`` parameter (the local backend copies files) is
-    simply called.
+    The dialog opens only once bytes are still moving half a second after the call began (a local
+    backend, which copies or reads in place, finishes without one).
     """
-    if "progress" not in inspect.signature(fn).parameters:
-        return await compute.call(fn, *args)
     seen = {"done": 0, "total": 0, "start": time.time()}
 
     def progress(done: int, total: int) -> None:
@@ -32,16 +29,16 @@ async def call_with_progress(fn: Callable, *args, title: str = "Uploading"):
 
     def refresh() -> None:
         total, done = seen["total"], seen["done"]
-        if not total:
-            return
         elapsed = max(time.time() - seen["start"], 1e-3)
+        if not total or done >= total or elapsed < 0.5:
+            return
+        dialog.open()
         rate = done / elapsed
         bar.value = done / total
         text.text = (f"{done / 1e6:.1f} of {total / 1e6:.1f} MB · {rate / 1e6:.1f} MB/s · "
                      f"ETA {format_seconds((total - done) / rate if rate else None)}")
 
     timer = ui.timer(0.25, refresh)
-    dialog.open()
     try:
         return await compute.call(fn, *args, progress=progress)
     finally:

@@ -11,13 +11,14 @@ import os
 import platform
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .catalog import PRETRAINED, SCRATCH, ModelCatalog, pretrained_path
 from .errors import JobError
 from .jobs import JobStore
@@ -25,9 +26,19 @@ from .params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, S
                      to_dict)
 
 
+#: Called with ``(bytes done, bytes total)`` while a backend call moves files.
+Progress = Callable[[int, int], None]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A compute backend."""
+
+    #: ``"local"`` or ``"remote"``.
+    kind: str
+    #: Whether calls compute on this machine. The app then runs them in a worker process, to which the
+    #: backend travels pickled (as its configuration); a remote backend's calls only wait on the network.
+    computes_here: bool
 
     def info(self) -> BackendInfo:
         """Kind, device and versions."""
@@ -35,14 +46,15 @@ class Backend(Protocol):
     def list_models(self) -> list[ModelInfo]:
         """Models this backend can run."""
 
-    def add_model(self, path: str | os.PathLike) -> ModelInfo:
+    def add_model(self, path: str | os.PathLike, progress: Progress | None = None) -> ModelInfo:
         """Register a model file (state dict + JSON sidecar) for use."""
 
     def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
         """Segment ``(Y, X, C)`` images."""
 
-    def submit_training(self, dataset: str | os.PathLike, params: TrainParams) -> JobInfo:
-        """Start a training job on a folder of images with labels."""
+    def submit_training(self, dataset: str | os.PathLike, params: TrainParams, progress: Progress | None = None
+                        ) -> JobInfo:
+        """Start a training job on a folder of images with labels (*progress*: of the upload, if any)."""
 
     def submit_batch(self, paths: Sequence[str | os.PathLike], params: SegmentParams) -> JobInfo:
         """Start a batch segmentation job writing ``_pred.npy`` beside each image."""
@@ -58,6 +70,12 @@ class Backend(Protocol):
 
     def cancel(self, job_id: str) -> JobInfo:
         """Stop a job (training keeps its last checkpoint)."""
+
+    def fetch_predictions(self, job_id: str, folder: str | os.PathLike | None = None) -> list[Path]:
+        """The ``_pred.npy`` files of a finished batch job, beside each image (or in *folder*) on this machine."""
+
+    def close(self) -> None:
+        """Release connections (a local backend holds none)."""
 
     def usage(self) -> Usage:
         """Storage used by this backend's training files."""
@@ -99,6 +117,7 @@ class LocalBackend:
     """
 
     kind = "local"
+    computes_here = True
 
     def __init__(self, home: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None,
                  cluster: str | None = None, cluster_config: str | os.PathLike | None = None) -> None:
@@ -108,6 +127,17 @@ class LocalBackend:
         self.jobs_dir = self.home / "jobs"
         self.catalog = ModelCatalog(self.models_dir)
         self.job_store = JobStore(self.jobs_dir)
+
+    def __getstate__(self) -> dict:
+        """Pickled as its configuration: unpickled, it is a new backend on the same folders."""
+        return {"home": self.home, "models_dir": self.models_dir, "cluster": self.cluster,
+                "cluster_config": self.cluster_config}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def close(self) -> None:
+        """Nothing to release: jobs run on after the backend object is gone."""
 
     def info(self) -> BackendInfo:
         """Kind, device and versions, without importing torch in this process."""
@@ -135,9 +165,13 @@ class LocalBackend:
         """Cellpose's pretrained models and the models under ``home/models`` (reads sidecars only)."""
         return self.catalog.list()
 
-    def add_model(self, path: str | os.PathLike) -> ModelInfo:
-        """Check a model file and copy it (with its sidecar) into ``home/models``."""
-        return self.catalog.add(path)
+    def add_model(self, path: str | os.PathLike, progress: Progress | None = None) -> ModelInfo:
+        """Check a model file and copy it (with its sidecar) into ``home/models``; *progress* hears the end."""
+        info = self.catalog.add(path)
+        if progress is not None:
+            size = Path(path).stat().st_size
+            progress(size, size)
+        return info
 
     def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
         """Segment ``(Y, X, C)`` images with the model named ``params.model`` (kept loaded between calls)."""
@@ -158,8 +192,12 @@ class LocalBackend:
             return _LOADED["model"]
 
     # -------------------------------------------------------------------- jobs
-    def submit_training(self, dataset: str | os.PathLike, params: TrainParams) -> JobInfo:
-        """Train in a subprocess; the model goes to ``home/models/<model_name>.pth`` (a free name)."""
+    def submit_training(self, dataset: str | os.PathLike, params: TrainParams, progress: Progress | None = None
+                        ) -> JobInfo:
+        """Train in a subprocess; the model goes to ``home/models/<model_name>.pth`` (a free name).
+
+        *progress* is not called: the job reads the folder in place, nothing is uploaded.
+        """
         folder = Path(dataset)
         if not folder.is_dir():
             raise JobError(f"The training folder {folder} does not exist.")
@@ -200,6 +238,18 @@ class LocalBackend:
     def cancel(self, job_id: str) -> JobInfo:
         """Stop a job: SIGTERM to its worker (training saves its checkpoint first)."""
         return self.job_store.cancel(job_id)
+
+    def fetch_predictions(self, job_id: str, folder: str | os.PathLike | None = None) -> list[Path]:
+        """The prediction files the batch job wrote beside its images, copied into *folder* when given."""
+        written = [Path(p) for p in self.job(job_id).result.get("written", [])]
+        if folder is None:
+            return written
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        copies = []
+        for path in written:
+            atomic_write_bytes(Path(folder) / path.name, path.read_bytes())
+            copies.append(Path(folder) / path.name)
+        return copies
 
 
 def _describe_device() -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from mcp_core.backend import Progress
 from mcp_core.catalog import sidecar_path
 from mcp_core.errors import MCPError
 from mcp_core.params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams,
@@ -32,7 +33,6 @@ from .proto import multicellpose_pb2 as pb
 from .proto import multicellpose_pb2_grpc as pbg
 from .storage import sha256_of
 
-Progress = Callable[[int, int], None]
 CHUNK_BYTES = 4 << 20
 #: Images per Segment call are grouped to stay under this many bytes (the rest of 64 MiB is headroom).
 REQUEST_BYTES = MAX_MESSAGE_BYTES - (8 << 20)
@@ -56,6 +56,7 @@ class RemoteBackend:
     """
 
     kind = "remote"
+    computes_here = False
 
     def __init__(self, address: str, token: str, tunnel: Any = None, root_certificates: bytes | None = None,
                  retries: int = 5) -> None:

@@ -85,10 +85,12 @@ def backend(request, tmp_path_factory, tiny_model):
             trust_host_key(unknown.value.host_key)
             b = connect("127.0.0.1", "alice", **login, **where)
             assert b.tunnel.cipher().startswith("aes128-gcm")
-    added = b.add_model(tiny_model)
+    reports: list[tuple[int, int]] = []
+    added = b.add_model(tiny_model, progress=lambda done, total: reports.append((done, total)))
+    size = tiny_model.stat().st_size
+    assert reports and reports[-1][0] == reports[-1][1] >= size  # the whole model moved (with its sidecar, remote)
     yield b
-    if hasattr(b, "close"):
-        b.close()
+    b.close()
     for close in reversed(closers):
         close()
     assert added.name == "tinym"
@@ -107,6 +109,16 @@ def test_backend_protocol_info_and_models(backend):
     assert models["tinym"].scope == "user" and models["tinym"].class_names == CLASSES
     assert models["tinym"].architecture == "tiny" and models["tinym"].available
     assert models["cpsam"].scope == "builtin"
+
+
+def test_where_compute_runs_is_declared_and_a_local_backend_travels_to_a_worker(backend, images, reference):
+    assert backend.computes_here == (backend.kind == "local")
+    if backend.computes_here:  # the app segments in a worker process, with the backend pickled
+        import pickle
+
+        twin = pickle.loads(pickle.dumps(backend))
+        assert (twin.home, twin.models_dir) == (backend.home, backend.models_dir)
+        np.testing.assert_array_equal(twin.segment(images[:1], PARAMS)[0].masks, reference[0].masks)
 
 
 def test_segmentation_is_identical_on_every_backend(backend, images, reference):
@@ -136,7 +148,8 @@ def test_errors_are_the_same_classes(backend, images, tmp_path):
 @pytest.mark.parametrize("backend", ["local", "ssh-key"], indirect=True)
 def test_training_then_batch_segmentation_jobs(backend, tmp_path):
     project = write_demo_project(tmp_path / "project", n_images=2, n_labelled=2, shape=(128, 128))
-    job = backend.submit_training(project, TRAIN)
+    moved: list[tuple[int, int]] = []
+    job = backend.submit_training(project, TRAIN, progress=lambda done, total: moved.append((done, total)))
     assert job.kind == "train" and job.state in ("queued", "running")
     final = _wait(backend, job.job_id)
     assert final.state == "done", final.error
@@ -153,9 +166,13 @@ def test_training_then_batch_segmentation_jobs(backend, tmp_path):
     batch = backend.submit_batch([str(p) for p in images], params)
     final = _wait(backend, batch.job_id)
     assert final.state == "done", final.error
-    if backend.kind == "remote":  # predictions come back pickle-free and are written here
-        written = backend.fetch_predictions(batch.job_id)
-        assert sorted(p.name for p in written) == sorted(f"{p.stem}_pred.npy" for p in images)
+    assert bool(moved) == (backend.kind == "remote")  # the labels went up (locally the job reads them in place)
+    written = backend.fetch_predictions(batch.job_id)  # a remote server's come back pickle-free, written here
+    assert sorted(p.name for p in written) == sorted(f"{p.stem}_pred.npy" for p in images)
+    assert all(p.parent == project for p in written)
+    copies = backend.fetch_predictions(batch.job_id, tmp_path / "elsewhere")
+    assert sorted(p.name for p in copies) == sorted(p.name for p in written)
+    assert all(p.parent == tmp_path / "elsewhere" and p.is_file() for p in copies)
     for image in images:
         pred = load_labels(image.with_name(f"{image.stem}_pred.npy"))
         from mcp_core.io import read_frame

@@ -91,9 +91,7 @@ def register(state: AppState) -> None:
                 return
 
             async def done(_data: dict) -> None:
-                fetch = getattr(state.backend, "fetch_predictions", None)  # a remote server keeps them until fetched
-                if fetch is not None:
-                    await compute.call(fetch, job.job_id)
+                await compute.call(state.backend.fetch_predictions, job.job_id)  # a remote server keeps them
                 ui.notify("Segmentation finished.")
                 ws.refresh_list()
                 if ws.index >= 0:

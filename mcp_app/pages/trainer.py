@@ -244,25 +244,26 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
         if not await dialog:
             return
         await ws.flush()
-        try:
-            params = TrainParams(
-                model_name=name.value, base_model=base.value,
-                class_names=list(state.project.class_names), class_colors=list(state.project.class_colors),
-                epochs=int(epochs.value), batch_size=int(batch.value), bsize=int(bsize.value),
-                learning_rate=float(lr.value), weight_decay=float(wd.value), test_ratio=float(ratio.value),
-                use_lora=mode.value == "lora", lora_blocks=int(blocks.value),
-                unfreeze_blocks=int(blocks.value) if mode.value == "unfreeze" else 0,
-            )
-            job = await call_with_progress(state.backend.submit_training, str(state.folder), params,
-                                           title="Uploading the labelled images")
-        except Exception as exc:
-            ui.notify(f"Training could not start: {exc}", type="negative", multi_line=True)
-            return
-        def done(_data: dict) -> None:
-            ui.notify(f"Model {params.model_name} is trained and registered.")
-            background_tasks.create(picker.refresh(prefer=_data.get("model")))
+        with jobs_box:  # a background task has no slot: its dialog, toast and panel belong to the page
+            try:
+                params = TrainParams(
+                    model_name=name.value, base_model=base.value,
+                    class_names=list(state.project.class_names), class_colors=list(state.project.class_colors),
+                    epochs=int(epochs.value), batch_size=int(batch.value), bsize=int(bsize.value),
+                    learning_rate=float(lr.value), weight_decay=float(wd.value), test_ratio=float(ratio.value),
+                    use_lora=mode.value == "lora", lora_blocks=int(blocks.value),
+                    unfreeze_blocks=int(blocks.value) if mode.value == "unfreeze" else 0,
+                )
+                job = await call_with_progress(state.backend.submit_training, str(state.folder), params,
+                                               title="Uploading the labelled images")
+            except Exception as exc:
+                ui.notify(f"Training could not start: {exc}", type="negative", multi_line=True)
+                return
 
-        with jobs_box:
+            def done(_data: dict) -> None:
+                ui.notify(f"Model {params.model_name} is trained and registered.")
+                background_tasks.create(picker.refresh(prefer=_data.get("model")))
+
             JobPanel(state.backend, job.job_id, f"Training {params.model_name}", on_done=done)
 
     background_tasks.create(go())
