@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from nicegui import background_tasks, run, ui
 
 from mcp_core.filenames import label_path
+from mcp_core.labels.promote import promote_predictions
 from mcp_core.params import SegmentParams, json_schema
 
 from .. import compute
@@ -101,10 +104,11 @@ def register(state: AppState) -> None:
                 JobPanel(state.backend, job.job_id, f"Segmenting {len(paths)} file(s)",
                          on_done=lambda d: background_tasks.create(done(d)))
 
-        async def do_promote() -> None:
+        async def do_promote(replace: bool) -> None:
             await ws.flush()
-            results = await run.io_bound(promote_predictions, ws)
-            ui.notify(results)
+            result = await run.io_bound(promote_predictions, [(i.path, i.frame) for i in ws.items], replace)
+            ui.notify(result.summary(), type="positive" if result.copied else "warning", multi_line=True)
+            ws.refresh_list()
 
         run_image.on_click(segment_current)
         run_frames.on_click(lambda: segment_batch("frames"))
@@ -139,12 +143,12 @@ def register(state: AppState) -> None:
         await ws.start()
 
 
-def confirm_promote(ws: Workspace, action) -> None:
-    """Ask before any existing label file would be replaced."""
+def confirm_promote(ws: Workspace, action: Callable[[bool], Awaitable[None]]) -> None:
+    """Ask before any existing label file would be replaced; then ``action(replace)``."""
     existing = [i for i in ws.items if label_path(i.path, i.frame, "pred").exists()
                 and label_path(i.path, i.frame, "seg").exists()]
     if not existing:
-        background_tasks.create(action())
+        background_tasks.create(action(False))
         return
     with ui.dialog() as dialog, ui.card():
         ui.label(f"{len(existing)} image(s) already have labels. Replace them with the predictions?")
@@ -157,34 +161,6 @@ def confirm_promote(ws: Workspace, action) -> None:
     async def go() -> None:
         choice = await dialog
         if choice:
-            ws.promote_replace = choice == "all"
-            await action()
+            await action(choice == "all")
 
     background_tasks.create(go())
-
-
-def promote_predictions(ws: Workspace) -> str:
-    """Copy ``_pred.npy`` to ``_seg.npy`` (atomically); replace existing labels only if the user agreed."""
-    from mcp_core.errors import MCPError
-    from mcp_core.file_version import FileVersion, write_unless_changed
-    from mcp_core.labels import load_labels, save_labels
-
-    replace = getattr(ws, "promote_replace", False)
-    copied = skipped = 0
-    for item in ws.items:
-        pred, seg = label_path(item.path, item.frame, "pred"), label_path(item.path, item.frame, "seg")
-        if not pred.exists():
-            continue
-        seg_version = FileVersion.of(seg)
-        if seg_version is not None and (not replace or seg.stat().st_mtime > pred.stat().st_mtime):
-            skipped += 1  # never clobber labels edited after the prediction
-            continue
-        try:  # nor labels another tab writes meanwhile, nor from a prediction file that is refused
-            labels = load_labels(pred)
-            write_unless_changed(seg, seg_version, lambda: save_labels(seg, labels, image_path=item.path))
-        except MCPError:
-            skipped += 1
-            continue
-        copied += 1
-    ws.promote_replace = False
-    return f"Promoted {copied} prediction(s) to labels; kept {skipped} existing label file(s)."
