@@ -1,8 +1,7 @@
 """Basic stats: size, shape, position and per-channel intensity of every object.
 
 Everything is computed for all objects at once from per-pixel label arrays (``bincount``
-and one sort per channel); the convex hull (for solidity) is the only per-object step and
-works on each object's few row-end corners.
+and one sort per channel); the convex hulls (for solidity) too, from each object's row ends.
 
 Definitions
 -----------
@@ -26,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
-from scipy.spatial import ConvexHull
 
 from mcp_core.measure import FrameData, Plugin, grouped, hookimpl, regions
 
@@ -139,7 +137,12 @@ def _perimeter(labels: np.ndarray, g: np.ndarray, flat: np.ndarray, n: int) -> n
 
 
 def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Convex-hull area of each object's pixel squares, from the corners of each row's end pixels."""
+    """Convex-hull area of each object's pixel squares, for all objects at once.
+
+    The hull of an object's pixel squares is bounded on the left by the convex minorant of its
+    rows' left ends and on the right by the concave majorant of their right ends (corners at
+    the rows' top and bottom edges); its area is the integral between the two chains.
+    """
     if ids.size == 0:
         return np.zeros(0)
     height, width = shape
@@ -149,12 +152,36 @@ def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[i
     row_key = lab * height + row
     first = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]])
     last = np.r_[first[1:] - 1, len(row_key) - 1]
-    row_label, row_y = lab[first], row[first].astype(float)
-    x0, x1 = col[first] - 0.5, col[last] + 0.5
-    corners = np.stack([np.column_stack([row_y - 0.5, x0]), np.column_stack([row_y + 0.5, x0]),
-                        np.column_stack([row_y - 0.5, x1]), np.column_stack([row_y + 0.5, x1])], axis=1)
-    starts, stops = np.searchsorted(row_label, ids, "left"), np.searchsorted(row_label, ids, "right")
-    return np.array([ConvexHull(corners[a:b].reshape(-1, 2)).volume for a, b in zip(starts, stops)])
+    edge_label = np.repeat(lab[first], 2)  # each row's corners lie on its top and bottom edges
+    edge = np.column_stack([row[first], row[first] + 1]).ravel()
+    edge_key = edge_label * (height + 1) + edge
+    start = np.flatnonzero(np.r_[True, edge_key[1:] != edge_key[:-1]])  # rows sharing an edge: one point
+    label, y = edge_label[start], edge[start].astype(float)
+    left = np.minimum.reduceat(np.repeat(col[first] - 0.5, 2), start)
+    right = np.maximum.reduceat(np.repeat(col[last] + 0.5, 2), start)
+    n = int(ids.max()) + 1
+    return -(_minorant_integrals(label, y, -right, n) + _minorant_integrals(label, y, left, n))[ids]
+
+
+def _minorant_integrals(label: np.ndarray, y: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    """Per label, the integral over ``y`` of the convex minorant of the points ``(y, x)``.
+
+    Points are sorted by label, then by strictly rising ``y``. Each pass drops, for every label
+    at once, the points on or above the chord of their neighbours (never hull vertices) until
+    the chains are convex.
+    """
+    keep = np.arange(len(x))
+    while len(keep) > 2:
+        a, b, c = keep[:-2], keep[1:-1], keep[2:]
+        above = (x[b] - x[a]) * (y[c] - y[a]) >= (x[c] - x[a]) * (y[b] - y[a])
+        drop = np.flatnonzero((label[a] == label[c]) & above)
+        if drop.size == 0:
+            break
+        keep = np.delete(keep, drop + 1)
+    a, b = keep[:-1], keep[1:]
+    same = label[a] == label[b]
+    a, b = a[same], b[same]
+    return np.bincount(label[a], weights=(y[b] - y[a]) * (x[a] + x[b]) / 2, minlength=n)
 
 
 PLUGIN = Plugin(

@@ -57,6 +57,23 @@ def test_shape_descriptors_by_hand():
     assert out["circularity"][2] == pytest.approx(4 * np.pi * 9 / 64)
 
 
+def test_solidity_matches_qhull_on_random_shapes():
+    """Objects of scattered pixels (disconnected, ragged rows) against scipy's ConvexHull of their pixel squares."""
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(4)
+    labels = np.zeros((40, 60), int)
+    for k in range(6):
+        y, x = rng.integers(0, 30), rng.integers(0, 50)
+        spot = rng.random((10, 10)) < 0.3
+        labels[y:y + 10, x:x + 10][spot & (labels[y:y + 10, x:x + 10] == 0)] = k + 1
+    out, data = run(labels)
+    for i, solidity in zip(data.ids, out["solidity"]):
+        ys, xs = np.nonzero(labels == i)
+        corners = np.concatenate([np.column_stack([ys + dy, xs + dx]) for dy in (-.5, .5) for dx in (-.5, .5)])
+        assert solidity == pytest.approx(len(ys) / ConvexHull(corners).volume, rel=1e-12)
+
+
 def test_single_pixel_circularity_is_nan():
     out, _ = run([[0, 1]])
     assert np.isnan(out["circularity"][0])
