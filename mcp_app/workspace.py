@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 from nicegui import background_tasks, run, ui
 
+from mcp_core.backend import default_home
 from mcp_core.file_version import FileChangedError, FileVersion
+from mcp_core.labels import save_labels
 
 from .canvas import LabelCanvas
 from .editor import Editor, Patch
@@ -290,11 +293,22 @@ class Workspace:
             ws.flush_sync()
 
     def flush_sync(self) -> None:
-        """Blocking save for shutdown and disconnect handlers (never over another writer's version)."""
+        """Blocking save for shutdown and disconnect handlers.
+
+        When another writer changed the file, it is left as it is and this page's labels go to
+        ``<home>/unsaved/`` instead (the log says where), so closing a tab mid-conflict loses nothing.
+        """
         try:
             self.editor.save()
         except FileChangedError as exc:
-            log.warning("unsaved edits of a closed page were not written: %s", exc)
+            keep = default_home() / "unsaved" / f"{time.strftime('%Y%m%d-%H%M%S')}_{exc.path.name}"
+            try:
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                save_labels(keep, self.editor.labels, image_path=self.editor.item.path)
+            except Exception:
+                log.exception("%s; the page's edits could not be kept either", exc)
+                return
+            log.warning("%s This page's edits were kept in %s.", exc, keep)
         except Exception:
             log.exception("autosave on close failed")
 

@@ -216,3 +216,21 @@ async def test_class_list_changed_by_another_app_asks_then_reloads_theirs(page_u
     page_user.find(marker="classes-reload-theirs").click()
     await apoll(lambda: "theirs" in ws.project.class_names, "the class list reloaded from disk")
     assert "mine" not in ws.project.class_names and "theirs" in ws.editor.labels.class_names
+
+
+def test_closing_a_page_mid_conflict_keeps_its_edits_aside(project, tmp_path, monkeypatch):
+    from mcp_app.project import Project
+    from mcp_app.workspace import Workspace
+
+    monkeypatch.setenv("MULTICELLPOSE_HOME", str(tmp_path / "home"))
+    a, ws = two_tabs(project)[0], Workspace(Project.open(project))
+    ws.editor.open(a.item)
+    delete_first(a)
+    a.save()
+    theirs = a.label_file.read_bytes()
+    mine = int(ws.editor.labels.ids[-1])
+    ws.editor.delete([mine])
+    ws.flush_sync()  # the tab closes
+    assert a.label_file.read_bytes() == theirs
+    [kept] = (tmp_path / "home" / "unsaved").glob(f"*_{a.label_file.name}")
+    assert mine not in load_labels(kept).ids and load_labels(kept).count == load_labels(a.label_file).count
