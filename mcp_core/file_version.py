@@ -2,16 +2,20 @@
 
 A reader keeps the :class:`FileVersion` of the file it read; a writer passes it to
 :func:`write_unless_changed`, which refuses (:class:`FileChangedError`) when the file on disk is
-no longer that version: another tab, another app process or a job wrote it in between.
+no longer that version: another tab, another app process or a job wrote it in between. The check
+and the write hold a per-file lock (threads) and an ``flock`` on the folder (processes), so two
+writers cannot both pass the check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +91,24 @@ def write_unless_changed(path: str | os.PathLike, expected: FileVersion | None, 
     path = Path(path)
     with _LOCKS_GUARD:
         lock = _LOCKS[str(path.resolve())]
-    with lock:  # two tabs of one process check and write one after the other
+    with lock, _folder_lock(path.parent):  # tabs of one app, and apps, check and write one after the other
         if not force and not FileVersion.same(FileVersion.of(path), expected):
             raise FileChangedError(path)
         write()
         return FileVersion.of(path)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on *folder* while a check and write run (nothing where unsupported, e.g. some NFS)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -234,3 +234,40 @@ def test_closing_a_page_mid_conflict_keeps_its_edits_aside(project, tmp_path, mo
     assert a.label_file.read_bytes() == theirs
     [kept] = (tmp_path / "home" / "unsaved").glob(f"*_{a.label_file.name}")
     assert mine not in load_labels(kept).ids and load_labels(kept).count == load_labels(a.label_file).count
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from mcp_core.file_version import FileChangedError, FileVersion, write_unless_changed
+path, go, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+expected = FileVersion.of(path)
+Path(sys.argv[4]).write_text("ready")
+while not go.exists():
+    time.sleep(0.01)
+def write():
+    time.sleep(0.3)  # a slow save: the other process checks meanwhile
+    path.write_text(me)
+try:
+    write_unless_changed(path, expected, write)
+    print("wrote")
+except FileChangedError:
+    print("refused")
+"""
+
+
+def test_two_processes_saving_at_once_one_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from waiting import poll
+
+    path, go = tmp_path / "x_seg.npy", tmp_path / "go"
+    path.write_text("original")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(go), f"writer {i}", str(tmp_path / f"r{i}")],
+                              stdout=subprocess.PIPE, text=True) for i in range(3)]
+    poll(lambda: all((tmp_path / f"r{i}").exists() for i in range(3)), "the writers to read the file's version")
+    go.write_text("")
+    results = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert results == ["refused", "refused", "wrote"]
+    assert path.read_text().startswith("writer ")
