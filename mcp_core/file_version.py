@@ -10,7 +10,6 @@ writers cannot both pass the check.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import threading
@@ -20,6 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MCPError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock, the per-file lock and version check still hold
+    fcntl = None  # type: ignore[assignment]
 
 _LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _LOCKS_GUARD = threading.Lock()
@@ -102,8 +106,10 @@ def write_unless_changed(path: str | os.PathLike, expected: FileVersion | None, 
 def _folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive ``flock`` on *folder* while a check and write run (nothing where unsupported, e.g. some NFS)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY) if fcntl is not None else None
     except OSError:
+        fd = None
+    if fd is None:
         yield
         return
     try:
