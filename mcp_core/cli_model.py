@@ -166,7 +166,7 @@ def _segment(args: argparse.Namespace) -> int:
     if args.cluster:
         return _segment_on_cluster(args, spec, files, fields)
     model = open_model(spec, device=args.device)
-    params = _build(SegmentParams, {"bsize": model.bsize, **fields})
+    params = _build(SegmentParams, fields)
     bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
 
     def progress(kind: str, data: dict) -> None:
@@ -213,20 +213,12 @@ def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields
 
 
 def _worker_params(args: argparse.Namespace, spec: str, fields: dict[str, Any]):
-    """Segmentation parameters for workers that load the model themselves (tile size from the sidecar)."""
-    import json
-
-    from .catalog import sidecar_path
+    """Segmentation parameters for workers that load the model themselves."""
     from .params import SegmentParams
 
     if args.device:
         raise ParameterError("--device applies to one process; with --cluster or --blockwise each worker uses "
                              "its own GPU (or the CPU).")
-    if "bsize" not in fields and sidecar_path(spec).is_file():
-        try:
-            fields["bsize"] = int(json.loads(sidecar_path(spec).read_text("utf-8"))["architecture"]["bsize"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # the workers report a tile-size mismatch with the model
     return _build(SegmentParams, fields)
 
 

@@ -33,7 +33,8 @@ class SegmentParams:
     min_size: int = Field(15, ge=0, description="Masks smaller than this many pixels are removed.")
     normalize: tuple[float, float] = Field((1.0, 99.0), description="Lower and upper intensity percentiles mapped to 0 and 1.")
     channels: list[int] | None = Field(None, description="Image channels fed to the model (up to 3); all by default.")
-    bsize: int = Field(256, ge=32, le=2048, description="Tile size in pixels.")
+    bsize: int | None = Field(None, ge=32, le=2048, title="Tile size",
+                              description="Tile size in pixels; empty: the model's own (the size it was trained at).")
     batch_size: int = Field(8, ge=1, le=512, description="Tiles per forward pass.")
     tile_overlap: float = Field(0.1, ge=0, le=0.5, description="Fraction of overlap between tiles.")
     augment: bool = Field(False, description="Average over flipped tiles (slower, smoother).")

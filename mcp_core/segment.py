@@ -74,7 +74,7 @@ def _rescale(model: MultiClassModel, diameter: float) -> tuple[float, float]:
 def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], params: SegmentParams,
                      progress: Callable[[int, int], None] | None = None) -> list[SegmentResult]:
     """:func:`segment` for images already made ``(Y, X, 3)`` by :func:`mcp_core.preprocess.prepare_image`."""
-    bsize = int(params.bsize)
+    bsize = model.bsize if params.bsize is None else int(params.bsize)
     if bsize != model.bsize:
         raise ParameterError(f"This model works on {model.bsize}-pixel tiles; set bsize to {model.bsize} (got {bsize}).")
     rsz, diameter = _rescale(model, params.diameter)

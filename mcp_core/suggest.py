@@ -177,7 +177,7 @@ def suggest(folder: str | os.PathLike, model, n: int = 10, params: SegmentParams
     if n < 1:
         raise ParameterError(f"Ask for at least one suggestion (got n={n}).")
     model = model if isinstance(model, MultiClassModel) else open_model(model)
-    params = params or SegmentParams(bsize=model.bsize)
+    params = params or SegmentParams()
     todo, done = unlabelled_frames(folder)
     done = done[:: max(1, len(done) // MAX_KNOWN)][:MAX_KNOWN]
     if not todo:

@@ -241,7 +241,7 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
 
 def score(model: MultiClassModel, samples: Sequence[Sample], params: SegmentParams | None = None) -> dict[str, Any]:
     """Segment *samples* with *model* and score them (:func:`mcp_core.evaluation.evaluate`)."""
-    params = params or SegmentParams(bsize=model.bsize)
+    params = params or SegmentParams()
     images = [np.moveaxis(s.image, 0, -1) for s in samples]
     results = segment_prepared(model, images, params)
     return evaluate([s.masks for s in samples], [s.classes for s in samples], [r.masks for r in results],

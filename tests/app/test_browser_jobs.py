@@ -15,7 +15,9 @@ def app_with_model(demo, tmp_path, browser):
     from mcp_core.model import build_model
 
     home = tmp_path / "home"
-    build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=0).save(home / "models" / "demo_tiny.pth")
+    # trained at 128-pixel tiles, not the default 256: no page may need the user to type the tile size
+    build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=0, bsize=128).save(
+        home / "models" / "demo_tiny.pth")
     server = App(demo, home)
     server.login(browser)
     yield server
@@ -56,3 +58,13 @@ def test_run_model_then_train_and_cancel(browser, app_with_model, demo, tmp_path
     browser.save_screenshot(str(tmp_path / "train_cancelled.png"))
     models = list((tmp_path / "home" / "models").glob("*.pth"))
     assert len(models) == 2  # the demo model and the cancelled run's checkpoint
+
+
+def test_analyzer_runs_a_128_pixel_model_with_no_field_touched(browser, app_with_model, demo):
+    browser.get(app_with_model.url + "/analyzer")
+    wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
+    wait(browser, "document.body.innerText.includes('demo_tiny (user)')")
+    click_text(browser, "This image")
+    wait(browser, "document.body.innerText.includes('objects found')")
+    assert "Segmentation failed" not in browser.find_element("tag name", "body").text
+    until(lambda: label_path(demo / "demo_01.tif", kind="pred").exists(), what="the autosaved prediction")
