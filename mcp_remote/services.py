@@ -184,14 +184,16 @@ class TransferService(_Service, pbg.TransferServicer):
                 return pb.UploadStatus(sha256=sha, size=size, received=size, complete=True)
             hold = store.begin_upload(sha, size)
             try:
+                digest = store.partial_digest(sha)  # each byte hashed once, as it is written
                 for msg in _chain(first, messages):
                     if msg.sha256 not in ("", sha) or msg.size not in (0, size):
                         raise InvalidRequest("The fields sha256 and size may only repeat the first message's: an "
                                              "upload stream carries one file.")
                     if msg.data:
                         received = store.write_chunk(hold, sha, size, msg.offset, msg.data)
+                        digest.update(msg.data)
                 if received == size:
-                    store.finish(sha, size)
+                    store.finish(sha, digest.hexdigest())
             finally:
                 hold.close()
                 store.end_upload(sha)

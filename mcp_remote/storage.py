@@ -363,8 +363,21 @@ class UserStorage:
             hold.use((after.st_blocks - before.st_blocks) * 512, 1 if new else 0)
         return after.st_size
 
-    def finish(self, sha256: str, size: int) -> None:
-        """Verify a fully received upload and move it among the blobs.
+    def partial_digest(self, sha256: str) -> hashlib._Hash:
+        """A sha256 fed with the bytes of *sha256*'s partial upload so far (read once, when a stream starts).
+
+        The upload stream feeds it each chunk it writes, so :meth:`finish` needs no second read.
+        """
+        h = hashlib.sha256()
+        part = self.partial / sha256
+        if part.is_file():
+            with open(part, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
+        return h
+
+    def finish(self, sha256: str, digest: str) -> None:
+        """Move a fully received upload among the blobs once *digest*, the sha256 of the bytes written, matches.
 
         Raises
         ------
@@ -372,7 +385,7 @@ class UserStorage:
             When its sha256 differs (the partial file is deleted, so the upload starts again).
         """
         part = self.partial / sha256
-        if sha256_of(part) != sha256:
+        if digest != sha256:
             self.remove(part)
             raise Corrupted(f"The uploaded file does not match its sha256 {sha256[:12]}...; it was discarded, upload it again.")
         os.replace(part, self.blobs / sha256)
