@@ -46,7 +46,7 @@ def run(side: int, n: int) -> None:
     labels = LabelSet(masks, rng.integers(1, 3, size=n + 1), ["unassigned", "A", "B"])
     editor = Editor(project=None)  # type: ignore[arg-type]  # edits need only the labels
     editor.labels = labels
-    index_ms = timed(labels.areas)
+    index_ms = timed(labels.index_boxes)
     times: dict[str, list[float]] = {k: [] for k in TARGETS[side]}
     for r in range(REPEAT):
         x0, y0 = 200 + 300 * r, side // 2 + 6  # contours in the gaps between discs

@@ -89,7 +89,7 @@ class Editor:
         if labels.shape != image.shape[:2]:
             raise ValueError(f"The labels in {label_path(item.path, item.frame, self.kind).name} have shape "
                              f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
-        labels.areas()  # index the masks' boxes now, so edits touch only their boxes
+        labels.index_boxes()  # now, so edits touch only their boxes
         self.item, self.image, self.labels = item, image, labels
         self.file_version = file_version
         self.saved_edits = self.edits

@@ -5,7 +5,7 @@ overwrites an existing mask. Mask ids are ``1..n`` (0 = background); ``classes[i
 class id of mask ``i`` (0 = unassigned) and ``class_names[0]`` names that "unassigned"
 class. Every edit records a sparse delta (changed pixel positions with old and new
 values, plus the old and new class table) so undo/redo cost memory in proportion to the
-edit, not to the image. The label set keeps every mask's area and bounding box (built once with
+edit, not to the image. The label set keeps every mask's bounding box (found once with
 :func:`scipy.ndimage.find_objects`, then updated from each edit's changed pixels), so an edit
 reads and writes only the boxes of the masks it touches. Change ``masks`` through these methods
 only.
@@ -111,8 +111,7 @@ class LabelSet:
             self.class_colors += [default_color(i) for i in range(len(self.class_colors), len(self.class_names))]
         self._undo: collections.deque[Delta] = collections.deque(maxlen=self.max_undo)
         self._redo: list[Delta] = []
-        self._areas: np.ndarray | None = None  # pixels per mask id, built on first use
-        self._boxes: np.ndarray | None = None  # (n, 4) [y0, y1, x0, x1] per mask id, empty rows for absent ids
+        self._boxes: np.ndarray | None = None  # (n, 4) [y0, y1, x0, x1] per mask id (zeros: absent), found on first use
 
     # ----------------------------------------------------------------- queries
     @property
@@ -126,24 +125,34 @@ class LabelSet:
     @property
     def ids(self) -> np.ndarray:
         """Mask ids present in ``masks`` (sorted)."""
-        areas = self.areas()
-        return np.flatnonzero(areas[1:]) + 1
+        boxes = self._index()
+        return np.flatnonzero(boxes[:, 1] > boxes[:, 0])
+
+    def index_boxes(self) -> None:
+        """Find every mask's bounding box now (one pass over the masks; otherwise done on first need)."""
+        self._index()
 
     def areas(self, ids: Iterable[int] | None = None) -> np.ndarray:
-        """Pixels per mask id: of *ids* (0 for absent ids), or of every id ``0..max_id``."""
-        areas, _ = self._index()
+        """Pixels per mask id: of *ids* (0 for absent ids, read from their boxes only), or of every id ``0..max_id``."""
         if ids is None:
-            out = np.zeros(self.max_id + 1, np.int64)
-            out[: len(areas)] = areas[: len(out)]
-            return out
-        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, np.int64)
-        ok = (ids > 0) & (ids < len(areas))
-        return np.where(ok, areas[np.where(ok, ids, 0)], 0)
+            return np.bincount(self.masks.ravel(), minlength=self.max_id + 1).astype(np.int64)
+        ids = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), np.int64)
+        boxes = self._index()
+        ok = (ids > 0) & (ids < len(boxes))
+        box = self.box_of(ids[ok])
+        if box is None:
+            return np.zeros(len(ids), np.int64)
+        present = np.unique(ids[ok])
+        lut = np.zeros(len(boxes), np.int64)
+        lut[present] = np.arange(1, len(present) + 1)
+        counts = np.bincount(lut[self.masks[box]].ravel(), minlength=len(present) + 1)
+        at = lut[np.where(ok, ids, 0)]  # 0: not a mask
+        return np.where(at > 0, counts[at], 0)
 
     def box_of(self, ids: Iterable[int], pad: int = 0) -> tuple[slice, slice] | None:
         """The bounding box of masks *ids* as ``(rows, cols)`` slices, grown by *pad* (``None`` when none exists)."""
         ids = self._valid_ids(ids)
-        _, boxes = self._index()
+        boxes = self._index()
         b = boxes[ids[ids < len(boxes)]]
         b = b[b[:, 1] > b[:, 0]]
         if len(b) == 0:
@@ -451,14 +460,14 @@ class LabelSet:
         box = self.box_of(ids)
         if box is None:
             return None
-        _, boxes = self._index()
+        boxes = self._index()
         ids = ids[ids < len(boxes)]
         b = boxes[ids]
         keep = b[:, 1] > b[:, 0]
         ids, b = ids[keep], b[keep]
         (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
-        if 4 * int(((b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2])).sum()) >= (y1 - y0) * (x1 - x0):
-            lut = np.zeros(self.max_id + 1, bool)  # the masks fill their union box: one pass over it
+        if _fills(b, (y0, y1, x0, x1)):
+            lut = np.zeros(len(boxes), bool)  # one pass over the union box
             lut[ids] = True
             return box, np.flatnonzero(lut[self.masks[box]])
         parts = []
@@ -467,19 +476,19 @@ class LabelSet:
             parts.append((rr + by0 - y0) * (x1 - x0) + cc + bx0 - x0)
         return box, np.sort(np.concatenate(parts))
 
-    def _index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Areas and boxes of every mask id (one pass over the masks the first time)."""
-        if self._areas is None:
-            n = len(self.classes)
-            self._areas = np.bincount(self.masks.ravel(), minlength=n).astype(np.int64)
-            self._boxes = np.zeros((len(self._areas), 4), np.int64)
-            for i, sl in enumerate(ndimage.find_objects(self.masks), start=1):
-                if sl is not None:
-                    self._boxes[i] = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-        return self._areas, self._boxes
+    def _index(self) -> np.ndarray:
+        """Boxes of every mask id (one pass over the masks the first time)."""
+        if self._boxes is None:
+            found = ndimage.find_objects(self.masks)
+            boxes = np.zeros((max(len(found) + 1, len(self.classes)), 4), np.int64)
+            at = [i for i, sl in enumerate(found, start=1) if sl is not None]
+            boxes[at] = np.array([(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in found if sl is not None],
+                                 np.int64).reshape(-1, 4)
+            self._boxes = boxes
+        return self._boxes
 
     def _write(self, box, flat: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Set pixels *flat* of *box* to *values*, keep areas and boxes current; returns the old values."""
+        """Set pixels *flat* of *box* to *values* and keep the boxes current; returns the old values."""
         if flat.size == 0:
             return values[:0].copy()
         sub = self.masks[box]
@@ -490,24 +499,20 @@ class LabelSet:
             rows, cols = np.unravel_index(flat, sub.shape)
             old = sub[rows, cols]
             sub[rows, cols] = values
-        if self._areas is not None:
-            self._update_index(box, flat, old, values)
+        if self._boxes is not None:
+            self._update_boxes(box, flat, old, values)
         return old
 
-    def _update_index(self, box, flat: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
-        """Areas and boxes after pixels *flat* of *box* went from *old* to *new* ids."""
-        if 8 * flat.size >= self.masks.size:  # most of the image changed: rebuild on next use
-            self._areas = self._boxes = None
+    def _update_boxes(self, box, flat: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Boxes after pixels *flat* of *box* went from *old* to *new* ids."""
+        if 8 * flat.size >= self.masks.size:  # most of the image changed: find them all again on next use
+            self._boxes = None
             return
         old, new = old.astype(np.int64), new.astype(np.int64)
         top = max(int(old.max()), int(new.max()), len(self.classes) - 1) + 1
-        if top > len(self._areas):
-            grow = top - len(self._areas)
-            self._areas = np.concatenate([self._areas, np.zeros(grow, np.int64)])
-            self._boxes = np.concatenate([self._boxes, np.zeros((grow, 4), np.int64)])
-        areas, boxes = self._areas, self._boxes
-        np.subtract.at(areas, old, 1)
-        np.add.at(areas, new, 1)
+        if top > len(self._boxes):
+            self._boxes = np.concatenate([self._boxes, np.zeros((top - len(self._boxes), 4), np.int64)])
+        boxes = self._boxes
         width = box[1].stop - box[1].start
         rows, cols = flat // width + box[0].start, flat % width + box[1].start
         at = new > 0  # grow each gaining mask's box by its new pixels
@@ -518,17 +523,31 @@ class LabelSet:
         np.maximum.at(boxes[:, 1], gained, r + 1)
         np.minimum.at(boxes[:, 2], gained, c)
         np.maximum.at(boxes[:, 3], gained, c + 1)
-        lost = np.setdiff1d(old[old > 0], new)
-        boxes[lost[areas[lost] == 0]] = 0
-        shrunk = lost[areas[lost] > 0]  # masks that kept some pixels: their box may shrink
-        if shrunk.size:
-            b = boxes[shrunk]
-            y0, x0 = int(b[:, 0].min()), int(b[:, 2].min())
-            lut = np.zeros(len(areas), np.int64)
-            lut[shrunk] = np.arange(1, len(shrunk) + 1)
-            local = lut[self.masks[y0:int(b[:, 1].max()), x0:int(b[:, 3].max())]]
-            for i, sl in zip(shrunk, ndimage.find_objects(local, max_label=len(shrunk))):
-                boxes[i] = sl[0].start + y0, sl[0].stop + y0, sl[1].start + x0, sl[1].stop + x0
+        lost = np.unique(old[old > 0])  # masks that lost pixels: find their boxes again, inside the old ones
+        if lost.size == 0:
+            return
+        b = boxes[lost]
+        region = (int(b[:, 0].min()), int(b[:, 1].max()), int(b[:, 2].min()), int(b[:, 3].max()))
+        if _fills(b, region):
+            y0, _, x0, _ = region
+            lut = np.zeros(len(boxes), np.int64)
+            lut[lost] = np.arange(1, len(lost) + 1)
+            found = ndimage.find_objects(lut[self.masks[y0:region[1], x0:region[3]]], max_label=len(lost))
+            offsets = [(y0, x0)] * len(lost)
+        else:
+            found, offsets = [], []
+            for i, (y0, y1, x0, x1) in zip(lost, b):
+                objs = ndimage.find_objects((self.masks[y0:y1, x0:x1] == i).view(np.uint8))
+                found.append(objs[0] if objs else None)
+                offsets.append((y0, x0))
+        for i, sl, (y0, x0) in zip(lost, found, offsets):
+            boxes[i] = 0 if sl is None else (sl[0].start + y0, sl[0].stop + y0, sl[1].start + x0, sl[1].stop + x0)
+
+
+def _fills(boxes: np.ndarray, union: tuple[int, int, int, int]) -> bool:
+    """Whether *boxes* cover enough of their *union* box that one pass over it beats reading box by box."""
+    y0, y1, x0, x1 = union
+    return 4 * int(((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).sum()) >= (y1 - y0) * (x1 - x0)
 
 
 def bbox_of(mask: np.ndarray, pad: int = 0, shape: tuple[int, int] | None = None) -> tuple[slice, slice] | None:
