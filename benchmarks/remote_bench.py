@@ -1,7 +1,7 @@
 """Remote backend figures on this machine (loopback): upload speed direct and through an SSH tunnel,
 and the segmentation round trip of a 2048x2048 image on the server versus locally.
 
-    python benchmarks/remote_bench.py [--mib 256] [--repeats 3]
+    python benchmarks/remote_bench.py [--mib 256] [--repeats 3] [--upload-only]
 
 The server, the SSH server (asyncssh, in-process) and the client all run here, so the figures
 measure the protocol and tunnel overheads, not a network. The model is the small random ``tiny``
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cellprob", type=float, default=0.0,
                         help="cell probability threshold; a high one (6) leaves little but the forward pass to time")
+    parser.add_argument("--upload-only", action="store_true", help="time the uploads only")
     parser.add_argument("--many-masks", action="store_true",
                         help="turn the flow-error check off so the random model yields ~30000 masks (minutes on a CPU)")
     args = parser.parse_args()
@@ -87,7 +88,10 @@ def main() -> None:
             rate_direct = upload_rate(direct, root, args.mib, args.repeats)
             print(f"  direct gRPC            {rate_direct:7.0f} MB/s")
             rate_tunnel = upload_rate(tunnelled, root, args.mib, args.repeats)
-            print(f"  through SSH tunnel     {rate_tunnel:7.0f} MB/s  ({tunnelled.tunnel.cipher()})")
+            print(f"  through SSH tunnel     {rate_tunnel:7.0f} MB/s  ({tunnelled.tunnel.cipher()})   "
+                  f"ratio {rate_tunnel / rate_direct:.2f} of direct (target >= 0.7)")
+            if args.upload_only:
+                return
 
             model = root / "tiny.pth"
             build_model("tiny", class_names=["unassigned", "a", "b"], device="cpu", seed=3).save(model)
