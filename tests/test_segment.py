@@ -46,6 +46,13 @@ def test_tiles_batched_across_images_give_the_per_image_results(model):
         assert a.masks.max() > 0 and len(a.classes) == a.masks.max() + 1
 
 
+def test_a_bad_image_prepared_ahead_raises_in_the_caller(model):
+    """Images are prepared by a prefetch thread while the network runs; its errors reach the caller."""
+    images = [make_sample(1, shape=(128, 128))[0], np.zeros((4, 4, 4, 4))]
+    with pytest.raises(ParameterError, match="must be"):
+        segment(model, images, SegmentParams(bsize=128, batch_size=1, **LOOSE))
+
+
 def test_class_is_the_vote_of_foreground_classes_even_where_background_wins():
     rigged = _rig(build_model("tiny", NAMES, device="cpu", seed=7, bsize=128), [10.0, 0.0, 5.0])
     [res] = segment(rigged, [make_sample(0, shape=(128, 128))[0]], SegmentParams(bsize=128, **LOOSE))
