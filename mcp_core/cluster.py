@@ -109,20 +109,24 @@ def local_cluster(n_workers: int | None = None, gpus: list[str] | None = None):
     Parameters
     ----------
     n_workers
-        Worker processes; default one per GPU, or one per four CPU cores without GPUs.
+        Worker processes; default one per GPU, or one per four CPU cores without GPUs. Each gets an
+        equal share of the cores for torch (``$MCP_TORCH_THREADS`` when set).
     gpus
         GPU ids to pin workers to (round-robin); default :func:`visible_gpus`.
     """
     import psutil
     from distributed import Nanny, Scheduler, SpecCluster
 
+    from .threads import THREADS_ENV, available_cpus
+
     gpus = visible_gpus() if gpus is None else gpus
-    cpus = os.cpu_count() or 1
+    cpus = available_cpus()
     n = n_workers or len(gpus) or max(1, cpus // 4)
     memory = psutil.virtual_memory().total // n
+    threads = os.environ.get(THREADS_ENV) or str(max(1, cpus // n))  # the cores shared out, unless fixed
     workers = {}
     for i in range(n):
-        env = {"OMP_NUM_THREADS": str(max(1, cpus // n))}
+        env = {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE"}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         workers[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "memory_limit": memory, "env": env}}

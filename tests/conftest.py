@@ -31,3 +31,15 @@ def sample():
     from mcp_core.synthetic import make_sample
 
     return make_sample(seed=1, shape=(128, 128))
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A dask LocalCluster of 2 CPU worker processes, shared by the cluster tests (closed at the end)."""
+    from distributed import Client
+
+    from mcp_core.cluster import local_cluster
+
+    with local_cluster(2, gpus=[]) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2, timeout=300)
+        yield client

@@ -120,11 +120,7 @@ def test_ome_zarr_reader(mosaic, tmp_path):
         open_image(plain)
 
 
-def test_model_blocks_on_a_cluster_equal_blocks_in_process(tmp_path):
-    from distributed import Client
-
-    from mcp_core.cluster import local_cluster
-
+def test_model_blocks_on_a_cluster_equal_blocks_in_process(dask_client, tmp_path):
     model = build_model("tiny", NAMES, device="cpu", seed=7, bsize=128)
     with torch.no_grad():
         model.net.out.bias[-model.net.ps ** 2:] += 3.0
@@ -141,9 +137,8 @@ def test_model_blocks_on_a_cluster_equal_blocks_in_process(tmp_path):
                          capture_output=True, text=True, env=env, timeout=600)
     assert cli.returncode == 0, cli.stderr
     objects = int(re.search(r"big.tif: (\d+) objects in 9 blocks, labels in .*big.ome.zarr/labels/cells", cli.stdout)[1])
-    with local_cluster(2, gpus=[]) as cluster, Client(cluster) as client:
-        there = segment_blockwise(tmp_path / "big.tif", tmp_path / "there.zarr", model=model_file, params=params,
-                                  block=256, client=client)
+    there = segment_blockwise(tmp_path / "big.tif", tmp_path / "there.zarr", model=model_file, params=params,
+                              block=256, client=dask_client)
     assert there["objects"] == objects > 0 and there["blocks"] == 9 and there["class_names"] == NAMES
     a = zarr.open_array(str(tmp_path / "here" / "big.ome.zarr" / "labels" / "cells" / "0"), mode="r")[:]
     b = zarr.open_array(str(tmp_path / "there.zarr" / "labels" / "cells" / "0"), mode="r")[:]

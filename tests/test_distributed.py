@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mcp_core.cluster import ClusterConfig, load_config, local_cluster, open_client
+from mcp_core.cluster import ClusterConfig, load_config, open_client
 from mcp_core.distributed import record_path, segment_on_client
 from mcp_core.errors import ParameterError
 from mcp_core.labels import load_labels
@@ -49,13 +49,9 @@ def reference(model_file, images):
     return {f.stem: r.masks for f, r in zip(files, results)}
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client
-
-    with local_cluster(2, gpus=[]) as cluster, Client(cluster) as c:
-        c.wait_for_workers(2, timeout=300)
-        yield c
+@pytest.fixture
+def client(dask_client):
+    return dask_client
 
 
 def _predictions(folder) -> dict[str, np.ndarray]:
