@@ -1,8 +1,8 @@
 """UI latency in headless Chromium driving the real app on a 2048x2048 image with 3000 masks.
 
 Prints, per action, the browser-side time from mouse-up (or key press) to the updated overlay,
-median of several repeats: new contour, delete, class assignment, lasso, and next image.
-Targets: contour and delete < 50 ms, next image < 500 ms.
+median of several repeats: new contour, delete, class assignment, lasso, and next image, each
+next to its target (issue 17, on a 2-core machine).
 
 Run: ``.venv/bin/python benchmarks/ui_bench.py`` (needs Debian chromium + chromium-driver).
 """
@@ -27,6 +27,7 @@ from mcp_core.filenames import label_path  # noqa: E402
 from mcp_core.labels import LabelSet, save_labels  # noqa: E402
 
 SIDE, N_MASKS, REPEAT = 2048, 3000, 5
+TARGET_MS = {"contour": 20, "delete": 20, "assign": 20, "lasso": 60, "next image": 200}
 
 
 def make_project(folder: Path) -> LabelSet:
@@ -101,7 +102,8 @@ def main() -> None:
         app.stop()
     print(f"UI latency, {SIDE}x{SIDE} image with {labels.count} masks, median of {REPEAT} (min-max), ms:")
     for name, values in results.items():
-        print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})")
+        print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   "
+              f"target <= {TARGET_MS[name]}")
 
 
 if __name__ == "__main__":
