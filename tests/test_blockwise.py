@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import tifffile
@@ -32,8 +33,9 @@ def write_ome_zarr(path, image_yxc: np.ndarray, chunk: int = 512) -> None:
     from ome_zarr.writer import write_image
 
     group = zarr.open_group(str(path), mode="w")
-    write_image(np.moveaxis(image_yxc, -1, 0), group, axes="cyx", scale_factors=[2],
-                storage_options={"chunks": (image_yxc.shape[-1], chunk, chunk)})
+    with dask.config.set(scheduler="synchronous"):  # not on a dask cluster another test may have made the default
+        write_image(np.moveaxis(image_yxc, -1, 0), group, axes="cyx", scale_factors=[2],
+                    storage_options={"chunks": (image_yxc.shape[-1], chunk, chunk)})
 
 
 def rim_watershed(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -50,8 +52,9 @@ def rim_watershed(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]
 
 @pytest.fixture(scope="module")
 def mosaic(tmp_path_factory):
-    """A 3000 x 3000, 2-channel mosaic of 36 synthetic fields as OME-Zarr (512-pixel chunks)."""
-    tiles = [make_sample(seed, shape=(500, 500), dtype="float32")[0] for seed in range(36)]
+    """A 3000 x 3000, 2-channel mosaic of 6 x 6 synthetic fields (12 different ones) as OME-Zarr (512-pixel chunks)."""
+    fields = [make_sample(seed, shape=(500, 500), dtype="float32")[0] for seed in range(12)]
+    tiles = [fields[(7 * i) % 12] for i in range(36)]
     image = np.concatenate([np.concatenate(tiles[r * 6:(r + 1) * 6], axis=1) for r in range(6)], axis=0)
     path = tmp_path_factory.mktemp("mosaic") / "mosaic.ome.zarr"
     write_ome_zarr(path, image)
@@ -74,7 +77,8 @@ def test_blockwise_mosaic_matches_whole_image_and_opens_with_ome_zarr(mosaic):
     nodes = list(Reader(parse_url(str(path)))())  # the image with its labels, as napari opens it
     [node] = [n for n in nodes if any(isinstance(spec, Label) for spec in n.specs)]
     assert node.metadata["name"] == "cells" and nodes[0].data[0].shape == (2, 3000, 3000)
-    labels = np.asarray(node.data[0])
+    with dask.config.set(scheduler="synchronous"):
+        labels = np.asarray(node.data[0])
     assert labels.shape == (3000, 3000) and len(node.data) == len(out["levels"])
     group = zarr.open_group(str(path / "labels" / "cells"), mode="r")
     classes = np.asarray(group["classes"])
@@ -93,12 +97,9 @@ def test_blockwise_mosaic_matches_whole_image_and_opens_with_ome_zarr(mosaic):
     # ...and no blockwise object comes in two pieces.
     for obj, box in enumerate(ndimage.find_objects(labels), start=1):
         assert box is not None and ndimage.label(labels[box] == obj)[1] == 1, obj
-    # Rewriting the same labels keeps one entry in the labels list.
-    segment_blockwise(path, path, segmenter=rim_watershed, block=1024, overlap=64)
-    assert zarr.open_group(str(path / "labels"), mode="r").attrs["ome"]["labels"] == ["cells"]
 
 
-def test_ome_zarr_reader(mosaic, tmp_path):
+def test_ome_zarr_reader_and_labels_written_again(mosaic, tmp_path):
     path, image = mosaic
     assert path in list_images(path.parent)
     with open_image(path) as src:
@@ -108,12 +109,25 @@ def test_ome_zarr_reader(mosaic, tmp_path):
     data = np.arange(2 * 3 * 40 * 30, dtype=np.uint16).reshape(2, 3, 40, 30)
     from ome_zarr.writer import write_image
 
-    write_image(data, zarr.open_group(str(movie), mode="w"), axes="tzyx", scale_factors=[],
-                scale={"y": 0.5, "x": 0.25}, axes_units={"y": "micrometer", "x": "micrometer"})
+    with dask.config.set(scheduler="synchronous"):
+        write_image(data, zarr.open_group(str(movie), mode="w"), axes="tzyx", scale_factors=[],
+                    scale={"y": 0.5, "x": 0.25, "t": 1.0, "z": 1.0},
+                    axes_units={"y": "micrometer", "x": "micrometer"})
     with open_image(movie) as src:
         assert src.frames == [f"T{t}_Z{z}" for t in range(2) for z in range(3)]
         assert src.meta.pixel_size == (0.5, 0.25)
         np.testing.assert_array_equal(src.read("T1_Z2")[..., 0], data[1, 2])
+    # Labels written twice under one name are listed once; another name is added.
+    small = tmp_path / "small.ome.zarr"
+    write_ome_zarr(small, make_sample(5, shape=(300, 260), dtype="float32")[0], chunk=128)
+    for name in ("cells", "cells", "nuclei"):
+        out = segment_blockwise(small, small, segmenter=rim_watershed, block=128, overlap=64, name=name)
+        assert out["objects"] > 0 and out["levels"] == [(300, 260), (150, 130), (75, 65)]
+    assert zarr.open_group(str(small / "labels"), mode="r").attrs["ome"]["labels"] == ["cells", "nuclei"]
+    with pytest.raises(ParameterError, match="between 0 and the block size"):
+        segment_blockwise(small, small, segmenter=rim_watershed, block=128, overlap=200)
+    with pytest.raises(ParameterError, match="has 6 frames"):
+        segment_blockwise(movie, tmp_path / "m.zarr", segmenter=rim_watershed)
     plain = tmp_path / "plain.zarr"
     zarr.open_group(str(plain), mode="w").create_array("0", shape=(4, 4), dtype="uint8")
     with pytest.raises(ImageReadError, match="without OME-Zarr 'multiscales' metadata"):
