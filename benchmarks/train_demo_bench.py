@@ -5,7 +5,7 @@ Target (issue 12): on 2 idle CPU cores the job finishes in at most 2 minutes, wi
 accuracy on the test split the job held out and on 4 fresh images of the same generator, and the load average
 (other work on the machine inflates the time).
 
-    .venv/bin/python benchmarks/train_demo_bench.py [--base tiny] [--epochs N]
+    .venv/bin/python benchmarks/train_demo_bench.py [--base unet|tiny|cpsam] [--epochs N]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from mcp_core.backend import LocalBackend
+from mcp_core.catalog import OFFLINE_BASE
 from mcp_core.evaluation import evaluate
 from mcp_core.params import SegmentParams, TrainParams, resolve_train_params
 from mcp_core.synthetic import CLASS_NAMES, make_sample, write_demo_project
@@ -26,7 +27,7 @@ FINAL = ("done", "failed", "cancelled", "interrupted")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--base", default="tiny")
+    ap.add_argument("--base", default=OFFLINE_BASE)
     ap.add_argument("--epochs", type=int, help="default: the base model's")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

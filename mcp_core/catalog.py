@@ -20,8 +20,10 @@ from .params import ModelInfo
 
 #: Pretrained weight files known to cellpose (names in its cache folder).
 PRETRAINED = ("cpsam", "cpsam_v2")
-#: Architectures that start from random weights (offline, CPU-sized): a small ViT and a small U-Net.
-SCRATCH = ("tiny", "unet")
+#: Architectures that start from random weights (offline, CPU-sized): a small U-Net and a small ViT.
+SCRATCH = ("unet", "tiny")
+#: The base the app trains when no pretrained weights are on the machine (chosen by benchmarks/hepg2_bench.py).
+OFFLINE_BASE = "unet"
 MODEL_SUFFIX = ".pth"
 
 

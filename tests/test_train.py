@@ -10,7 +10,7 @@ import tifffile
 from cellpose import dynamics
 
 from mcp_core.augment import random_affine
-from mcp_core.catalog import sidecar_path
+from mcp_core.catalog import OFFLINE_BASE, sidecar_path
 from mcp_core.classmap import IGNORE
 from mcp_core.dataset import MAX_CLASS_WEIGHT, class_weights, load_samples, split
 from mcp_core.errors import ParameterError
@@ -187,12 +187,12 @@ def test_a_model_that_scores_zero_gets_plain_advice_in_the_job_panel():
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_two_classes_on_the_demo_with_the_default_settings(tmp_path):
+def test_offline_base_learns_two_classes_on_the_demo_with_the_default_settings(tmp_path):
     """Must-show: the demo project, the offline base and its default settings give AP@0.5 >= 0.8 and class
     accuracy >= 0.9 on held-out images, with the loss falling."""
     write_demo_project(tmp_path / "data")
     seen = []
-    result = train(tmp_path / "data", TrainParams(base_model="tiny", model_name="tiny2",
+    result = train(tmp_path / "data", TrainParams(base_model=OFFLINE_BASE, model_name="offline",
                                                   save_path=str(tmp_path / "models")),
                    progress=lambda kind, data: seen.append((kind, data)))
     epochs = SCRATCH_DEFAULTS["epochs"]
