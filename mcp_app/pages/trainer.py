@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nicegui import background_tasks, ui
 
+from mcp_core.catalog import OFFLINE_BASE
 from mcp_core.file_version import FileChangedError
 from mcp_core.params import SegmentParams, TrainParams, train_defaults
 
@@ -203,20 +204,21 @@ def register(state: AppState) -> None:
 def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) -> None:
     """The training dialog (Ctrl+T): options of TrainParams, then a job panel."""
     defaults = TrainParams()
-    bases = {"tiny": "tiny (small network trained from scratch: fast, for trying things out)"}
+    bases = {"unet": "unet (small convolutional network trained from scratch: the offline choice)",
+             "tiny": "tiny (small ViT trained from scratch)"}
     for m in picker.models:
         if m.available:
             bases[m.name] = f"{m.name} ({'pretrained' if m.scope == 'builtin' else 'fine-tune your model'})"
-    default_base = next((m.name for m in picker.models if m.scope == "builtin" and m.available), "tiny")
+    default_base = next((m.name for m in picker.models if m.scope == "builtin" and m.available), OFFLINE_BASE)
     architectures = {m.name: m.architecture for m in picker.models}
     start = train_defaults(default_base, architectures.get(default_base))
     with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
         ui.label("Train a model on this folder's labels").classes("text-lg font-bold")
         name = ui.input("Model name", value=f"{state.folder.name}_model").classes("w-full")
         base = ui.select(bases, value=default_base, label="Base model").classes("w-full")
-        if default_base == "tiny":
-            ui.label("The CellposeSAM weights are not on this machine (offline?): only tiny and your own models "
-                     "can be trained.").classes("text-xs text-gray-600")
+        if default_base == OFFLINE_BASE:
+            ui.label("The CellposeSAM weights are not on this machine (offline?): only the from-scratch bases "
+                     "(unet, tiny) and your own models can be trained.").classes("text-xs text-gray-600")
         with ui.row():
             epochs = ui.number("Epochs", value=start["epochs"], min=1, step=1).classes("w-28").mark("epochs")
             batch = ui.number("Batch size", value=defaults.batch_size, min=1, step=1).classes("w-28")
