@@ -81,6 +81,12 @@ def navigate(driver, k: str, title: str) -> None:
     wait(driver, f"document.body.innerText.includes({title!r}) && window.mcpLoadedAt !== {loaded!r}")
 
 
+def pick_tool(driver, label: str, tool: str) -> None:
+    """Click a toolbar tool and wait until the canvas has it (the choice makes a round trip to the server)."""
+    driver.find_element("xpath", f"//*[normalize-space(text())={label!r}]").click()
+    wait(driver, f"window.mcpCanvas.tool === {tool!r}")
+
+
 def open_page(driver, url):
     driver.get(url)
     wait(driver, "window.mcpCanvas && window.mcpLoadedAt")
@@ -115,7 +121,7 @@ def test_trainer_draw_delete_lasso_assign_undo_navigate(browser, app, demo, tmp_
     oy, ox = np.argwhere(before.masks == other).mean(axis=0)
     click(browser, ox, oy, SHIFT)  # assign the current class (1)
     until(lambda: load_labels(seg).classes[other] == 1)
-    browser.find_element("xpath", "//*[normalize-space(text())='Lasso delete']").click()
+    pick_tool(browser, "Lasso delete", "lasso")
     drag(browser, [(1, 1), (95, 1), (95, 95), (1, 95), (1, 2)])
     until(lambda: load_labels(seg).count == 0)
     for _ in range(3):
@@ -147,12 +153,12 @@ def test_eraser_split_and_brush_keys(browser, app, demo):
     cov = np.cov(np.stack([xs - cx, ys - cy]))
     major = np.linalg.eigh(cov)[1][:, -1]
     normal = np.array([-major[1], major[0]])
-    browser.find_element("xpath", "//*[normalize-space(text())='Split']").click()
+    pick_tool(browser, "Split", "split")
     ends = [(cx + t * normal[0], cy + t * normal[1]) for t in (-20, 20)]
     drag(browser, [ends[0], ((ends[0][0] + ends[1][0]) / 2, (ends[0][1] + ends[1][1]) / 2), ends[1]])
     until(lambda: load_labels(seg).count == before.count + 1)
     # eraser: '.' grows the brush, then a stroke clears pixels
-    browser.find_element("xpath", "//*[normalize-space(text())='Eraser']").click()
+    pick_tool(browser, "Eraser", "eraser")
     size = browser.execute_script("return window.mcpCanvas.brush")
     browser.execute_script("window.mcpCanvas.$refs.wrap.focus()")
     key(browser, ".")
