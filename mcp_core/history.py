@@ -7,8 +7,8 @@ Layout, beside the label files::
         log/<label file name>.jsonl     one JSON line per version of that label file
 
 A blob is zlib-compressed: a JSON header (shape, dtype, classes, class names and colours) and the
-masks, either whole (a *key* version) or as the XOR with the previous version (a *delta*: zero
-wherever nothing changed, so an edit costs bytes in proportion to what it touched). Every
+masks, either whole (a *key* version) or as the XOR with the previous version inside the box of
+changed pixels (a *delta*: an edit costs bytes in proportion to what it touched). Every
 :data:`KEY_EVERY`-th version, and any change of shape or dtype, is a key version, so rebuilding a
 version reads at most :data:`KEY_EVERY` blobs. Nothing read back is unpickled: JSON and raw arrays.
 
@@ -185,7 +185,13 @@ def _state(ls: LabelSet) -> str:
 def _encode(ls: LabelSet, base: LabelSet | None) -> bytes:
     header = {"shape": list(ls.shape), "dtype": str(ls.masks.dtype), "classes": ls.classes.tolist(),
               "class_names": list(ls.class_names), "class_colors": list(ls.class_colors), "delta": base is not None}
-    body = ls.masks if base is None else np.bitwise_xor(ls.masks, base.masks)
+    body = ls.masks
+    if base is not None:  # the XOR inside the box of changed pixels
+        diff = ls.masks != base.masks
+        rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+        box = [int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1] if len(rows) else [0, 0, 0, 0]
+        header["box"] = box
+        body = np.bitwise_xor(ls.masks[box[0]:box[1], box[2]:box[3]], base.masks[box[0]:box[1], box[2]:box[3]])
     return zlib.compress(json.dumps(header).encode() + b"\0" + np.ascontiguousarray(body).tobytes(), 6)
 
 
@@ -197,13 +203,17 @@ def _decode(data: bytes, base: LabelSet | None, where: str) -> LabelSet:
         dtype = np.dtype(header["dtype"])
         if dtype.kind != "u":
             raise ValueError(f"mask dtype {dtype}")
-        masks = np.frombuffer(body, dtype).reshape(header["shape"])
+        height, width = header["shape"]
+        y0, y1, x0, x1 = header["box"] if header.get("delta") else (0, height, 0, width)
+        masks = np.frombuffer(body, dtype).reshape(y1 - y0, x1 - x0)
+        if header.get("delta"):
+            if base is None or base.masks.shape != (height, width) or base.masks.dtype != dtype:
+                raise LabelFileError(f"The history of {where} is damaged (a delta without its base).")
+            whole = base.masks.copy()
+            whole[y0:y1, x0:x1] ^= masks
+            masks = whole
     except (zlib.error, ValueError, KeyError, TypeError) as exc:
         raise LabelFileError(f"The history of {where} is damaged ({exc}).") from exc
-    if header.get("delta"):
-        if base is None or base.masks.shape != masks.shape or base.masks.dtype != dtype:
-            raise LabelFileError(f"The history of {where} is damaged (a delta without its base).")
-        masks = np.bitwise_xor(masks, base.masks)
     return LabelSet(masks.copy(), np.asarray(header["classes"], np.uint16), header["class_names"],
                     header["class_colors"])
 
@@ -303,6 +313,7 @@ def record(label_file: str | os.PathLike, labelset: LabelSet, action: str | None
     label_file = Path(label_file)
     store = store_of(label_file)
     now = time.time() if now is None else now
+    labelset = labelset.copy()  # the app may edit it while this runs in a save thread
     state = _state(labelset)
     with _locked(label_file):
         known = versions(label_file)

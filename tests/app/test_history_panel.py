@@ -45,8 +45,8 @@ async def test_versions_are_listed_and_restored(app_user, demo):
     await app_user.should_see("Version 1: Restoring it brings back 1.")
     assert "#39d353" in drawn[-1] and "outlines" in drawn[-1]
     app_user.find(marker="history-restore-1").click()
-    await apoll(lambda: load_labels(seg).count == 1, "the restored labels on disk")
-    assert history.current_version(seg).action == "restored version 1: drew 1"
+    await apoll(lambda: history.current_version(seg).action == "restored version 1: drew 1", "the restore's version")
+    assert load_labels(seg).count == 1
     await app_user.should_see("Restored version 1")
 
 
