@@ -32,7 +32,7 @@ from .params import SegmentParams
 _NEUTRAL = ("model", "batch_size")
 
 _models: dict[tuple[str, str], Any] = {}
-_loads = 0
+_loads: dict[tuple[str, str], int] = {}
 model_lock = threading.Lock()
 
 
@@ -96,13 +96,12 @@ def is_complete(task: FrameTask) -> bool:
 
 def worker_model(model: str, digest: str):
     """The model of this process, loaded on first use (one model kept per process)."""
-    global _loads
     if (model, digest) not in _models:
         from .model import open_model
 
         _models.clear()
         _models[(model, digest)] = open_model(model)
-        _loads += 1
+        _loads[(model, digest)] = _loads.get((model, digest), 0) + 1
     return _models[(model, digest)]
 
 
@@ -112,8 +111,8 @@ def segment_frame(task: FrameTask) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``image``, ``frame``, ``output``, ``count`` (masks), ``pid`` and ``loads`` (models this
-        process has loaded so far).
+        ``image``, ``frame``, ``output``, ``count`` (masks), ``pid`` and ``loads`` (times this process has
+        loaded this model).
 
     Raises
     ------
@@ -129,7 +128,7 @@ def segment_frame(task: FrameTask) -> dict[str, Any]:
     with model_lock:  # one frame at a time per process, whatever the worker's thread count
         model = worker_model(task.model, task.digest)
         [result] = segment(model, [image], params)
-        loads = _loads
+        loads = _loads[(task.model, task.digest)]
     out = save_prediction(result, task.image, task.frame, Path(task.output).parent, params)
     count = int(result.masks.max(initial=0))
     atomic_write_text(task.record, json.dumps({"key": task.key, "model": task.model, "model_sha256": task.digest,
