@@ -66,9 +66,9 @@ class JobPanel:
                 ui.space()
                 self.state_label = ui.label("starting…").classes("text-xs")
                 self.cancel_button = ui.button("Cancel", icon="stop", color="negative", on_click=self.cancel
-                                               ).props("dense flat no-caps")
+                                               ).props("dense flat no-caps").mark("job-cancel")
             self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
-            self.eta = ui.label("").classes("text-xs text-gray-600")
+            self.eta = ui.label("").classes("text-xs text-gray-600").mark("job-eta")
             self.chart = ui.echart({
                 "animation": False,
                 "grid": {"left": 40, "right": 10, "top": 25, "bottom": 25},
@@ -126,6 +126,7 @@ class JobPanel:
         self.timer.active = False
         self.cancel_button.disable()
         self.state_label.text = state
+        self.eta.text = ""
         if state == "done":
             self.progress.value = 1.0
             self.result = data

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from nicegui import background_tasks, run, ui
 
+from mcp_core.atomic import atomic_write_bytes
 from mcp_core.measure import list_plugins, run_labels, run_measurements
 from mcp_core.measure.runner import second_labels_for
 
 from .forms import schema_form
 from .overlays import OverlayToggles
 from .project import Item
-from .results_view import ResultsView
+from .results_view import MAX_TABLE_ROWS, ResultsView
 from .workspace import Workspace
 
 
@@ -40,7 +45,7 @@ class MeasurePanel:
             ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
         self.overlays = OverlayToggles(lambda: self.ws.canvas)
         ws.on_open.append(lambda: background_tasks.create(self.show_overlays()))
-        self.tables = ui.row().classes("gap-1")
+        self.tables = ui.column().classes("w-full gap-1")
         self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
         self.progress.visible = False
         self.results = ResultsView(on_pick=self.pick)
@@ -67,7 +72,7 @@ class MeasurePanel:
             ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
             return
         self.results.show(result.objects)
-        self.offer_tables(result.tables)
+        await self.offer_tables(result.tables)
         self.overlays.keep(result.overlays)
         await self.show_overlays()
 
@@ -100,7 +105,7 @@ class MeasurePanel:
         for message in result.skipped:
             ui.notify(message, type="warning", multi_line=True)
         self.results.show(result.objects)
-        self.offer_tables(result.tables)
+        await self.offer_tables(result.tables)
         self.overlays.keep(result.overlays)
         await self.show_overlays()
 
@@ -110,15 +115,27 @@ class MeasurePanel:
         if item is not None:
             await self.overlays.show(item.path.name, item.frame)
 
-    def offer_tables(self, tables: dict) -> None:
-        """A CSV download button per extra table of the run (per class, per cluster, per track, per child)."""
+    async def offer_tables(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Show each extra table of the run (per class, cluster, track, child) with a CSV download, and write it
+        to ``<project>/measurements/<name>.csv``."""
+        folder = self.ws.project.folder / "measurements"
+        try:
+            await run.io_bound(write_tables, folder, tables)
+        except OSError as exc:
+            ui.notify(f"Could not write the tables into {folder}: {exc}", type="negative", multi_line=True)
         self.tables.clear()
         with self.tables:
             for name, table in tables.items():
-                ui.button(f"{name} (CSV)", icon="download",
-                          on_click=lambda n=name, t=table: ui.download.content(
-                              t.to_csv(index=False).encode(), f"measurements_{n}.csv", "text/csv")
-                          ).props("no-caps dense flat").mark(f"table-{name}")
+                with ui.row().classes("items-center w-full"):
+                    ui.button(f"{name} (CSV)", icon="download",
+                              on_click=lambda n=name, t=table: ui.download.content(
+                                  t.to_csv(index=False).encode(), f"measurements_{n}.csv", "text/csv")
+                              ).props("no-caps dense flat").mark(f"table-{name}")
+                    ui.label(f"{len(table)} rows, saved as measurements/{name}.csv").classes("text-xs text-gray-600")
+                shown = table.head(MAX_TABLE_ROWS).round(4).replace({np.nan: None})
+                ui.table(columns=[{"name": c, "label": c, "field": c, "sortable": True} for c in shown.columns],
+                         rows=shown.to_dict("records"), pagination=10
+                         ).props("dense flat").classes("w-full text-xs").mark(f"table-view-{name}")
 
     async def pick(self, image: str, frame: str, mask_id: int) -> None:
         """Open the object's image and frame and highlight the object."""
@@ -130,3 +147,11 @@ class MeasurePanel:
                 self.ws.canvas.highlight(mask_id)
                 return
         ui.notify(f"{image} {frame} is not in this folder.", type="warning")
+
+
+def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """Write each table to ``folder/<name>.csv`` (atomically)."""
+    if tables:
+        folder.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        atomic_write_bytes(folder / f"{name}.csv", table.to_csv(index=False).encode())

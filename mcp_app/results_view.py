@@ -6,7 +6,8 @@ the page can open it and highlight the object on the canvas.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ MAX_TABLE_ROWS = 5000
 class ResultsView:
     """Table, download and plots of one measurement DataFrame."""
 
-    def __init__(self, on_pick: Callable[[str, str, int], None] | None = None) -> None:
+    def __init__(self, on_pick: Callable[[str, str, int], Awaitable[None] | None] | None = None) -> None:
         self.df = pd.DataFrame()
         self.on_pick = on_pick
         with ui.column().classes("w-full gap-1") as self.box:
@@ -88,11 +89,13 @@ class ResultsView:
         })
         self.scatter.update()
 
-    def _picked(self, e) -> None:
+    async def _picked(self, e) -> None:
         if self.on_pick is None or not e.data:
             return
         row = self.df.loc[int(e.data[2])]
-        self.on_pick(str(row.get("image", "")), str(row.get("frame", "") or ""), int(row["mask_id"]))
+        picked = self.on_pick(str(row.get("image", "")), str(row.get("frame", "") or ""), int(row["mask_id"]))
+        if inspect.isawaitable(picked):
+            await picked
 
     def download(self) -> None:
         if self.df.empty:

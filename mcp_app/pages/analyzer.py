@@ -20,6 +20,7 @@ from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..workspace import Workspace
 from .layout import header
+from .trainer import ClassPanel
 
 SEGMENT_FIELDS = ("diameter", "flow_threshold", "cellprob_threshold", "min_size", "bsize", "batch_size",
                   "tile_overlap", "augment", "niter")
@@ -43,6 +44,8 @@ def register(state: AppState) -> None:
                     panel["image"] = ui.button("This image", icon="image").props("no-caps dense").mark("run-image")
                     panel["frames"] = ui.button("All frames", icon="burst_mode").props("no-caps dense")
                     panel["folder"] = ui.button("Whole folder", icon="folder").props("no-caps dense").mark("run-folder")
+            with ui.expansion("Classes", icon="category", value=True).classes("w-full"):
+                ClassPanel(state, ws)
             with ui.expansion("Predictions", icon="fact_check", value=True).classes("w-full"):
                 ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
                 panel["promote"] = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
@@ -72,6 +75,9 @@ def register(state: AppState) -> None:
                 return
             finally:
                 run_image.props(remove="loading")
+            if not result.masks.any():
+                ui.notify("0 objects found: the predictions are left as they were.", type="warning")
+                return
             ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, False))
             ws.editor.labels.confidence = dict(result.confidence) or None  # saved with the prediction
             ui.notify(f"{int(result.masks.max())} objects found.")
@@ -94,11 +100,16 @@ def register(state: AppState) -> None:
                 return
 
             async def done(_data: dict) -> None:
-                await compute.call(state.backend.fetch_predictions, job.job_id)  # a remote server keeps them
-                ui.notify("Segmentation finished.")
-                ws.refresh_list()
-                if ws.index >= 0:
-                    await ws.goto(ws.index)
+                with jobs_box:  # a background task has no slot: its toasts belong to the page
+                    try:
+                        written = await compute.call(state.backend.fetch_predictions, job.job_id)  # remote: kept there
+                    except Exception as exc:
+                        ui.notify(f"Could not fetch the predictions: {exc}", type="negative", multi_line=True)
+                        return
+                    ui.notify(f"Segmentation finished: {len(written)} prediction file(s) written.", type="positive")
+                    ws.refresh_list()
+                    if ws.index >= 0:
+                        await ws.goto(ws.index)  # reload the open image: its file now holds the job's prediction
 
             with jobs_box:
                 JobPanel(state.backend, job.job_id, f"Segmenting {len(paths)} file(s)",

@@ -185,6 +185,9 @@ def register(state: AppState) -> None:
                 return
             finally:
                 run_button.props(remove="loading")
+            if not result.masks.any():
+                ui.notify(f"0 objects found by {model.value}: the labels are left as they were.", type="warning")
+                return
             ws.editor.action = f"model run with {model.value}"
             ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, keep.value == "keep"))
             ui.notify(f"{int(result.masks.max())} masks from {model.value}")
