@@ -116,10 +116,11 @@ def register(state: AppState) -> None:
                          on_done=lambda d: background_tasks.create(done(d)))
 
         async def do_promote(replace: bool) -> None:
-            await ws.flush()
-            result = await run.io_bound(promote_predictions, [(i.path, i.frame) for i in ws.items], replace)
-            ui.notify(result.summary(), type="positive" if result.copied else "warning", multi_line=True)
-            ws.refresh_list()
+            with jobs_box:  # run as a background task, which has no slot: its toast belongs to the page
+                await ws.flush()
+                result = await run.io_bound(promote_predictions, [(i.path, i.frame) for i in ws.items], replace)
+                ui.notify(result.summary(), type="positive" if result.copied else "warning", multi_line=True)
+                ws.refresh_list()
 
         run_image.on_click(segment_current)
         run_frames.on_click(lambda: segment_batch("frames"))
