@@ -124,4 +124,3 @@ async def test_scatter_point_selects_its_object(app_user, demo, monkeypatch):
     await apoll(lambda: picked, "the picked object highlighted")
     truth = load_labels(label_path(demo / "demo_01.tif"))
     assert picked[0] in truth.ids
-
