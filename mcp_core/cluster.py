@@ -130,7 +130,8 @@ def local_cluster(n_workers: int | None = None, gpus: list[str] | None = None):
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         workers[f"worker-{i}"] = {"cls": Nanny, "options": {"nthreads": 1, "memory_limit": memory, "env": env}}
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    scheduler = {"cls": Scheduler,
+                 "options": {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "dashboard": False}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40, name="multicellpose")
 
 
@@ -143,7 +144,7 @@ def slurm_cluster(config: ClusterConfig):
         "queue": config.queue, "account": config.account, "cores": config.cores, "processes": config.processes,
         "memory": config.memory, "walltime": config.walltime, "job_extra_directives": extra,
         "job_script_prologue": list(config.prologue), "python": config.python or sys.executable,
-        "job_name": "mcp-dask", "scheduler_options": {"dashboard_address": None},
+        "job_name": "mcp-dask", "scheduler_options": {"dashboard_address": "127.0.0.1:0", "dashboard": False},
     }
     if config.scheduler_host:
         kwargs["scheduler_options"]["host"] = config.scheduler_host
