@@ -43,3 +43,14 @@ def dask_client():
     with local_cluster(2, gpus=[]) as cluster, Client(cluster) as client:
         client.wait_for_workers(2, timeout=300)
         yield client
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium; skips when it is not installed (.ci/run installs it)."""
+    from app.browser import make_driver, need_chromium
+
+    need_chromium()
+    driver = make_driver(tmp_path / "downloads")
+    yield driver
+    driver.quit()

@@ -44,14 +44,3 @@ def app_user(user, state):
         setattr(user, name, patient)
     user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["'](load|setImage)["'].*""")] = lambda m: {"width": 96, "height": 96}
     return user
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium (skips when it is not installed; .ci/run installs it)."""
-    from .browser import make_driver, need_chromium
-
-    need_chromium()
-    driver = make_driver(tmp_path / "downloads")
-    yield driver
-    driver.quit()

@@ -1,4 +1,4 @@
-"""Fixtures of the security battery: a small demo project, headless Chromium."""
+"""Fixtures of the security battery: a small demo project (headless Chromium comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,3 @@ def project(tmp_path):
     folder = tmp_path / "project"
     write_demo_project(folder, n_images=3, n_labelled=1, shape=(96, 96))
     return folder
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium; skips when it is not installed (.ci/run installs it)."""
-    from app.browser import make_driver, need_chromium
-
-    need_chromium()
-    driver = make_driver(tmp_path / "downloads")
-    yield driver
-    driver.quit()
