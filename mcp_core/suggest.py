@@ -2,8 +2,8 @@
 
 Each unlabelled frame is segmented once. Its *doubt* is the mean uncertainty of its objects
 (:func:`mcp_core.confidence.object_uncertainty`; 1 when the model finds no object at all), and
-its *embedding* the network's encoder features (the output of ``encoder.neck``) averaged over
-space and tiles. Frames are then picked greedily: each pick maximises
+its *embedding* the network's encoder features (``encoder.neck`` of a ViT, the deepest block of a
+U-Net) averaged over space and tiles. Frames are then picked greedily: each pick maximises
 
     doubt + diversity * distance to the nearest frame already labelled or picked / largest such distance
 
@@ -101,10 +101,13 @@ def rank(doubt: Sequence[float], embeddings: np.ndarray, known: np.ndarray | Non
 
 @contextlib.contextmanager
 def _encoder_features(net) -> Iterator[list[np.ndarray]]:
-    """Collect the space-averaged ``encoder.neck`` output of every tile the network sees."""
+    """Collect the space-averaged features of every tile the network sees (ViT: ``encoder.neck``, U-Net: its
+    deepest block)."""
     neck = getattr(getattr(net, "encoder", None), "neck", None)
     if neck is None:
-        raise ParameterError("This network has no encoder.neck to take image embeddings from.")
+        neck = getattr(net, "bottleneck", None)
+    if neck is None:
+        raise ParameterError(f"A {type(net).__name__} network has no layer to take image embeddings from.")
     feats: list[np.ndarray] = []
     handle = neck.register_forward_hook(lambda mod, inp, out: feats.append(out.float().mean(dim=(2, 3)).cpu().numpy()))
     try:

@@ -45,6 +45,11 @@ class UNet(BaseModel):
         self.up = nn.ModuleList(ResBlock(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
         self.out = nn.Conv2d(widths[0], self.nout, 1)
 
+    @property
+    def bottleneck(self) -> nn.Module:
+        """The deepest block: its output, averaged over space, is the network's image embedding."""
+        return self.down[-1]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skips = []
         for i, block in enumerate(self.down):

@@ -54,8 +54,9 @@ def test_diversity_keeps_near_copies_out_of_the_top():
         rank(doubts, emb, diversity=-1)
 
 
-def test_embedding_comes_from_the_encoder_and_follows_the_image():
-    model = build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=3, bsize=128)
+@pytest.mark.parametrize("arch", ["tiny", "unet"])
+def test_embedding_comes_from_the_encoder_and_follows_the_image(arch):
+    model = build_model(arch, ["unassigned", "round", "elongated"], device="cpu", seed=3, bsize=128)
     params = SegmentParams(bsize=128, niter=50)
     a, b = make_sample(1, shape=(128, 128))[0], make_sample(2, shape=(128, 128))[0]
     res, ea = predict_with_embedding(model, a, params)
