@@ -145,8 +145,6 @@ def resolve_model(name: str) -> str:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .params import SegmentParams
 
     fields = {"model": args.model, **_given(args, _SEGMENT_FIELDS)}
@@ -167,14 +165,7 @@ def _segment(args: argparse.Namespace) -> int:
         return _segment_on_cluster(args, spec, files, fields)
     model = open_model(spec, device=args.device)
     params = _build(SegmentParams, fields)
-    bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
-
-    def progress(kind: str, data: dict) -> None:
-        if kind == "progress":
-            bar.total = data["total"]
-            bar.update(data["done"] - bar.n)
-        elif kind == "log":
-            bar.write(data.get("message", ""), file=sys.stderr)
+    bar, progress = _frame_bar(args.quiet)
 
     try:
         out = segment_files(model, files, params, folder=args.output, progress=progress)
@@ -185,14 +176,11 @@ def _segment(args: argparse.Namespace) -> int:
     return 1 if out["skipped"] and not out["written"] else 0
 
 
-def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields: dict[str, Any]) -> int:
-    """``segment --cluster``: one task per frame on dask workers; frames already done are skipped."""
+def _frame_bar(quiet: bool):
+    """A progress bar over frames (on standard error) and the job-event callback that drives it."""
     from tqdm import tqdm
 
-    from .distributed import segment_folder
-
-    params = _worker_params(args, spec, fields)
-    bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=args.quiet)
+    bar = tqdm(total=None, unit="frame", desc="segmenting", dynamic_ncols=True, disable=quiet)
 
     def progress(kind: str, data: dict) -> None:
         if kind == "progress":
@@ -200,6 +188,16 @@ def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields
             bar.update(data["done"] - bar.n)
         elif kind == "log":
             bar.write(data.get("message", ""), file=sys.stderr)
+
+    return bar, progress
+
+
+def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields: dict[str, Any]) -> int:
+    """``segment --cluster``: one task per frame on dask workers; frames already done are skipped."""
+    from .distributed import segment_folder
+
+    params = _worker_params(args, spec, fields)
+    bar, progress = _frame_bar(args.quiet)
 
     try:
         out = segment_folder(spec, files, params, args.output, args.cluster, args.cluster_config, progress)
