@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from .registry import Reader, hookimpl
-from .source import ImageMeta, ImageSource, as_yxc
+from .source import ImageMeta, ImageSource
 from .zarr_reader import open_ome_zarr
 
 _CHANNEL_AXES = "CS"  # tifffile: C channel, S samples (RGB)
