@@ -44,3 +44,14 @@ def app_user(user, state):
         setattr(user, name, patient)
     user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["'](load|setImage)["'].*""")] = lambda m: {"width": 96, "height": 96}
     return user
+
+
+@pytest.fixture
+def app(demo, tmp_path, browser):
+    """The real ``multicellpose`` app on the demo project, with the browser logged in."""
+    from .browser import App
+
+    server = App(demo, tmp_path / "home")
+    server.login(browser)
+    yield server
+    server.stop()

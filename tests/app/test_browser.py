@@ -5,22 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 
-from .browser import App, until, wait
+from .browser import until, wait
 
 CTRL, SHIFT = 2, 8
-
-
-@pytest.fixture
-def app(demo, tmp_path, browser):
-    server = App(demo, tmp_path / "home")
-    server.login(browser)
-    yield server
-    server.stop()
 
 
 def mouse(driver, kind: str, xy, button: str = "left", modifiers: int = 0) -> None:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
-from .browser import App, wait
+from .browser import wait
 from .test_browser import draw_contour
 
 # RGBA of the view canvas at image point (x, y)
 PIXEL = ("const c = window.mcpCanvas; return Array.from(c.$refs.view.getContext('2d').getImageData("
          "Math.floor(c.tx + {x} * c.scale), Math.floor(c.ty + {y} * c.scale), 1, 1).data)")
-
-
-@pytest.fixture
-def app(demo, tmp_path, browser):
-    server = App(demo, tmp_path / "home")
-    server.login(browser)
-    yield server
-    server.stop()
 
 
 def test_analyzer_draws_and_toggles_plugin_overlays(browser, app, tmp_path):

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 from mcp_core.labels.files import save_labels
 
 from .browser import App, until, wait
 from .test_browser_jobs import click_text
-
-
-@pytest.fixture
-def app(demo, tmp_path, browser):
-    server = App(demo, tmp_path / "home")
-    server.login(browser)
-    yield server
-    server.stop()
 
 
 def test_promote_says_what_it_did(browser, app, demo):
