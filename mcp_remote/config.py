@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 from pydantic.dataclasses import dataclass as pdataclass
 
+from mcp_core.atomic import atomic_write_text
 from mcp_core.backend import default_home
 from mcp_core.errors import ParameterError
 
@@ -70,20 +71,32 @@ class RemoteConfig:
         return folder / "token.sock"
 
 
-def find_config(path: str | os.PathLike | None = None) -> Path | None:
-    """The config file in use: *path*, ``$MULTICELLPOSE_REMOTE_CONFIG``, ``./remote_config.json``, or the home one."""
+def find_config(path: str | os.PathLike | None = None, project: str | os.PathLike | None = None) -> Path | None:
+    """The config file in use: *path*, ``$MULTICELLPOSE_REMOTE_CONFIG``, the *project* folder's,
+    ``./remote_config.json``, or the home one."""
     if path:
         return Path(path)
     env = os.environ.get("MULTICELLPOSE_REMOTE_CONFIG")
     if env:
         return Path(env)
-    for candidate in (Path.cwd() / CONFIG_NAME, default_home() / CONFIG_NAME):
+    folders = ([Path(project)] if project else []) + [Path.cwd()]
+    for candidate in [f / CONFIG_NAME for f in folders] + [default_home() / CONFIG_NAME]:
         if candidate.is_file():
             return candidate
     return None
 
 
-def load_config(path: str | os.PathLike | None = None) -> RemoteConfig:
+def _read_raw(found: Path) -> dict:
+    try:
+        raw = json.loads(found.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"Cannot read the remote config {found}: {exc}.") from exc
+    if not isinstance(raw, dict):
+        raise ParameterError(f"The remote config {found} must hold a JSON object.")
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, project: str | os.PathLike | None = None) -> RemoteConfig:
     """Read the config (see :func:`find_config`); keys starting with ``_`` are comments.
 
     Raises
@@ -91,15 +104,14 @@ def load_config(path: str | os.PathLike | None = None) -> RemoteConfig:
     ParameterError
         When the file named is missing or unreadable, has an unknown key, or a value is invalid.
     """
-    found = find_config(path)
+    found = find_config(path, project)
     if found is None:
         return RemoteConfig()
-    try:
-        raw = json.loads(found.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ParameterError(f"Cannot read the remote config {found}: {exc}.") from exc
-    if not isinstance(raw, dict):
-        raise ParameterError(f"The remote config {found} must hold a JSON object.")
+    return _checked(_read_raw(found), found)
+
+
+def _checked(raw: dict, found: Path) -> RemoteConfig:
+    """The config of a file's JSON object; keys starting with ``_`` are comments."""
     keys = {f.name for f in dataclasses.fields(RemoteConfig)}
     values = {k: v for k, v in raw.items() if not k.startswith("_")}
     unknown = sorted(set(values) - keys)
@@ -110,6 +122,35 @@ def load_config(path: str | os.PathLike | None = None) -> RemoteConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ParameterError(f"The remote config {found}: {'.'.join(map(str, err['loc']))}: {err['msg']}.") from exc
+
+
+def save_project_config(project: str | os.PathLike, **values: object) -> Path:
+    """Set keys of the *project* folder's ``remote_config.json`` (others kept), and keep the file out of git.
+
+    The file is written atomically, checked as a whole first; the folder's ``.gitignore`` is
+    created or extended (atomically) to list it, since it names hosts and ports of the user's own set-up.
+
+    Raises
+    ------
+    ParameterError
+        When a key is unknown or a value is invalid, or the existing file is unreadable.
+    """
+    path = Path(project) / CONFIG_NAME
+    raw = _read_raw(path) if path.is_file() else {}
+    raw.update(values)
+    _checked(raw, path)
+    ignore_in_git(Path(project), CONFIG_NAME)
+    atomic_write_text(path, json.dumps(raw, indent=2) + "\n")
+    return path
+
+
+def ignore_in_git(folder: Path, name: str) -> None:
+    """List *name* in ``folder/.gitignore`` unless a line there already names it (created if missing)."""
+    ignore = folder / ".gitignore"
+    text = ignore.read_text("utf-8") if ignore.is_file() else ""
+    if any(line.strip() in (name, "/" + name) for line in text.splitlines()):
+        return
+    atomic_write_text(ignore, text + ("" if not text or text.endswith("\n") else "\n") + f"/{name}\n")
 
 
 def is_loopback(bind: str) -> bool:
