@@ -175,13 +175,10 @@ class Editor:
         return self.delete(ids[frac >= min_fraction].tolist())
 
     def erase(self, points: Sequence[Sequence[float]], radius: float) -> Patch | None:
-        pts = np.asarray(points, float).reshape(-1, 2)
-        if not self.labels.erase(pts, radius):
+        """Erase along a stroke; pieces a mask falls into become masks of their own (new ids: the class table too)."""
+        if not self.labels.erase(np.asarray(points, float).reshape(-1, 2), radius):
             return None
-        r = int(np.ceil(radius)) + 1
-        x0, y0 = np.floor(pts.min(axis=0)).astype(int) - r
-        x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + r
-        return self._patch(self._clip((slice(y0, y1 + 1), slice(x0, x1 + 1))))
+        return self._patch(self.labels.last_edit_box, classes=True)
 
     def split(self, mask_id: int, points: Sequence[Sequence[float]]) -> Patch | None:
         box = self._box_of([mask_id])
@@ -257,10 +254,6 @@ class Editor:
 
     def _box_of(self, ids: Sequence[int]) -> tuple[slice, slice] | None:
         return self.labels.box_of(ids)
-
-    def _clip(self, box: tuple[slice, slice]) -> tuple[slice, slice]:
-        h, w = self.labels.shape
-        return (slice(max(box[0].start, 0), min(box[0].stop, h)), slice(max(box[1].start, 0), min(box[1].stop, w)))
 
     def _patch_ids(self, ids: Sequence[int], classes: bool) -> Patch:
         return self._patch(self._box_of(ids), classes=classes)

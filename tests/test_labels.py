@@ -69,6 +69,28 @@ def test_erase_brush():
     assert cleared > 0 and ls.masks[15, 17] == 0 and ls.masks[25, 15] == 1
 
 
+def test_erase_across_a_mask_gives_the_smaller_piece_a_new_id():
+    ls = LabelSet(np.zeros((40, 40), np.uint16), class_names=["unassigned", "A", "B"])
+    ls.add_polygon([(5, 5), (34, 5), (34, 14), (5, 14)], 2)  # bar: x 5..34, y 5..14 (300 pixels)
+    ls.erase([(12, 0), (12, 20)], radius=1.5)  # clears columns 11, 12, 13: 3 x 10 pixels
+    assert (ls.masks == 1).sum() == 21 * 10  # x 14..34 is the larger piece: it keeps id 1
+    assert (ls.masks == 2).sum() == 6 * 10 and (ls.masks[5:15, 5:11] == 2).all()  # x 5..10: a new mask
+    assert ls.classes.tolist() == [0, 2, 2]  # of the same class
+    assert ls.last_edit_box == (slice(5, 15), slice(5, 35))  # one edit over the whole bar
+    ls.undo()  # one step back restores the bar as one mask
+    assert (ls.masks == 1).sum() == 300 and ls.classes.tolist() == [0, 2]
+
+
+def test_erase_that_leaves_a_mask_whole_or_already_in_pieces_makes_no_new_id():
+    ls = LabelSet(np.zeros((40, 40), np.uint16), class_names=["unassigned", "A"])
+    ls.add_polygon([(5, 5), (34, 5), (34, 14), (5, 14)], 1)
+    ls.erase([(12, 5)], radius=1.5)  # a nick in the top edge: rows 5, 6 x columns 11..13
+    assert ls.ids.tolist() == [1] and (ls.masks == 1).sum() == 300 - 2 * 3
+    two = LabelSet(np.pad(np.ones((4, 4), np.uint16), ((0, 0), (0, 8))) | np.pad(np.ones((4, 4), np.uint16), ((0, 0), (8, 0))))
+    two.erase([(14, 1)], radius=1)  # mask 1 came in two pieces; erasing in one of them splits nothing new
+    assert two.ids.tolist() == [1] and two.max_id == 1
+
+
 def test_renumber_keeps_classes():
     ls = two_squares()
     ls.add_polygon([(50, 50), (60, 50), (60, 60), (50, 60)], 1)

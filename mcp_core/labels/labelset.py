@@ -309,7 +309,11 @@ class LabelSet:
         return ids
 
     def erase(self, points: Sequence[Sequence[float]], radius: float) -> int:
-        """Erase with a round brush of *radius* along a stroke ``[(x, y), ...]``; returns pixels cleared."""
+        """Erase with a round brush of *radius* along a stroke ``[(x, y), ...]``; returns pixels cleared.
+
+        A mask the stroke cuts into more pieces than it had keeps its id on its largest piece; the
+        other pieces become new masks of the same class (as :meth:`split` does), in the same edit.
+        """
         if radius <= 0:
             raise ParameterError(f"Brush radius must be positive, got {radius}.")
         pts = np.asarray(points, float).reshape(-1, 2)
@@ -333,7 +337,41 @@ class LabelSet:
             return 0
         box = (slice(y0 + tight[0].start, y0 + tight[0].stop), slice(x0 + tight[1].start, x0 + tight[1].stop))
         hit = brush[tight] & (self.masks[box] > 0)
-        return self._apply(box, np.flatnonzero(hit), np.zeros(int(hit.sum()), self.masks.dtype), self.classes.copy())
+        touched = np.unique(self.masks[box][hit]).astype(np.int64)
+        reach = self.box_of(touched)  # holds every pixel of the masks hit (and so the erased box)
+        before = self.masks[reach]
+        after = before.copy()
+        after[box[0].start - reach[0].start:box[0].stop - reach[0].start,
+              box[1].start - reach[1].start:box[1].stop - reach[1].start][hit] = 0
+        new_classes = self._separate_pieces(before, after, touched)
+        changed = np.flatnonzero(after != before)
+        self._apply(reach, changed, after.ravel()[changed], new_classes)
+        return int(hit.sum())
+
+    def _separate_pieces(self, before: np.ndarray, after: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Give new ids to the smaller pieces of masks *ids* that fall apart (8-connected) from *before* to *after*.
+
+        *after* is changed in place; returns the class table with the new masks (their pieces' class).
+        """
+        eight = np.ones((3, 3), bool)
+        classes = [self.classes]
+        next_id = self.max_id + 1
+        for i in ids:
+            pieces, n = ndimage.label(after == i, structure=eight)
+            if n < 2 or n <= ndimage.label(before == i, structure=eight)[1]:
+                continue
+            order = np.argsort(-np.bincount(pieces.ravel(), minlength=n + 1)[1:], kind="stable") + 1
+            lut = np.zeros(n + 1, np.int64)
+            lut[order] = [i] + list(range(next_id, next_id + n - 1))
+            after[pieces > 0] = lut[pieces[pieces > 0]]
+            classes.append(np.full(n - 1, self.classes[i], np.uint16))
+            next_id += n - 1
+        return np.concatenate(classes)
+
+    @property
+    def last_edit_box(self) -> tuple[slice, slice] | None:
+        """The box of pixels the last edit (on the undo stack) changed; ``None`` when there is none."""
+        return self._undo[-1].box if self._undo else None
 
     def replace(self, masks: np.ndarray, classes: np.ndarray | None = None, keep_existing: bool = False) -> None:
         """Replace all masks (e.g. by a model run) as one undoable edit.

@@ -45,6 +45,17 @@ def test_polygon_patch_matches_labels_and_saves(project):
     assert ed.save() is None  # nothing new to write
 
 
+def test_erase_across_a_mask_sends_both_pieces_and_the_new_class_entry(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_02.tif"))
+    ed.add_polygon([(5, 5), (34, 5), (34, 14), (5, 14)], 2)  # bar x 5..34, y 5..14
+    patch = ed.erase([(12, 0), (12, 20)], 1.5)  # cuts it at columns 11..13
+    assert (patch.x, patch.y, patch.w, patch.h) == (5, 5, 30, 10)  # the whole bar: both pieces are redrawn
+    ids = patch_ids(patch)
+    assert (ids[:, :6] == 2).all() and (ids[:, 6:9] == 0).all() and (ids[:, 9:] == 1).all()
+    assert patch.classes == [0, 2, 2]
+
+
 def test_delete_assign_lasso_undo(project):
     ed = Editor(project)
     ed.open(Item(project.folder / "demo_01.tif"))
