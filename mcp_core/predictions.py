@@ -1,7 +1,7 @@
 """Prediction files: a :class:`~mcp_core.params.SegmentResult` written as ``_pred.npy``.
 
-Torch-free (cellpose is imported only to draw flows, when a result carries them), so the remote
-client writes the predictions it fetches with the same code as local segmentation.
+Torch- and cellpose-free, so the remote client writes the predictions it fetches with the same code as
+local segmentation.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .filenames import label_path
 from .labels import LabelSet, save_labels
+from .labels.files import gui_flows
 from .params import SegmentParams, SegmentResult
 
 
@@ -19,9 +20,7 @@ def to_labelset(result: SegmentResult) -> LabelSet:
     ls = LabelSet(result.masks, result.classes, list(result.class_names), list(result.class_colors),
                   confidence=dict(result.confidence) or None)
     if result.flows is not None and result.cellprob is not None:
-        from cellpose import plot  # only with flows: results without them are written torch- and cellpose-free
-
-        ls.flows = [plot.dx_to_circ(result.flows), result.flows, result.cellprob]
+        ls.flows = gui_flows(result.flows, result.cellprob)
     ls.diameter = result.diameter
     return ls
 

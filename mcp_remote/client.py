@@ -309,6 +309,7 @@ class RemoteBackend:
         """
         from mcp_core.predictions import save_prediction
 
+        params = SegmentParams(**self.job(job_id).params)  # the thresholds go into each file
         written = []
         for msg in self._stream(self._jobs.Predictions, pb.PredictionRequest(job_id=job_id)):
             try:
@@ -316,7 +317,7 @@ class RemoteBackend:
                 path, frame = str(note["path"]), str(note["frame"])
             except (ValueError, KeyError, TypeError):
                 continue  # not uploaded by submit_batch: nowhere to put it
-            written.append(save_prediction(codec.from_result_msg(msg.result), path, frame, folder))
+            written.append(save_prediction(codec.from_result_msg(msg.result), path, frame, folder, params))
         return written
 
     def job(self, job_id: str) -> JobInfo:

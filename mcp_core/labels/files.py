@@ -60,6 +60,42 @@ def to_seg_dict(labelset: LabelSet, image_path: str | os.PathLike | None = None)
     }
 
 
+def gui_flows(dp: np.ndarray, cellprob: np.ndarray) -> list:
+    """Flows in the layout upstream cellpose's GUI reads from a ``_seg.npy`` (``cellpose.io.masks_flows_to_seg``'s).
+
+    Parameters
+    ----------
+    dp
+        ``(2, Y, X)`` flow field (Y, X components).
+    cellprob
+        ``(Y, X)`` cell probability logits.
+
+    Returns
+    -------
+    list
+        ``[flow picture (1, Y, X, 3) uint8, cell probability (1, Y, X) uint8, zeros (1, Y, X, 3) uint8, [],
+        (dY, dX, cellprob) (3, Y, X) float32]``: the picture's hue is the flow's direction and its brightness
+        the flow's strength; the probability is scaled from its 1st..99th percentile to 0..255.
+    """
+    from skimage.color import hsv2rgb
+
+    dp, cellprob = np.asarray(dp, np.float32), np.asarray(cellprob, np.float32)
+    if dp.ndim != 3 or dp.shape[0] != 2 or dp.shape[1:] != cellprob.shape:
+        raise ValueError(f"Flows must be (2, Y, X) with a (Y, X) cell probability, got {dp.shape} and {cellprob.shape}.")
+    hsv = np.stack([(np.arctan2(dp[0], dp[1]) + np.pi) / (2 * np.pi), np.ones_like(cellprob),
+                    _unit_range(np.hypot(dp[0], dp[1]))], axis=-1)
+    picture = (hsv2rgb(hsv) * 255).round().astype(np.uint8)
+    prob = (_unit_range(cellprob) * 255).astype(np.uint8)
+    return [picture[None], prob[None], np.zeros_like(picture)[None], [],
+            np.concatenate([dp, cellprob[None]]).astype(np.float32)]
+
+
+def _unit_range(x: np.ndarray) -> np.ndarray:
+    """*x* scaled so its 1st percentile is 0 and its 99th is 1, clipped to [0, 1] (all 0 when flat)."""
+    lo, hi = np.percentile(x, [1, 99])
+    return np.clip((x - lo) / (hi - lo), 0, 1) if hi - lo > 1e-3 else np.zeros_like(x)
+
+
 def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | os.PathLike | None = None, *,
                 action: str | None = None, source: str | None = None) -> Path:
     """Write a label set to ``_seg.npy`` / ``_pred.npy`` atomically; a ``_seg.npy`` gets a history version.
@@ -175,7 +211,24 @@ def _load_masks_image(path: Path) -> LabelSet:
                 raise LabelFileError(f"{cpath} has shape {cmap.shape}, but {path.name} has {masks.shape}.")
             classes = majority_class(masks, cmap)
             break
-    return LabelSet(masks, classes)
+    ls = LabelSet(masks, classes)
+    flows = path.with_name(f"{stem}_flows.tif")
+    if flows.exists():
+        ls.flows = _read_flows_tiff(flows, masks.shape)
+    return ls
+
+
+def _read_flows_tiff(path: Path, shape: tuple[int, ...]) -> list:
+    """A ``_flows.tif`` as cellpose's ``labels_to_flows`` writes it (``[labels,] cell probability, flow Y, flow X``),
+    in the upstream GUI's layout (:func:`gui_flows`)."""
+    try:
+        flow = _read_plain(path)
+    except Exception as exc:
+        raise LabelFileError(f"{path} is not a readable flows image: {exc}.") from exc
+    if flow.ndim != 3 or flow.shape[0] not in (3, 4) or flow.shape[1:] != tuple(shape):
+        raise LabelFileError(f"{path} must hold ([labels,] cell probability, flow Y, flow X) planes of "
+                             f"{shape[0]}x{shape[1]}, got shape {flow.shape}.")
+    return gui_flows(flow[-2:], flow[-3])
 
 
 def _read_plain(path: Path) -> np.ndarray:
