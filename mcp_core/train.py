@@ -41,6 +41,7 @@ from .model import MultiClassModel, build_model
 from .params import SegmentParams, TrainParams, TrainResult, resolve_train_params, to_dict
 from .segment import segment_prepared
 from .train_artifacts import write_training_artifacts
+from .train_debug import batch_line
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,10 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
             batch = order[b * params.batch_size:(b + 1) * params.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, params.learning_rate)
+            t_batch = time.perf_counter()
             loss = _step(model, batch, params, rng, scale_to, weights, device, optimizer)
+            if log.isEnabledFor(logging.DEBUG):  # --train-debug
+                log.debug(batch_line(epoch + 1, b + 1, steps_per_epoch, time.perf_counter() - t_batch, loss, device))
             total += loss * len(batch)
             count += len(batch)
             step += 1
