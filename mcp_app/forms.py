@@ -1,66 +1,112 @@
-"""Forms generated from JSON schemas (pydantic parameter classes, plugin parameter schemas)."""
+"""Forms generated from JSON schemas (pydantic parameter classes, plugin parameter schemas).
+
+A field added to a parameter class appears in its form with no edit here: its ``title`` labels
+the input, its ``description`` is the tooltip, and its ``group`` (``basic``, ``advanced`` or
+``hidden``; see :data:`mcp_core.params.Group`) decides where it goes in a grouped form.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nicegui import ui
 
+from mcp_core.params import schema_fields
+
 
 class SchemaForm:
-    """Inputs for the properties of a JSON schema; :meth:`values` returns the entered values."""
+    """Inputs for the properties of a JSON schema; :meth:`values` returns the entered values.
 
-    def __init__(self, schema: dict, fields: Iterable[str] | None = None) -> None:
-        self.schema = schema
-        props = schema.get("properties", {})
+    Parameters
+    ----------
+    schema
+        A JSON schema (``mcp_core.params.json_schema(cls)`` or a plugin's parameter schema).
+    fields
+        The properties to show, in order; all but the ``hidden`` group when not given.
+    values
+        Starting values instead of the schema's defaults.
+    choices
+        ``{field: {value: label}}``: a select with these options instead of a text input.
+    grouped
+        Put the ``advanced`` fields in a folded "Advanced" section below the ``basic`` ones.
+    """
+
+    def __init__(self, schema: dict, fields: Iterable[str] | None = None, *, values: Mapping[str, Any] | None = None,
+                 choices: Mapping[str, Mapping[Any, str]] | None = None, grouped: bool = False) -> None:
+        self.specs = schema_fields(schema)
+        names = list(fields) if fields is not None else [n for n, s in self.specs.items() if s.get("group") != "hidden"]
+        values, choices = values or {}, choices or {}
         self.inputs: dict[str, Any] = {}
+
+        def add(group: list[str]) -> None:
+            for name in group:
+                spec = self.specs[name]
+                start = values.get(name, spec.get("default"))
+                self.inputs[name] = _input_for(name, spec, start, choices.get(name))
+
+        basic = [n for n in names if not grouped or self.specs[n].get("group") == "basic"]
         with ui.column().classes("w-full gap-0"):
-            for name in fields or props:
-                spec = props[name]
-                self.inputs[name] = _input_for(name, _resolve(spec, schema))
+            add(basic)
+            if len(basic) < len(names):
+                with ui.expansion("Advanced").classes("w-full").props("dense").mark("advanced-options"):
+                    add([n for n in names if n not in basic])
+
+    def set(self, name: str, value: Any) -> None:
+        """Show *value* in the input of field *name*."""
+        self.inputs[name].value = _shown(self.specs[name], value)
 
     def values(self) -> dict[str, Any]:
-        out = {}
-        for name, element in self.inputs.items():
-            value = element.value
-            spec = _resolve(self.schema["properties"][name], self.schema)
-            if spec.get("type") == "integer" and value is not None:
-                value = int(value)
-            out[name] = value
-        return out
+        """``{field: value}`` typed as the schema says; an empty optional input gives ``None``."""
+        return {name: _parsed(self.specs[name], element.value) for name, element in self.inputs.items()}
 
 
-def _resolve(spec: dict, schema: dict) -> dict:
-    if "$ref" in spec:
-        return schema.get("$defs", {}).get(spec["$ref"].split("/")[-1], spec)
-    if "anyOf" in spec:  # Optional[x]: take the non-null branch, keep the default
-        branch = next((s for s in spec["anyOf"] if s.get("type") != "null"), {})
-        return {**branch, **{k: v for k, v in spec.items() if k != "anyOf"}}
-    return spec
+def _shown(spec: dict, value: Any) -> Any:
+    """*value* as its input holds it (arrays as comma-separated text)."""
+    if spec.get("type") == "array":
+        return ", ".join(map(str, value or ()))
+    if spec.get("type") in ("string", None) and "enum" not in spec:
+        return "" if value is None else str(value)
+    return value
 
 
-def _input_for(name: str, spec: dict):
+def _parsed(spec: dict, value: Any) -> Any:
+    kind = spec.get("type")
+    if value is None or (isinstance(value, str) and not value.strip() and kind != "string"):
+        return None if spec.get("nullable") or kind == "array" else value
+    if kind == "string" and value == "" and spec.get("nullable"):
+        return None
+    if kind == "array":
+        item = (spec.get("prefixItems") or [spec.get("items", {})])[0].get("type")
+        cast = {"integer": int, "number": float}.get(item, str)
+        return [cast(v.strip()) for v in str(value).split(",") if v.strip()]
+    if kind == "integer":
+        return int(value)
+    if kind == "number":
+        return float(value)
+    return value
+
+
+def _input_for(name: str, spec: dict, value: Any, choices: Mapping[Any, str] | None):
     label = spec.get("title") or name.replace("_", " ").capitalize()
-    default = spec.get("default")
     kind = spec.get("type")
     element: Any
-    if "enum" in spec:
-        element = ui.select(list(spec["enum"]), value=default, label=label)
+    if choices is not None or "enum" in spec:
+        element = ui.select(dict(choices) if choices is not None else list(spec["enum"]), value=value, label=label)
     elif kind == "boolean":
-        element = ui.checkbox(label, value=bool(default))
+        element = ui.checkbox(label, value=bool(value))
     elif kind in ("integer", "number"):
-        element = ui.number(label, value=default, min=spec.get("minimum", spec.get("exclusiveMinimum")),
+        element = ui.number(label, value=value, min=spec.get("minimum", spec.get("exclusiveMinimum")),
                             max=spec.get("maximum", spec.get("exclusiveMaximum")),
                             step=1 if kind == "integer" else None)
     else:
-        element = ui.input(label, value="" if default is None else str(default))
-    element.props("dense").classes("w-full")
+        element = ui.input(label, value=_shown(spec, value))
+    element.props("dense").classes("w-full").mark(f"field-{name}")
     if spec.get("description"):
         element.tooltip(spec["description"])
     return element
 
 
-def schema_form(schema: dict, fields: Iterable[str] | None = None) -> SchemaForm:
-    """Build a :class:`SchemaForm` in the current container."""
-    return SchemaForm(schema, fields)
+def schema_form(schema: dict, fields: Iterable[str] | None = None, **options: Any) -> SchemaForm:
+    """Build a :class:`SchemaForm` in the current container (keyword options as :class:`SchemaForm`)."""
+    return SchemaForm(schema, fields, **options)

@@ -15,33 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError
+from .params import BASE_DEPENDENT, FINETUNE_DEFAULTS, SCRATCH_DEFAULTS, SegmentParams, TrainParams
+from .schema_cli import add_options, build, given
 
 
-def _given(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
-    """``{param field: value}`` for the options the user gave (``names`` maps dest -> field)."""
-    return {field: getattr(args, dest) for dest, field in names.items() if getattr(args, dest, None) is not None}
-
-
-def _build(cls, fields: dict[str, Any]):
-    from pydantic import ValidationError
-
-    try:
-        return cls(**fields)
-    except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        raise ParameterError(f"Invalid option(s): {problems}.") from exc
-
-
-_TRAIN_FIELDS = {
-    "base_model": "base_model", "model_name": "model_name", "epochs": "epochs", "batch_size": "batch_size",
-    "bsize": "bsize", "learning_rate": "learning_rate", "weight_decay": "weight_decay", "use_lora": "use_lora",
-    "lora_blocks": "lora_blocks", "lora_rank": "lora_rank", "unfreeze_blocks": "unfreeze_blocks",
-    "test_ratio": "test_ratio", "test_dir": "test_dir", "min_train_masks": "min_train_masks",
-    "replay_dir": "replay_dir", "replay_fraction": "replay_fraction", "seed": "seed", "save_path": "save_path",
-    "device": "device", "train_debug_steps": "train_debug_steps", "class_names": "class_names",
-    "scale_range": "scale_range", "rescale": "rescale", "channels": "channels",
-    "seg_loss_weight": "seg_loss_weight", "class_loss_weight": "class_loss_weight", "nimg_per_epoch": "nimg_per_epoch",
-}
+def _legacy_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    """The seed's ``--use-lora [--lora-blocks N]`` and ``--unfreeze-blocks N`` as ``finetune`` fields."""
+    if args.lora_blocks is not None and not args.use_lora:
+        raise ParameterError("--lora-blocks needs --use-lora.")
+    if args.use_lora:
+        return {"finetune": "lora", **({"finetune_blocks": args.lora_blocks} if args.lora_blocks is not None else {})}
+    if args.unfreeze_blocks:
+        return {"finetune": "last_n", "finetune_blocks": args.unfreeze_blocks}
+    return {}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -49,10 +35,8 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .catalog import PRETRAINED, pretrained_path
-    from .params import TrainParams, resolve_train_params
+    from .params import resolve_train_params
 
-    if args.lora_blocks is not None and not args.use_lora:
-        raise ParameterError("--lora-blocks needs --use-lora.")
     if args.slurm_config is not None and not args.slurm:
         raise ParameterError("--slurm-config needs --slurm.")
     if args.train_debug:
@@ -61,7 +45,7 @@ def _train(args: argparse.Namespace) -> int:
             args.train_debug_steps = 2
     elif args.train_debug_steps is not None:
         raise ParameterError("--train-debug-steps needs --train-debug.")
-    params = resolve_train_params(_build(TrainParams, _given(args, _TRAIN_FIELDS)))
+    params = resolve_train_params(build(TrainParams, {**given(args, args.fields), **_legacy_finetune(args)}))
     if not Path(args.train_dir).is_dir():
         raise ParameterError(f"--train-dir {args.train_dir} is not a folder.")
     if params.base_model in PRETRAINED:
@@ -126,14 +110,6 @@ def _submit_training(args: argparse.Namespace, params) -> int:
     return 0
 
 
-_SEGMENT_FIELDS = {
-    "diameter": "diameter", "flow_threshold": "flow_threshold", "cellprob_threshold": "cellprob_threshold",
-    "min_size": "min_size", "normalize": "normalize", "channels": "channels", "bsize": "bsize",
-    "batch_size": "batch_size", "tile_overlap": "tile_overlap", "augment": "augment", "niter": "niter",
-    "return_flows": "return_flows",
-}
-
-
 def resolve_model(name: str) -> str:
     """A model file path, a pretrained name, or the name of a model in ``$MULTICELLPOSE_HOME/models``."""
     from .backend import default_home
@@ -145,10 +121,8 @@ def resolve_model(name: str) -> str:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from .params import SegmentParams
-
-    fields = {"model": args.model, **_given(args, _SEGMENT_FIELDS)}
-    _build(SegmentParams, fields)  # report bad options before loading anything
+    fields = {"model": args.model, **given(args, args.fields)}
+    build(SegmentParams, fields)  # report bad options before loading anything
     spec = resolve_model(args.model)
     from .model import open_model
     from .io import image_files
@@ -164,7 +138,7 @@ def _segment(args: argparse.Namespace) -> int:
     if args.cluster:
         return _segment_on_cluster(args, spec, files, fields)
     model = open_model(spec, device=args.device)
-    params = _build(SegmentParams, fields)
+    params = build(SegmentParams, fields)
     bar, progress = _frame_bar(args.quiet)
 
     try:
@@ -212,12 +186,10 @@ def _segment_on_cluster(args: argparse.Namespace, spec: str, files: list, fields
 
 def _worker_params(args: argparse.Namespace, spec: str, fields: dict[str, Any]):
     """Segmentation parameters for workers that load the model themselves."""
-    from .params import SegmentParams
-
     if args.device:
         raise ParameterError("--device applies to one process; with --cluster or --blockwise each worker uses "
                              "its own GPU (or the CPU).")
-    return _build(SegmentParams, fields)
+    return build(SegmentParams, fields)
 
 
 def _segment_blockwise(args: argparse.Namespace, spec: str, files: list, fields: dict[str, Any]) -> int:
@@ -261,44 +233,25 @@ def _segment_blockwise(args: argparse.Namespace, spec: str, files: list, fields:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``segment`` to a parser's subparsers."""
+    """Add ``train`` and ``segment`` to a parser's subparsers.
+
+    Their parameter options are generated from :class:`~mcp_core.params.TrainParams` and
+    :class:`~mcp_core.params.SegmentParams` (:func:`mcp_core.schema_cli.add_options`).
+    """
     p = sub.add_parser("train", help="train a multi-class CellposeSAM model on a folder of labelled images",
                        description="Train on every labelled frame (_seg.npy, _masks/_classes) of --train-dir. "
                                    "Options not given take the defaults shared with the app.")
     p.add_argument("--train-dir", required=True, help="folder of images with labels")
-    split = p.add_mutually_exclusive_group()
-    split.add_argument("--test-dir", help="folder of labelled test images (instead of a split)")
-    split.add_argument("--test-ratio", type=float, help="fraction of the labelled frames held out for testing (seeded)")
-    p.add_argument("--base-model", help="cpsam, cpsam_v2, tiny, or a model file to start from")
-    p.add_argument("--model-name", help="name of the new model")
-    base_default = "default: the base model's (fine-tuning values for cpsam, from-scratch values for tiny)"
-    p.add_argument("--epochs", type=int, help=base_default)
-    p.add_argument("--nimg-per-epoch", type=int, metavar="N", help=f"random crops per epoch, 0 = each image once; {base_default}")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--bsize", type=int, help=f"tile size in pixels; {base_default}")
-    p.add_argument("--learning-rate", type=float, help=base_default)
-    p.add_argument("--weight-decay", type=float, help=base_default)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--use-lora", action="store_true", default=None, help="train LoRA adapters on the last blocks' attention")
-    mode.add_argument("--unfreeze-blocks", type=int, metavar="N", help="train only the last N encoder blocks (and the head)")
-    p.add_argument("--lora-blocks", type=int, metavar="N", help="blocks that get LoRA adapters (with --use-lora)")
-    p.add_argument("--lora-rank", type=int)
-    p.add_argument("--save-path", help="folder for <model-name>.pth and .json, or a .pth file (default ./models)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--train-debug", action="store_true", help="debug logging and short epochs")
-    p.add_argument("--train-debug-steps", type=int, metavar="N", help="steps per epoch with --train-debug (default 2)")
-    p.add_argument("--class-names", nargs="+", metavar="NAME",
-                   help="class channels, background first (default: the classes found in the labels)")
-    p.add_argument("--min-train-masks", type=int)
-    p.add_argument("--replay-dir", help="earlier training folder to replay")
-    p.add_argument("--replay-fraction", type=float)
-    p.add_argument("--scale-range", type=float)
-    p.add_argument("--no-rescale", dest="rescale", action="store_false", default=None,
-                   help="do not resize images to the model's object diameter")
-    p.add_argument("--channels", type=int, nargs="+", help="image channels fed to the model (up to 3)")
-    p.add_argument("--seg-loss-weight", type=float)
-    p.add_argument("--class-loss-weight", type=float)
-    p.add_argument("--device", help="torch device (default: cuda if available)")
+    split, mode = p.add_mutually_exclusive_group(), p.add_mutually_exclusive_group()
+    by_base = {k: f"the base model's: {FINETUNE_DEFAULTS[k]} to fine-tune cpsam, {SCRATCH_DEFAULTS[k]} from scratch "
+                  "(unet, tiny)" for k in BASE_DEPENDENT}
+    fields = add_options(p, TrainParams, skip={"class_colors"}, default_text=by_base,
+                         groups={"test_dir": split, "test_ratio": split, "finetune": mode})
+    mode.add_argument("--use-lora", action="store_true", help="same as --finetune lora")
+    mode.add_argument("--unfreeze-blocks", type=int, metavar="N", help="same as --finetune last_n --finetune-blocks N")
+    p.add_argument("--lora-blocks", type=int, metavar="N", help="with --use-lora: same as --finetune-blocks N")
+    p.add_argument("--train-debug", action="store_true", help="debug logging and short epochs (2 steps unless "
+                                                                  "--train-debug-steps says otherwise)")
     p.add_argument("--download-weights", action="store_true", help="let cellpose download missing cpsam weights")
     p.add_argument("--slurm", action="store_true",
                    help="submit the training as a Slurm job (submitit) and return; follow it in the app's jobs")
@@ -306,26 +259,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON file whose \"cluster\" section gives the job's resources "
                         "(default $MULTICELLPOSE_HOME/cluster.json, else 1 GPU, 8 cores, 48GB, 8 hours)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, fields=fields)
 
     p = sub.add_parser("segment", help="segment images with a model and write _pred.npy files",
                        description="Segment every frame of the input images. Options not given take the app's defaults.")
     p.add_argument("--model", required=True, help="model file, cpsam/cpsam_v2, or a model name in $MULTICELLPOSE_HOME")
     p.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     p.add_argument("--output", help="folder for the _pred.npy files (default: beside each image)")
-    p.add_argument("--diameter", type=float, help="object diameter in pixels (0: the model's own)")
-    p.add_argument("--flow-threshold", type=float)
-    p.add_argument("--cellprob-threshold", type=float)
-    p.add_argument("--min-size", type=int)
-    p.add_argument("--normalize", type=float, nargs=2, metavar=("LOW", "HIGH"), help="percentiles mapped to 0 and 1")
-    p.add_argument("--channels", type=int, nargs="+", help="image channels fed to the model (up to 3)")
-    p.add_argument("--bsize", type=int, help="tile size (default: the model's)")
-    p.add_argument("--batch-size", type=int, help="tiles per forward pass")
-    p.add_argument("--tile-overlap", type=float)
-    p.add_argument("--augment", action="store_true", default=None, help="average over flipped tiles")
-    p.add_argument("--niter", type=int, help="dynamics iterations (0: from the diameter)")
-    p.add_argument("--save-flows", dest="return_flows", action="store_true", default=None,
-                   help="store flows and cell probability in the _pred.npy files")
+    fields = add_options(p, SegmentParams, skip={"model"})
+    p.add_argument("--save-flows", dest="return_flows", action="store_true", default=None, help="same as --return-flows")
     p.add_argument("--device", help="torch device (default: cuda if available)")
     p.add_argument("--cluster", metavar="SPEC",
                    help="run on dask workers: local (one per GPU), local:N, slurm (see --cluster-config) or "
@@ -338,5 +280,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster-config", metavar="FILE",
                    help="JSON file with a \"cluster\" section for --cluster slurm (default $MULTICELLPOSE_HOME/cluster.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_segment)
-
+    p.set_defaults(func=_segment, fields=fields)

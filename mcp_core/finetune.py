@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import ParameterError
+from .params import FinetuneMode
 
 #: Parameter-name prefixes of the head, trained in every mode (new class channels live there).
 HEAD_PREFIXES = ("encoder.neck.", "out.")
@@ -65,10 +66,10 @@ def _blocks(net: nn.Module) -> nn.ModuleList:
     return net.encoder.blocks
 
 
-def _check_blocks(net: nn.Module, n: int, what: str) -> int:
+def _check_blocks(net: nn.Module, n: int) -> int:
     depth = len(_blocks(net))
     if not 1 <= n <= depth:
-        raise ParameterError(f"{what}={n} is out of range: this model's encoder has {depth} blocks.")
+        raise ParameterError(f"finetune_blocks={n} is out of range: this model's encoder has {depth} blocks.")
     return depth
 
 
@@ -80,7 +81,7 @@ def add_lora(net: nn.Module, blocks: int, rank: int) -> list[str]:
     list of str
         Names of the wrapped layers.
     """
-    depth = _check_blocks(net, blocks, "lora_blocks")
+    depth = _check_blocks(net, blocks)
     wrapped = []
     for i in range(depth - blocks, depth):
         attn = _blocks(net)[i].attn
@@ -115,33 +116,35 @@ def merged_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
     return sd
 
 
-def select_trainable(net: nn.Module, use_lora: bool = False, lora_blocks: int = 4, lora_rank: int = 8,
-                     unfreeze_blocks: int = 0) -> list[nn.Parameter]:
+def select_trainable(net: nn.Module, mode: FinetuneMode = "all", blocks: int = 4, rank: int = 8) -> list[nn.Parameter]:
     """Set ``requires_grad`` for a fine-tuning mode and return the trainable parameters.
 
     Parameters
     ----------
     net
-        A CPSAM network.
-    use_lora, lora_blocks, lora_rank
-        LoRA adapters on the attention of the last ``lora_blocks`` blocks (plus the head).
-    unfreeze_blocks
-        When > 0 (and not LoRA): train only the last N blocks and the head.
+        A CPSAM network (any network for ``mode="all"``).
+    mode
+        ``"all"``: every weight cellpose trains; ``"lora"``: LoRA adapters of rank *rank* on the
+        attention of the last *blocks* encoder blocks (plus the heads); ``"last_n"``: only the last
+        *blocks* encoder blocks and the heads.
+    blocks, rank
+        The N of ``lora`` and ``last_n``; the LoRA rank.
 
     Raises
     ------
     ParameterError
-        When N is out of range for the encoder.
+        When *blocks* is out of range for the encoder, or the network has no ViT encoder.
     """
-    if (use_lora or unfreeze_blocks) and not hasattr(net, "encoder"):
+    use_lora = mode == "lora"
+    if mode != "all" and not hasattr(net, "encoder"):
         raise ParameterError("LoRA and training only the last blocks need a ViT encoder; this network trains whole.")
     if use_lora:
-        add_lora(net, lora_blocks, lora_rank)
+        add_lora(net, blocks, rank)
     # Parameters cellpose never trains stay frozen in every mode.
     fixed = {"W2", "diam_labels", "diam_mean", "encoder.patch_embed.proj.weight", "encoder.patch_embed.proj.bias"}
-    if not use_lora and unfreeze_blocks:
-        depth = _check_blocks(net, unfreeze_blocks, "unfreeze_blocks")
-        open_prefixes = (*HEAD_PREFIXES, *(f"encoder.blocks.{i}." for i in range(depth - unfreeze_blocks, depth)))
+    if mode == "last_n":
+        depth = _check_blocks(net, blocks)
+        open_prefixes = (*HEAD_PREFIXES, *(f"encoder.blocks.{i}." for i in range(depth - blocks, depth)))
     elif use_lora:
         open_prefixes = HEAD_PREFIXES
     else:

@@ -20,26 +20,45 @@ JobKind = Literal["train", "batch"]
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
 EventKind = Literal["progress", "loss", "log", "artifact", "done", "failed", "state"]
 ModelScope = Literal["builtin", "user", "shared"]
+#: Which weights a training run changes (:func:`mcp_core.finetune.select_trainable`).
+FinetuneMode = Literal["all", "lora", "last_n"]
+
+
+#: Where a field is shown in a parameter dialog: ``basic`` (always), ``advanced`` (folded away; the default of a
+#: field without a group) or ``hidden`` (filled by the surface itself, e.g. class names from the project).
+Group = Literal["basic", "advanced", "hidden"]
+
+
+def _in(group: Group) -> dict[str, Any]:
+    return {"json_schema_extra": {"group": group}}
 
 
 @pdataclass
 class SegmentParams:
     """How to segment. ``diameter=0`` means the model's own; ``niter=0`` lets cellpose choose."""
 
-    model: str = "cpsam"
-    diameter: float = Field(0.0, ge=0, le=1000, description="Object diameter in pixels; 0 uses the model's own.")
-    flow_threshold: float = Field(0.4, ge=0, le=10, description="Maximum flow error of a kept mask.")
-    cellprob_threshold: float = Field(0.0, ge=-12, le=12, description="Pixels above this cell probability logit are foreground.")
-    min_size: int = Field(15, ge=0, description="Masks smaller than this many pixels are removed.")
-    normalize: tuple[float, float] = Field((1.0, 99.0), description="Lower and upper intensity percentiles mapped to 0 and 1.")
-    channels: list[int] | None = Field(None, description="Image channels fed to the model (up to 3); all by default.")
+    model: str = Field("cpsam", title="Model", **_in("hidden"))
+    diameter: float = Field(0.0, ge=0, le=1000, title="Diameter (0 = the model's own)",
+                            description="Object diameter in pixels; 0 uses the model's own.", **_in("basic"))
+    flow_threshold: float = Field(0.4, ge=0, le=10, title="Flow threshold",
+                                  description="Maximum flow error of a kept mask.", **_in("basic"))
+    cellprob_threshold: float = Field(0.0, ge=-12, le=12, title="Cell probability threshold",
+                                      description="Pixels above this cell probability logit are foreground.",
+                                      **_in("basic"))
+    min_size: int = Field(15, ge=0, title="Minimum size (pixels)",
+                          description="Masks smaller than this many pixels are removed.", **_in("basic"))
+    normalize: tuple[float, float] = Field((1.0, 99.0), title="Normalisation percentiles",
+                                           description="Lower and upper intensity percentiles mapped to 0 and 1.")
+    channels: list[int] | None = Field(None, title="Channels",
+                                       description="Image channels fed to the model (up to 3); empty: the model's own.")
     bsize: int | None = Field(None, ge=32, le=2048, title="Tile size",
                               description="Tile size in pixels; empty: the model's own (the size it was trained at).")
-    batch_size: int = Field(8, ge=1, le=512, description="Tiles per forward pass.")
-    tile_overlap: float = Field(0.1, ge=0, le=0.5, description="Fraction of overlap between tiles.")
-    augment: bool = Field(False, description="Average over flipped tiles (slower, smoother).")
-    niter: int = Field(0, ge=0, le=10000, description="Dynamics iterations; 0 chooses from the diameter.")
-    return_flows: bool = Field(False, description="Return flows and cell probability too.")
+    batch_size: int = Field(8, ge=1, le=512, title="Tiles per batch", description="Tiles per forward pass.")
+    tile_overlap: float = Field(0.1, ge=0, le=0.5, title="Tile overlap", description="Fraction of overlap between tiles.")
+    augment: bool = Field(False, title="Test-time augmentation", description="Average over flipped tiles (slower, smoother).")
+    niter: int = Field(0, ge=0, le=10000, title="Dynamics iterations",
+                       description="Dynamics iterations; 0 chooses from the diameter.")
+    return_flows: bool = Field(False, title="Keep flows", description="Return flows and cell probability too.")
 
 
 #: Training defaults of a pretrained CellposeSAM base (upstream's fine-tuning recipe): small steps, each image once
@@ -62,35 +81,55 @@ class TrainParams:
     :func:`resolve_train_params` when training starts).
     """
 
-    model_name: str = "my_model"
-    base_model: str = "cpsam"
-    class_names: list[str] = Field(default_factory=lambda: ["background"])
-    class_colors: list[str] = Field(default_factory=list)
-    epochs: int | None = Field(None, ge=1, le=100000, description="Passes of nimg_per_epoch crops; the base model's default if unset.")
-    batch_size: int = Field(8, ge=1, le=512)
-    bsize: int | None = Field(None, ge=32, le=2048, description="Tile size in pixels; the base model's default if unset.")
-    learning_rate: float | None = Field(None, gt=0, le=1, description="Peak learning rate; the base model's default if unset.")
-    weight_decay: float | None = Field(None, ge=0, le=10, description="AdamW weight decay; the base model's default if unset.")
-    nimg_per_epoch: int | None = Field(None, ge=0, le=100000, description="Random crops per epoch (0 = each training "
-                                       "image once); the base model's default if unset.")
-    rescale: bool = True
-    scale_range: float = Field(0.5, ge=0, le=2, description="Random rescaling range around 1.")
-    seg_loss_weight: float = Field(1.0, ge=0)
-    class_loss_weight: float = Field(1.0, ge=0)
-    use_lora: bool = False
-    lora_blocks: int = Field(4, ge=0, le=64)
-    lora_rank: int = Field(8, ge=1, le=256)
-    unfreeze_blocks: int = Field(0, ge=0, le=64, description="Train only the last N encoder blocks (0 = all).")
-    test_ratio: float = Field(0.2, ge=0, lt=1)
-    test_dir: str | None = None
-    min_train_masks: int = Field(5, ge=0)
-    replay_dir: str | None = None
-    replay_fraction: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
-    save_path: str | None = None
-    device: str | None = None
-    train_debug_steps: int = Field(0, ge=0, description="Stop each epoch after N steps (debugging).")
-    channels: list[int] | None = Field(None, description="Image channels fed to the model (up to 3); the first three by default.")
+    model_name: str = Field("my_model", title="Model name", description="Name of the new model file.", **_in("basic"))
+    base_model: str = Field("cpsam", title="Base model", description="cpsam, cpsam_v2, unet, tiny, or a model file "
+                            "to start from.", **_in("basic"))
+    class_names: list[str] = Field(default_factory=lambda: ["background"], title="Class names",
+                                   description="Class channels, background first; the classes found in the labels "
+                                   "when left at the default.", **_in("hidden"))
+    class_colors: list[str] = Field(default_factory=list, title="Class colours", **_in("hidden"))
+    epochs: int | None = Field(None, ge=1, le=100000, title="Epochs",
+                               description="Passes of 'crops per epoch' random crops.", **_in("basic"))
+    batch_size: int = Field(8, ge=1, le=512, title="Batch size", description="Crops per training step.",
+                            **_in("basic"))
+    bsize: int | None = Field(None, ge=32, le=2048, title="Tile size", description="Crop size in pixels.",
+                              **_in("basic"))
+    learning_rate: float | None = Field(None, gt=0, le=1, title="Learning rate", description="Peak learning rate.",
+                                        **_in("basic"))
+    weight_decay: float | None = Field(None, ge=0, le=10, title="Weight decay", description="AdamW weight decay.",
+                                       **_in("basic"))
+    nimg_per_epoch: int | None = Field(None, ge=0, le=100000, title="Crops per epoch",
+                                       description="Random crops per epoch (0 = each training image once).")
+    test_ratio: float = Field(0.2, ge=0, lt=1, title="Test fraction",
+                              description="Fraction of the labelled frames held out for testing (seeded).",
+                              **_in("basic"))
+    finetune: FinetuneMode = Field("all", title="Weights trained",
+                                   description="all; lora: LoRA adapters on the attention of the last N blocks; "
+                                   "last_n: only the last N encoder blocks (the heads always train).", **_in("basic"))
+    finetune_blocks: int = Field(4, ge=1, le=64, title="N blocks",
+                                 description="The N of 'lora' and 'last_n'.", **_in("basic"))
+    lora_rank: int = Field(8, ge=1, le=256, title="LoRA rank", description="Rank of the LoRA adapters.")
+    rescale: bool = Field(True, title="Rescale to the model's diameter",
+                          description="Resize images to the model's object diameter.")
+    scale_range: float = Field(0.5, ge=0, le=2, title="Scale augmentation", description="Random rescaling range around 1.")
+    seg_loss_weight: float = Field(1.0, ge=0, title="Segmentation loss weight")
+    class_loss_weight: float = Field(1.0, ge=0, title="Class loss weight")
+    test_dir: str | None = Field(None, title="Test folder",
+                                 description="Folder of labelled test images (instead of a test fraction).")
+    min_train_masks: int = Field(5, ge=0, title="Minimum masks per frame",
+                                 description="Training frames with fewer masks are skipped.")
+    replay_dir: str | None = Field(None, title="Replay folder", description="Earlier training folder to replay.")
+    replay_fraction: float = Field(0.0, ge=0, le=1, title="Replay fraction",
+                                   description="Replayed crops per epoch, as a fraction of the new ones.")
+    seed: int = Field(0, title="Random seed")
+    save_path: str | None = Field(None, title="Save to", description="Folder for <model name>.pth and .json, or a "
+                                  ".pth file (default ./models).", **_in("hidden"))
+    device: str | None = Field(None, title="Device", description="Torch device (default: cuda if available).",
+                               **_in("hidden"))
+    train_debug_steps: int = Field(0, ge=0, title="Debug steps per epoch",
+                                   description="Stop each epoch after N steps (debugging).", **_in("hidden"))
+    channels: list[int] | None = Field(None, title="Channels",
+                                       description="Image channels fed to the model (up to 3); the first three by default.")
 
 
 def train_defaults(base_model: str, architecture: str | None = None) -> dict[str, Any]:
@@ -221,6 +260,26 @@ class Usage:
 def json_schema(cls: type) -> dict:
     """JSON schema of a parameter class (types, defaults, bounds, help text)."""
     return TypeAdapter(cls).json_schema()
+
+
+def schema_fields(schema: dict) -> dict[str, dict]:
+    """The properties of a JSON schema, each resolved to one plain spec.
+
+    ``$ref`` is replaced by its definition and ``anyOf`` with ``null`` (an optional field) by the
+    other branch, with ``"nullable": True``; ``title``, ``default``, ``description`` and ``group``
+    are kept. The CLI options (:mod:`mcp_core.schema_cli`) and the app's forms are built from this.
+    """
+    out = {}
+    for name, spec in schema.get("properties", {}).items():
+        if "$ref" in spec:
+            spec = {**schema.get("$defs", {}).get(spec["$ref"].split("/")[-1], {}), **spec}
+        if "anyOf" in spec:
+            branches = spec["anyOf"]
+            branch = next((b for b in branches if b.get("type") != "null"), {})
+            spec = {**branch, **{k: v for k, v in spec.items() if k != "anyOf"},
+                    "nullable": any(b.get("type") == "null" for b in branches)}
+        out[name] = spec
+    return out
 
 
 def to_dict(obj: Any) -> dict:

@@ -160,7 +160,7 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
     if not params.rescale:
         net.diam_mean.data = torch.tensor([diam], device=device)
     scale_to = model.diam_mean
-    trainable = select_trainable(net, params.use_lora, params.lora_blocks, params.lora_rank, params.unfreeze_blocks)
+    trainable = select_trainable(net, params.finetune, params.finetune_blocks, params.lora_rank)
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
     k = model.n_classes
     weights = torch.from_numpy(class_weights(train_set + replay, k)).to(device) if k > 1 else None

@@ -39,7 +39,7 @@ def test_train_then_segment_headless(tmp_path):
     assert f"Model saved to {model}" in out.stdout and "AP@0.5" in out.stdout and "round" in out.stdout
     assert "epoch" in out.stderr  # the tqdm bar
     side = json.loads(model.with_suffix(".json").read_text())
-    assert side["training"]["use_lora"] and side["training"]["lora_blocks"] == 2 and side["epochs_done"] == 3
+    assert side["training"]["finetune"] == "lora" and side["training"]["finetune_blocks"] == 2 and side["epochs_done"] == 3
     assert side["training"]["train_debug_steps"] == 1 and side["architecture"]["bsize"] == 128
 
     out = run_cli("segment", "--model", str(model), "--input", str(data / "demo_01.tif"), str(data / "demo_02.tif"),

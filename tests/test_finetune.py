@@ -36,7 +36,7 @@ def test_full_training_opens_everything_cellpose_trains():
 def test_unfreeze_last_blocks_opens_only_those_and_the_head(blocks):
     net = build_model("tiny", NAMES, device="cpu").net
     depth = len(net.encoder.blocks)
-    params = select_trainable(net, unfreeze_blocks=blocks)
+    params = select_trainable(net, "last_n", blocks)
     in_blocks = _count(p for i in range(depth - blocks, depth) for p in net.encoder.blocks[i].parameters())
     assert _count(params) == in_blocks + _head(net)
     assert all(n.startswith(HEAD_PREFIXES) or any(n.startswith(f"encoder.blocks.{i}.") for i in range(depth - blocks, depth))
@@ -48,7 +48,7 @@ def test_unfreeze_last_blocks_opens_only_those_and_the_head(blocks):
 def test_lora_opens_only_adapters_on_the_last_blocks_attention_and_the_head(blocks, rank):
     net = build_model("tiny", NAMES, device="cpu").net
     depth, dim = len(net.encoder.blocks), net.encoder.blocks[0].attn.proj.in_features
-    params = select_trainable(net, use_lora=True, lora_blocks=blocks, lora_rank=rank)
+    params = select_trainable(net, "lora", blocks, rank)
     # qkv: A (r x d) + B (3d x r); proj: A (r x d) + B (d x r)
     per_block = rank * dim + 3 * dim * rank + rank * dim + dim * rank
     assert _count(params) == blocks * per_block + _head(net)
@@ -63,7 +63,7 @@ def test_lora_starts_as_identity_and_merges_into_plain_weights(tmp_path):
     net = model.net.eval()
     x = torch.randn(1, 3, 256, 256)
     before = net(x)[0].detach()
-    select_trainable(net, use_lora=True, lora_blocks=2, lora_rank=4)
+    select_trainable(net, "lora", 2, 4)
     assert torch.allclose(net(x)[0], before, atol=1e-6)  # B = 0 at the start
     with torch.no_grad():
         for mod in net.modules():
@@ -80,7 +80,7 @@ def test_lora_starts_as_identity_and_merges_into_plain_weights(tmp_path):
     assert torch.allclose(net(x)[0], adapted, atol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs", [{"use_lora": True, "lora_blocks": 9}, {"unfreeze_blocks": 5}, {"use_lora": True, "lora_blocks": 0}])
+@pytest.mark.parametrize("kwargs", [{"mode": "lora", "blocks": 9}, {"mode": "last_n", "blocks": 5}, {"mode": "lora", "blocks": 0}])
 def test_block_counts_beyond_the_encoder_are_refused(kwargs):
     net = build_model("tiny", NAMES, device="cpu").net
     with pytest.raises(ParameterError, match="encoder has 4 blocks"):

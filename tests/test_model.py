@@ -192,4 +192,4 @@ def test_unet_base_outputs_per_pixel_and_round_trips_through_its_file(tmp_path):
     with pytest.raises(ModelError, match="untrained"):
         open_model("unet")
     with pytest.raises(ParameterError, match="ViT encoder"):
-        select_trainable(model.net, use_lora=True)
+        select_trainable(model.net, "lora")

@@ -6,9 +6,10 @@ from nicegui import background_tasks, ui
 
 from mcp_core.catalog import OFFLINE_BASE
 from mcp_core.file_version import FileChangedError
-from mcp_core.params import SegmentParams, TrainParams, train_defaults
+from mcp_core.params import SegmentParams, TrainParams, json_schema, train_defaults
 
 from .. import compute
+from ..forms import SchemaForm
 from ..history_panel import HistoryPanel
 from ..job_panel import JobPanel, reattach_jobs
 from ..model_picker import ModelPicker
@@ -205,8 +206,10 @@ def register(state: AppState) -> None:
 
 
 def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) -> None:
-    """The training dialog (Ctrl+T): options of TrainParams, then a job panel."""
-    defaults = TrainParams()
+    """The training dialog (Ctrl+T): a form generated from :class:`TrainParams`, then a job panel.
+
+    The base-dependent fields show the chosen base model's defaults and follow a change of base.
+    """
     bases = {"unet": "unet (small convolutional network trained from scratch: the offline choice)",
              "tiny": "tiny (small ViT trained from scratch)"}
     for m in picker.models:
@@ -214,33 +217,21 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
             bases[m.name] = f"{m.name} ({'pretrained' if m.scope == 'builtin' else 'fine-tune your model'})"
     default_base = next((m.name for m in picker.models if m.scope == "builtin" and m.available), OFFLINE_BASE)
     architectures = {m.name: m.architecture for m in picker.models}
-    start = train_defaults(default_base, architectures.get(default_base))
+    start = {"model_name": f"{state.folder.name}_model", "base_model": default_base,
+             **train_defaults(default_base, architectures.get(default_base))}
     with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
         ui.label("Train a model on this folder's labels").classes("text-lg font-bold")
-        name = ui.input("Model name", value=f"{state.folder.name}_model").classes("w-full")
-        base = ui.select(bases, value=default_base, label="Base model").classes("w-full")
+        form = SchemaForm(json_schema(TrainParams), values=start, choices={"base_model": bases}, grouped=True)
         if default_base == OFFLINE_BASE:
             ui.label("The CellposeSAM weights are not on this machine (offline?): only the from-scratch bases "
                      "(unet, tiny) and your own models can be trained.").classes("text-xs text-gray-600")
-        with ui.row():
-            epochs = ui.number("Epochs", value=start["epochs"], min=1, step=1).classes("w-28").mark("epochs")
-            batch = ui.number("Batch size", value=defaults.batch_size, min=1, step=1).classes("w-28")
-            bsize = ui.number("Tile size", value=start["bsize"], min=32, step=32).classes("w-28")
-        with ui.row():
-            lr = ui.number("Learning rate", value=start["learning_rate"], format="%.1e").classes("w-36")
-            wd = ui.number("Weight decay", value=start["weight_decay"]).classes("w-36")
-            ratio = ui.number("Test fraction", value=defaults.test_ratio, min=0, max=0.9, step=0.05).classes("w-36")
-        with ui.row().classes("items-center"):
-            mode = ui.toggle({"all": "Train all", "lora": "LoRA", "unfreeze": "Last N blocks"}, value="all"
-                             ).props("dense no-caps")
-            blocks = ui.number("N blocks", value=defaults.lora_blocks, min=1, step=1).classes("w-24")
         ui.label("Classes: " + ", ".join(state.project.class_names[1:])).classes("text-sm text-gray-600")
 
         def base_changed(e) -> None:  # a pretrained base fine-tunes gently, a random one learns from scratch
-            d = train_defaults(e.value, architectures.get(e.value))
-            epochs.value, bsize.value, lr.value, wd.value = d["epochs"], d["bsize"], d["learning_rate"], d["weight_decay"]
+            for field, value in train_defaults(e.value, architectures.get(e.value)).items():
+                form.set(field, value)
 
-        base.on_value_change(base_changed)
+        form.inputs["base_model"].on_value_change(base_changed)
         with ui.row():
             ui.button("Start training", icon="play_arrow", on_click=lambda: dialog.submit(True)).mark("start-training")
             ui.button("Close", on_click=lambda: dialog.submit(False)).props("flat")
@@ -251,14 +242,8 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
         await ws.flush()
         with jobs_box:  # a background task has no slot: its dialog, toast and panel belong to the page
             try:
-                params = TrainParams(
-                    model_name=name.value, base_model=base.value,
-                    class_names=list(state.project.class_names), class_colors=list(state.project.class_colors),
-                    epochs=int(epochs.value), batch_size=int(batch.value), bsize=int(bsize.value),
-                    learning_rate=float(lr.value), weight_decay=float(wd.value), test_ratio=float(ratio.value),
-                    use_lora=mode.value == "lora", lora_blocks=int(blocks.value),
-                    unfreeze_blocks=int(blocks.value) if mode.value == "unfreeze" else 0,
-                )
+                params = TrainParams(**{**form.values(), "class_names": list(state.project.class_names),
+                                        "class_colors": list(state.project.class_colors)})
                 job = await call_with_progress(state.backend.submit_training, str(state.folder), params,
                                                title="Uploading the labelled images")
             except Exception as exc:
