@@ -28,7 +28,7 @@ function b64ToBytes(b64) {
 export default {
   template: `<div ref="wrap" tabindex="0" class="mcp-canvas"
       style="position:relative;overflow:hidden;width:100%;height:100%;outline:none;background:#111;cursor:crosshair"
-      @contextmenu.prevent @mouseenter="$refs.wrap.focus({preventScroll:true})">
+      @contextmenu.prevent @mousedown="$refs.wrap.focus({preventScroll:true})">
       <canvas ref="view" style="position:absolute;left:0;top:0"></canvas>
     </div>`,
   props: {
@@ -79,7 +79,7 @@ export default {
     this.resizeObserver.disconnect();
   },
   watch: {
-    colorMode() { this.renderBox(0, 0, this.W, this.H); },
+    colorMode() { this.renderBox(0, 0, this.W, this.H); this.draw(); },
     fillAlpha() { this.renderBox(0, 0, this.W, this.H); },
     overlay() { this.draw(); },
     tool() { this.path = null; this.mode = null; this.draw(); },

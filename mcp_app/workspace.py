@@ -90,7 +90,9 @@ class Workspace:
                 with ui.menu():  # a menu inside the button opens on the button only
                     self.channel_box = ui.column().classes("p-3 gap-1 w-72")
             ui.space()
-            self.status = ui.label("").classes("text-xs text-gray-500").mark("save-status")
+            # a fixed width, cut with an ellipsis: a longer status never re-wraps the toolbar and moves the canvas
+            self.status = ui.label("").classes("text-xs text-gray-500 truncate").style(
+                "width: 12rem; flex: none").mark("save-status")
         with ui.dialog().props("persistent") as self.conflict, ui.card().classes("max-w-lg"):
             self.conflict_text = ui.label("").mark("conflict-text")
             with ui.row():
@@ -226,6 +228,7 @@ class Workspace:
     def set_status(self, text: str) -> None:
         if self.status is not None:
             self.status.text = text
+            self.status.props["title"] = text  # the whole text on hover when the ellipsis cuts it
 
     def schedule_save(self) -> None:
         self.set_status("Unsaved changes…")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 from mcp_core.labels.files import save_labels
+
+from waiting import poll
 
 from .browser import App, until, wait
 from .test_browser_jobs import click_text
@@ -42,3 +46,63 @@ def test_folder_segmentation_end_is_shown_and_reloads_the_open_image(browser, de
     finally:
         server.stop()
     until(lambda: label_path(demo / "demo_01.tif", kind="pred").exists())
+
+
+def test_canvas_takes_keys_on_click_only_and_never_from_an_input(browser, app):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from .test_browser import key, open_page
+
+    open_page(browser, app.url + "/trainer")
+    brush = browser.execute_script("return window.mcpCanvas.brush")
+    field = browser.find_element("xpath", "//input[@aria-label='New class']")
+    field.click()
+    field.send_keys("fra")
+    canvas = browser.find_element("css selector", ".mcp-canvas")
+    ActionChains(browser).move_to_element(canvas).move_by_offset(20, 20).perform()  # hovering takes no focus
+    field.send_keys("g.,f")  # canvas shortcuts: brush +/-, fit
+    key(browser, "ARROW_RIGHT")  # the page's shortcut: next image
+    assert browser.execute_script("return document.activeElement") == field
+    assert field.get_attribute("value") == "frag.,f"
+    assert browser.execute_script("return window.mcpCanvas.brush") == brush
+    assert "demo_01.tif (1/3)" in browser.find_element("tag name", "body").text
+    ActionChains(browser).move_to_element(canvas).click().perform()  # a click gives the canvas the keys
+    assert browser.execute_script("return document.activeElement.classList.contains('mcp-canvas')")
+    key(browser, ".")
+    wait(browser, f"window.mcpCanvas.brush > {brush}")
+
+
+def test_colour_mode_toggle_redraws_at_once(browser, app, demo):
+    from .test_browser import open_page, screen_xy
+
+    open_page(browser, app.url + "/trainer")
+    from scipy import ndimage
+
+    masks = load_labels(label_path(demo / "demo_01.tif")).masks
+    y, x = np.unravel_index(ndimage.distance_transform_edt(masks == masks.max()).argmax(), masks.shape)  # inside
+    sx, sy = screen_xy(browser, x + 0.5, y + 0.5)
+    shown = ("var v = window.mcpCanvas.$refs.view, r = v.getBoundingClientRect();"
+             f"return Array.from(v.getContext('2d').getImageData({sx} - r.left, {sy} - r.top, 1, 1).data)")
+    before, scale = browser.execute_script(shown), browser.execute_script("return window.mcpCanvas.scale")
+    toggle = browser.find_element("xpath", "//*[normalize-space(text())='By instance']")
+    if not toggle.is_displayed():  # in the toolbar's display menu
+        browser.find_element("xpath", "//button[.//i[normalize-space(text())='tune']]").click()
+        poll(toggle.is_displayed, "the display menu to open")
+    toggle.click()
+    wait(browser, "window.mcpCanvas.colorMode === 'instance'")
+    poll(lambda: browser.execute_script(shown) != before, "the canvas to show the instance colours")
+    assert browser.execute_script("return window.mcpCanvas.scale") == scale  # no zoom was needed
+
+
+def test_first_save_does_not_move_the_canvas(browser, app, demo):
+    from .test_browser import draw_contour, open_page
+
+    open_page(browser, app.url + "/trainer")
+    top = "return document.querySelector('.mcp-canvas').getBoundingClientRect().top"
+    before = browser.execute_script(top)
+    draw_contour(browser, 80, 15, 8)
+    seg = label_path(demo / "demo_01.tif")
+    count = load_labels(seg).count
+    until(lambda: load_labels(seg).count == count + 1)
+    wait(browser, "document.body.innerText.includes('Saved demo_01_seg.npy')")
+    assert browser.execute_script(top) == before
