@@ -27,9 +27,14 @@ def annulus(labels: np.ndarray, gap: float, width: float) -> tuple[np.ndarray, n
     background = labels == 0
     if background.all() or not background.any():
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    dist, (iy, ix) = ndimage.distance_transform_edt(background, return_indices=True)
-    flat = np.flatnonzero(((dist > gap) & (dist <= gap + width)).ravel())
-    owner = labels[iy.ravel()[flat], ix.ravel()[flat]].astype(np.int64)
+    iy, ix = ndimage.distance_transform_edt(background, return_distances=False, return_indices=True)
+    h, w = labels.shape
+    dy = iy - np.arange(h, dtype=iy.dtype)[:, None]
+    dx = ix - np.arange(w, dtype=ix.dtype)[None, :]
+    d2 = dy * dy  # squared distances are integers: compared with the squared radii, no square roots
+    d2 += dx * dx
+    flat = np.flatnonzero(((d2 > gap * gap) & (d2 <= (gap + width) ** 2)).ravel())
+    owner = labels.ravel()[iy.ravel()[flat] * w + ix.ravel()[flat]].astype(np.int64)
     return owner, flat
 
 
