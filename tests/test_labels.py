@@ -101,10 +101,15 @@ def test_renumber_keeps_classes():
 
 def test_remove_class_makes_masks_unassigned():
     ls = two_squares()
+    colors = list(ls.class_colors)
     ls.remove_class(1)
     assert ls.class_names == ["unassigned", "B"] and ls.classes.tolist() == [0, 0, 1]
-    ls.undo()
+    ls.undo()  # the class is back in the list, in its place, and its mask in it
     assert ls.classes.tolist() == [0, 1, 2]
+    assert ls.class_names == ["unassigned", "A", "B"] and ls.class_colors == colors
+    ls.redo()
+    assert ls.class_names == ["unassigned", "B"] and ls.class_colors == [colors[0], colors[2]]
+    assert ls.classes.tolist() == [0, 0, 1]
 
 
 def test_undo_redo_every_edit_restores_exact_state():

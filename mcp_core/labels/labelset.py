@@ -40,7 +40,10 @@ def mask_dtype(max_id: int) -> np.dtype:
 
 @dataclass
 class Delta:
-    """One undoable edit: changed pixels inside ``box`` and the class tables before/after."""
+    """One undoable edit: changed pixels inside ``box`` and the class tables before/after.
+
+    ``removed_class`` is ``(class id, name, colour)`` when the edit removed a class from the class list.
+    """
 
     box: tuple[slice, slice]
     flat: np.ndarray
@@ -48,6 +51,7 @@ class Delta:
     new: np.ndarray
     old_classes: np.ndarray
     new_classes: np.ndarray
+    removed_class: tuple[int, str, str] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -190,7 +194,7 @@ class LabelSet:
     def remove_class(self, class_id: int) -> None:
         """Remove a class: its masks become unassigned (0) and higher class ids shift down by one.
 
-        Undoable as a class-table edit.
+        Undoable: undo puts the class back in the class list and its masks back in it.
         """
         if not 0 < class_id < len(self.class_names):
             raise ParameterError(f"There is no class {class_id} to remove.")
@@ -198,6 +202,7 @@ class LabelSet:
         new[new == class_id] = 0
         new[new > class_id] -= 1
         self._record_classes(new)
+        self._undo[-1].removed_class = (class_id, self.class_names[class_id], self.class_colors[class_id])
         del self.class_names[class_id]
         del self.class_colors[class_id]
 
@@ -429,6 +434,10 @@ class LabelSet:
         d = self._undo.pop()
         self._write(d.box, d.flat, d.old)
         self.classes = d.old_classes.copy()
+        if d.removed_class is not None:
+            class_id, name, color = d.removed_class
+            self.class_names.insert(class_id, name)
+            self.class_colors.insert(class_id, color)
         self._redo.append(d)
         return d.box
 
@@ -439,6 +448,9 @@ class LabelSet:
         d = self._redo.pop()
         self._write(d.box, d.flat, d.new)
         self.classes = d.new_classes.copy()
+        if d.removed_class is not None:
+            del self.class_names[d.removed_class[0]]
+            del self.class_colors[d.removed_class[0]]
         self._undo.append(d)
         return d.box
 
