@@ -72,6 +72,12 @@ class Prefetcher(Generic[K, V]):
                 return value
         return self._load(key)  # not asked for, dropped, failed (a file being written?) or stale
 
+    def loaded(self, key: K) -> bool:
+        """Whether the value of *key* has been loaded ahead (and is waiting to be taken)."""
+        with self._lock:
+            ahead = self._ready.get(key)
+        return ahead is not None and ahead.done() and not ahead.cancelled()
+
     def pending(self) -> list[K]:
         """The keys loaded or being loaded ahead, oldest first."""
         with self._lock:

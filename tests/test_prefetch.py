@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from mcp_core.prefetch import Prefetcher
+from waiting import poll
 
 
 class Loads:
@@ -29,6 +30,8 @@ def test_a_value_loaded_ahead_is_taken_without_loading_again():
     loads = Loads()
     ahead = Prefetcher(loads)
     ahead.want(["a", "b"])
+    poll(lambda: ahead.loaded("a") and ahead.loaded("b"), "the reads ahead")
+    assert not ahead.loaded("c")
     assert ahead.take("b") == ("b", 0)
     assert ahead.take("a") == ("a", 0)
     assert sorted(k for k, _ in loads.calls) == ["a", "b"]
