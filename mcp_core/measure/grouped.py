@@ -33,7 +33,7 @@ def sorted_within_groups(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
     """*values* sorted by label, then by value within each label (labels ascending).
 
     Values that are integers (8/16/32-bit images) or exact in ``float32`` are packed with
-    their label into one 64-bit key and sorted with ``numpy.sort`` (several times faster than
+    their label into one 32- or 64-bit key and sorted with ``numpy.sort`` (several times faster than
     an ``argsort``); other data take a ``lexsort``.
     """
     groups = np.asarray(groups, np.int64)
@@ -44,8 +44,9 @@ def sorted_within_groups(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
     lo, hi = float(values.min()), float(values.max())
     span = hi - lo + 1
     if np.isfinite(span) and span * top < _EXACT_FLOAT and np.array_equal(values, np.floor(values)):
-        key = np.sort(groups * np.int64(span) + (values - lo).astype(np.int64))
-        return (key % np.int64(span)).astype(np.float64) + lo
+        kind = np.uint32 if span * top < 2**32 else np.int64  # e.g. 16-bit images, < 65536 labels: half the bytes
+        key = np.sort(groups.astype(kind) * kind(span) + (values - lo).astype(kind))
+        return (key % kind(span)).astype(np.float64) + lo
     single = values.astype(np.float32)
     if top < 2**31 and np.array_equal(single, values, equal_nan=True):
         bits = single.view(np.uint32)
