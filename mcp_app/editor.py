@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcp_core.classmap import remap_classes
 from mcp_core.file_version import FileVersion, write_unless_changed
 from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
@@ -191,8 +192,7 @@ class Editor:
         """Put a model's result in as one undoable edit; its classes are matched to the project's by name."""
         self.project.merge_class_names(list(class_names))
         known = self.project.class_names
-        lut = np.asarray([0] + [known.index(n) for n in list(class_names)[1:]], np.uint16)  # 0 stays unassigned
-        mapped = lut[np.minimum(np.asarray(classes), len(lut) - 1)]
+        mapped = remap_classes(classes, class_names, known)
         self.labels.class_names, self.labels.class_colors = list(known), list(self.project.class_colors)
         self.labels.replace(masks, mapped, keep_existing=keep_existing)
         return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True)

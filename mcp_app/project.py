@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_core.atomic import atomic_write_text
+from mcp_core.classmap import remap_classes
 from mcp_core.file_version import FileChangedError, FileVersion, write_unless_changed
 from mcp_core.filenames import label_path
 from mcp_core.io import list_images, open_image
@@ -129,11 +130,8 @@ class Project:
     def adopt(self, labels: LabelSet) -> LabelSet:
         """Map a label set's classes onto the project's class list (by name)."""
         self.merge_class_names(labels.class_names, labels.class_colors)
-        import numpy as np
-
-        lut = np.array([self.class_names.index(n) if n in self.class_names else 0 for n in labels.class_names], np.uint16)
-        lut[0] = 0
-        out = LabelSet(labels.masks, lut[np.minimum(labels.classes, len(lut) - 1)], list(self.class_names),
+        classes = remap_classes(labels.classes, labels.class_names, self.class_names).astype(labels.classes.dtype)
+        out = LabelSet(labels.masks, classes, list(self.class_names),
                        list(self.class_colors), labels.flows, labels.diameter, labels.flow_threshold,
                        labels.cellprob_threshold, confidence=labels.confidence)
         return out

@@ -7,6 +7,7 @@ runs the same calls on a server over gRPC. Both take and return the dataclasses 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shutil
@@ -207,8 +208,8 @@ class LocalBackend:
         elif base not in SCRATCH and not Path(base).is_file():
             base = self.catalog.resolve(base)  # a user model by name
         path = self.catalog.unique_path(params.model_name)
-        fields = {**to_dict(params), "base_model": base, "save_path": str(path), "model_name": path.stem}
-        return self.job_store.submit("train", fields, {"dataset": str(folder.resolve())})
+        job_params = dataclasses.replace(params, base_model=base, save_path=str(path), model_name=path.stem)
+        return self.job_store.submit("train", to_dict(job_params), {"dataset": str(folder.resolve())})
 
     def submit_batch(self, paths: Sequence[str | os.PathLike], params: SegmentParams) -> JobInfo:
         """Segment files (all frames) in a subprocess, writing ``_pred.npy`` beside each image."""

@@ -84,18 +84,28 @@ def merged_class_names(labelsets: Sequence[LabelSet], given: Sequence[str] = (),
     return (names, colors) if len(names) > 1 else ([], [])
 
 
-def class_lookup(labelset: LabelSet, class_names: Sequence[str]) -> np.ndarray:
-    """Model class per mask id of *labelset*: classes matched by name, unnamed ones by id.
+def remap_classes(classes: np.ndarray, from_names: Sequence[str], to_names: Sequence[str],
+                  missing: int = 0) -> np.ndarray:
+    """Class ids in *from_names*' numbering, renumbered to *to_names* by name.
 
-    :data:`IGNORE` for unassigned masks and for classes the model does not have.
+    The one class mapping of the project: training targets, a model's result put into a label
+    file, and a label file adopted by a project all use it. Unnamed classes (``"class 3"``, from
+    ``_classes`` TIFFs) that *to_names* lacks keep their id when it exists there; class 0
+    (unassigned), unknown names and ids beyond *from_names* become *missing*.
     """
-    index = {name: i for i, name in enumerate(class_names) if i}
-    per_file = [IGNORE]
-    for cid, name in enumerate(labelset.class_names[1:], start=1):
-        found = index.get(name, IGNORE)
-        if found == IGNORE and _unnamed(name, cid) and cid < len(class_names):
+    index = {name: i for i, name in enumerate(to_names) if i}
+    table = [missing]
+    for cid, name in enumerate(list(from_names)[1:], start=1):
+        found = index.get(name, missing)
+        if found == missing and _unnamed(name, cid) and cid < len(to_names):
             found = cid
-        per_file.append(found)
-    table = np.array(per_file, np.int64)
-    cls = np.asarray(labelset.classes, np.int64)
-    return np.where(cls < len(table), table[np.minimum(cls, len(table) - 1)], IGNORE)
+        table.append(found)
+    lut = np.array(table, np.int64)
+    cls = np.asarray(classes, np.int64)
+    return np.where(cls < len(lut), lut[np.minimum(cls, len(lut) - 1)], missing)
+
+
+def class_lookup(labelset: LabelSet, class_names: Sequence[str]) -> np.ndarray:
+    """Model class per mask id of *labelset* (:func:`remap_classes`); :data:`IGNORE` for unassigned masks and
+    for classes the model does not have."""
+    return remap_classes(labelset.classes, labelset.class_names, class_names, IGNORE)

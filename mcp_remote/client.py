@@ -9,6 +9,7 @@ on from the last byte the server stored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -282,8 +283,8 @@ class RemoteBackend:
             if params.replay_dir and params.replay_fraction > 0:
                 replay, _, _ = packing.pack_training(params.replay_dir, Path(tmp) / "replay", names, colors)
                 replay_id = self._dataset(Path(params.replay_dir).name, replay, progress)
-        sent = TrainParams(**{**to_dict(params), "replay_dir": None,
-                              **({"class_names": names, "class_colors": colors} if names else {})})
+        sent = dataclasses.replace(params, replay_dir=None,
+                                   **({"class_names": names, "class_colors": colors} if names else {}))
         request = pb.TrainRequest(dataset_id=dataset_id, params_json=codec.dumps(to_dict(sent)),
                                   replay_dataset_id=replay_id)
         return codec.from_job_msg(self._call(self._jobs.SubmitTraining, request))

@@ -309,7 +309,7 @@ class JobsService(_Service, pbg.JobsServicer):
             raise InvalidRequest(f"Parameter device must be cpu or cuda[:N], not {params.device[:20]!r}.")
         base = self.site.base_model_spec(user, params.base_model)
         replay = self.site.replay_folder(store, request.replay_dataset_id, params)
-        local = TrainParams(**{**to_dict(params), "base_model": base, "replay_dir": replay})
+        local = dataclasses.replace(params, base_model=base, replay_dir=replay)
         public_params = to_dict(params)
 
         def start(backend):

@@ -15,15 +15,13 @@ from ..forms import schema_form
 from ..job_panel import JobPanel, reattach_jobs
 from ..measure_panel import MeasurePanel
 from ..model_picker import ModelPicker
+from ..model_run import run_on_open_image
 from ..review_panel import ReviewPanel
 from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..workspace import Workspace
 from .layout import header
 from .trainer import ClassPanel
-
-SEGMENT_FIELDS = ("diameter", "flow_threshold", "cellprob_threshold", "min_size", "bsize", "batch_size",
-                  "tile_overlap", "augment", "niter")
 
 
 def register(state: AppState) -> None:
@@ -39,7 +37,7 @@ def register(state: AppState) -> None:
                     panel["model"] = ModelPicker(state)
                     ui.button(icon="add", on_click=lambda: add_model_dialog()).props("flat dense").tooltip(
                         "Add a model file (.pth with its .json)")
-                panel["form"] = schema_form(json_schema(SegmentParams), SEGMENT_FIELDS)
+                panel["form"] = schema_form(json_schema(SegmentParams), grouped=True)
                 with ui.row():
                     panel["image"] = ui.button("This image", icon="image").props("no-caps dense").mark("run-image")
                     panel["frames"] = ui.button("All frames", icon="burst_mode").props("no-caps dense")
@@ -63,24 +61,12 @@ def register(state: AppState) -> None:
             return SegmentParams(model=model.value, **form.values())
 
         async def segment_current() -> None:
-            if ws.editor.image is None or not model.value:
-                ui.notify("Open an image and pick a model first.", type="warning")
-                return
             try:
                 p = params()
-                run_image.props("loading")
-                [result] = await compute.segment(state.backend, [ws.editor.image], p)
             except Exception as exc:
                 ui.notify(f"Segmentation failed: {exc}", type="negative", multi_line=True)
                 return
-            finally:
-                run_image.props(remove="loading")
-            if not result.masks.any():
-                ui.notify("0 objects found: the predictions are left as they were.", type="warning")
-                return
-            ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, False))
-            ws.editor.labels.confidence = dict(result.confidence) or None  # saved with the prediction
-            ui.notify(f"{int(result.masks.max())} objects found.")
+            await run_on_open_image(state.backend, ws, p, False, run_image)
 
         async def segment_batch(scope: str) -> None:
             if not model.value:

@@ -8,10 +8,10 @@ from mcp_core.catalog import OFFLINE_BASE
 from mcp_core.file_version import FileChangedError
 from mcp_core.params import SegmentParams, TrainParams, json_schema, train_defaults
 
-from .. import compute
 from ..forms import SchemaForm
 from ..history_panel import HistoryPanel
 from ..job_panel import JobPanel, reattach_jobs
+from ..model_run import run_on_open_image
 from ..model_picker import ModelPicker
 from ..transfer_view import call_with_progress
 from ..state import AppState
@@ -175,23 +175,7 @@ def register(state: AppState) -> None:
         ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
 
         async def run_model() -> None:
-            if ws.editor.image is None or not model.value:
-                ui.notify("Open an image and pick a model first.", type="warning")
-                return
-            run_button.props("loading")
-            try:
-                [result] = await compute.segment(state.backend, [ws.editor.image], SegmentParams(model=model.value))
-            except Exception as exc:
-                ui.notify(f"The model could not run: {exc}", type="negative", multi_line=True)
-                return
-            finally:
-                run_button.props(remove="loading")
-            if not result.masks.any():
-                ui.notify(f"0 objects found by {model.value}: the labels are left as they were.", type="warning")
-                return
-            ws.editor.action = f"model run with {model.value}"
-            ws.edit(lambda: ws.editor.replace(result.masks, result.classes, result.class_names, keep.value == "keep"))
-            ui.notify(f"{int(result.masks.max())} masks from {model.value}")
+            await run_on_open_image(state.backend, ws, SegmentParams(model=model.value), keep.value == "keep", run_button)
 
         run_button.on_click(run_model)
 

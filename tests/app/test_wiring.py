@@ -124,3 +124,38 @@ async def test_scatter_point_selects_its_object(app_user, demo, monkeypatch):
     await apoll(lambda: picked, "the picked object highlighted")
     truth = load_labels(label_path(demo / "demo_01.tif"))
     assert picked[0] in truth.ids
+
+
+@pytest.mark.parametrize("page, run_marker", [("/trainer", "run-model"), ("/analyzer", "run-image")])
+async def test_model_run_records_its_thresholds_and_classes_by_name(app_user, state, demo, fake_model, monkeypatch,
+                                                                 page, run_marker):
+    seen: list = []
+
+    async def segment(backend, images, params):
+        seen.append(params)
+        masks = np.zeros(images[0].shape[:2], np.uint16)
+        masks[10:20, 10:20], masks[40:50, 40:50] = 1, 2
+        # the model numbers its classes its own way: matched to the project's by name
+        names = ["unassigned", state.project.class_names[2], state.project.class_names[1]]
+        return [SegmentResult(masks, np.array([0, 1, 2], np.uint16), names,
+                              confidence={"cellprob": np.array([0.0, 0.9, 0.4])})]
+
+    from mcp_app import compute
+
+    monkeypatch.setattr(compute, "segment", segment)
+    kind = "seg" if page == "/trainer" else "pred"
+    path = label_path(demo / "demo_01.tif", kind=kind)
+    await app_user.open(page)
+    await app_user.should_see("demo_01.tif (1/3)")
+    await app_user.should_see("fake (user)")
+    for toggle in app_user.find(ui.toggle).elements:
+        if "replace" in toggle.options:
+            toggle.value = "replace"
+    app_user.find(marker=run_marker).click()
+    await app_user.should_see("2 objects found by fake")
+    await apoll(lambda: path.exists() and load_labels(path).count == 2, "the model's masks saved")
+    saved = load_labels(path)
+    [params] = seen
+    assert (saved.flow_threshold, saved.cellprob_threshold) == (params.flow_threshold, params.cellprob_threshold)
+    assert saved.classes.tolist() == [0, 2, 1]
+    assert np.allclose(saved.confidence["cellprob"], [0.0, 0.9, 0.4])
