@@ -28,8 +28,7 @@ class ModelPicker:
         except Exception as exc:
             ui.notify(f"Could not list models: {exc}", type="warning")
             return
-        self.select.options = {m.name: f"{m.name} ({m.scope})" + ("" if m.available else " – weights missing")
-                               for m in self.models}
+        self.select.options = {m.name: model_label(m) for m in self.models}
         usable = [m.name for m in self.models if m.available]
         if prefer in self.select.options:
             self.select.value = prefer
@@ -37,3 +36,21 @@ class ModelPicker:
             own = [m.name for m in self.models if m.available and m.scope != "builtin"]
             self.select.value = (own or usable or [None])[-1 if own else 0]
         self.select.update()
+
+
+def model_label(m: ModelInfo) -> str:
+    """How the picker names a model: scope, and for a trained one its state, epochs and test AP@0.5.
+
+    ``"nuclei (user) · cancelled · 3/100 epochs · AP@0.5 0.412"``: a cancelled or 1-epoch model reads
+    differently from a finished one.
+    """
+    parts = [f"{m.name} ({m.scope})"]
+    if not m.available:
+        parts.append("being trained" if m.state == "training" else "weights missing")
+    elif m.state:
+        parts.append({"done": "finished"}.get(m.state, m.state))
+    if m.epochs_done:
+        parts.append(f"{m.epochs_done}/{m.epochs} epochs" if m.epochs else f"{m.epochs_done} epochs")
+    if isinstance(m.metrics.get("ap50"), (int, float)):
+        parts.append(f"AP@0.5 {m.metrics['ap50']:.3f}")
+    return " · ".join(parts)

@@ -119,12 +119,14 @@ class ModelCatalog:
         """What the sidecar of a user model file says."""
         path = Path(path)
         side = read_sidecar(path)
-        state = side.get("state")
+        state = side.get("state") if isinstance(side.get("state"), str) else ""
         note = {"training": "being trained", "cancelled": "training was cancelled (last checkpoint)"}.get(state, "")
         return ModelInfo(name=path.stem, path=str(path), class_names=list(side.get("class_names") or []),
                          class_colors=list(side.get("class_colors") or []), scope="user",
                          architecture=str((side.get("architecture") or {}).get("name", "unknown")),
-                         available=state != "training", note=note if side else "no sidecar", metrics=side.get("metrics") or {})
+                         available=state != "training", note=note if side else "no sidecar", metrics=side.get("metrics") or {},
+                         state=state, epochs_done=_count(side.get("epochs_done")),
+                         epochs=_count(training.get("epochs") if isinstance(training := side.get("training"), dict) else 0))
 
     def resolve(self, name: str) -> str:
         """What :func:`mcp_core.model.open_model` needs for a listed model name: a pretrained name or a file path.
@@ -169,3 +171,8 @@ class ModelCatalog:
             shutil.copyfileobj(fin, fout, 1 << 20)
         atomic_write_text(sidecar_path(dest), json.dumps({**sidecar, "source": str(src.resolve())}, indent=1))
         return self.info(dest)
+
+
+def _count(value: object) -> int:
+    """A non-negative whole number read from a sidecar; 0 for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

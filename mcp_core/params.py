@@ -211,6 +211,11 @@ class ModelInfo:
     available: bool = True
     note: str = ""
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: A trained model's sidecar ``state``: ``"done"``, ``"cancelled"`` or ``"training"`` ("" when unknown).
+    state: str = ""
+    #: Epochs trained, and the epochs the training was asked for (0 when unknown).
+    epochs_done: int = 0
+    epochs: int = 0
 
 
 @dataclasses.dataclass
