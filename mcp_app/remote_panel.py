@@ -1,7 +1,10 @@
-"""Home-page card to switch between the local backend and a remote GPU server over SSH.
+"""Home-page card to switch between the local backend and a remote GPU server, over SSH or by address.
 
-The host key's fingerprint is shown for the user to accept once; a changed key is refused.
-Everything else in the app keeps calling the same Backend methods.
+Over SSH, the host key's fingerprint is shown for the user to accept once; a changed key is refused.
+By address (``host:port``, e.g. the local end of a manual ``ssh -L``), a token or a password logs in.
+A successful connection's host, port or address (never a secret) is saved in the project's
+``remote_config.json``, which the project's ``.gitignore`` then lists. Everything else in the app keeps
+calling the same Backend methods.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class RemotePanel:
         self.state = state
         self.on_change = on_change
         try:
-            self.config = load_config()
+            self.config = load_config(project=state.folder)
         except Exception as exc:  # a broken remote_config.json must not break the home page
             from mcp_remote.config import RemoteConfig
 
@@ -51,6 +54,17 @@ class RemotePanel:
                 self.key = ui.input("Private key file (optional)").classes("w-80")
             with ui.row():
                 ui.button("Connect", icon="link", on_click=self.connect).props("no-caps").mark("remote-connect")
+            ui.label("Or a server address, e.g. the local end of ssh -L 50051:127.0.0.1:50051 host"
+                     ).classes("text-sm text-gray-600")
+            with ui.row().classes("w-full items-center"):
+                self.address = ui.input("Server address (host:port)", value=self.config.server_address
+                                        ).classes("w-56").mark("remote-address")
+                self.secret = ui.input("Token (or password)", password=True, password_toggle_button=True
+                                       ).classes("w-64").mark("remote-secret")
+                self.server_user = ui.input("Server user (with a password)").classes("w-48").mark("remote-server-user")
+                ui.button("Connect to address", icon="lan", on_click=self.connect_address).props("no-caps").mark(
+                    "remote-connect-address")
+            with ui.row():
                 ui.button("Use this computer", icon="computer", on_click=self.disconnect).props("no-caps flat")
                 ui.button("Clear remote training files", icon="delete_sweep", on_click=self.clear).props("no-caps flat")
             self.usage = ui.label("").classes("text-sm text-gray-600")
@@ -78,10 +92,36 @@ class RemotePanel:
         except Exception as exc:
             ui.notify(f"Could not connect to {host}: {exc}", type="negative", multi_line=True)
             return
+        await self._use(backend, host, ssh_host=host, ssh_port=kwargs["port"])
+
+    async def connect_address(self) -> None:
+        """Connect straight to a server address with a token, or a server user's password."""
+        from pathlib import Path
+
+        from mcp_remote.client import connect_address
+
+        address = (self.address.value or "").strip()
+        try:
+            roots = Path(self.config.server_tls_cert).expanduser().read_bytes() if self.config.server_tls_cert else None
+            backend = await run.io_bound(connect_address, address, self.secret.value or "",
+                                         (self.server_user.value or "").strip(), roots)
+        except Exception as exc:
+            ui.notify(f"Could not connect to {address or 'the server'}: {exc}", type="negative", multi_line=True)
+            return
+        await self._use(backend, address, server_address=address)
+
+    async def _use(self, backend, where: str, **remember) -> None:
+        """Switch to *backend*, remember how it was reached (in the project's remote_config.json), refresh."""
+        from mcp_remote.config import save_project_config
+
         old = self.state.backend
         self.state.use_backend(backend)
-        old.close()
-        ui.notify(f"Connected to {host}.", type="positive")
+        await run.io_bound(old.close)
+        ui.notify(f"Connected to {where}.", type="positive")
+        try:
+            await run.io_bound(save_project_config, self.state.folder, **remember)
+        except Exception as exc:  # the connection works; only the remembering failed
+            ui.notify(f"Connected, but the settings were not saved in the project: {exc}", type="warning")
         await self.show_usage()
         await self.on_change()
 

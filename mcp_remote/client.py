@@ -367,3 +367,53 @@ class RemoteBackend:
         reply = self._call(self._storage.ClearTrainingFiles, pb.Empty(), timeout=300)
         return Usage(bytes_used=reply.bytes_used, quota_bytes=reply.quota_bytes, files=reply.files)
 
+
+def connect_address(address: str, secret: str, user: str = "", root_certificates: bytes | None = None
+                    ) -> RemoteBackend:
+    """A backend on a server reached directly at *address* (``host:port``, e.g. the local end of ``ssh -L``).
+
+    Parameters
+    ----------
+    address
+        ``host:port`` or ``unix:/path``. A non-loopback address needs *root_certificates* (TLS): the token
+        or password would otherwise cross the network in clear text.
+    secret
+        The access token (from ``multicellpose-server token``), or the password of *user*.
+    user
+        A name in the server's password file: *secret* is then its password.
+    root_certificates
+        PEM roots of the server's TLS certificate.
+
+    Raises
+    ------
+    ParameterError
+        When the address is malformed, or not loopback and without TLS, or no secret is given.
+    AuthError
+        When the token or password is refused.
+    Unreachable
+        When no server answers at the address.
+    """
+    from mcp_core.errors import ParameterError
+
+    from .config import is_loopback
+
+    address = address.strip()
+    host, sep, port = address.rpartition(":")
+    if not address.startswith("unix:") and not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ParameterError(f"The server address {address!r} must be host:port (e.g. 127.0.0.1:50051) or unix:/path.")
+    if not secret:
+        raise ParameterError("Enter the access token (or the password of the user).")
+    if root_certificates is None and not is_loopback(address):
+        raise ParameterError(f"{address} is not on this machine and the connection has no TLS certificate: the token "
+                             "would travel in clear. Tunnel it (ssh -L PORT:127.0.0.1:PORT host) and connect to "
+                             "127.0.0.1:PORT, or set server_tls_cert in remote_config.json.")
+    if user:
+        return RemoteBackend.login(address, user, secret, root_certificates=root_certificates)
+    backend = RemoteBackend(address, secret, root_certificates=root_certificates)
+    try:
+        backend.whoami()  # the token is checked now, not at the first real call
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+

@@ -71,16 +71,14 @@ class RemoteConfig:
         return folder / "token.sock"
 
 
-def find_config(path: str | os.PathLike | None = None, project: str | os.PathLike | None = None) -> Path | None:
-    """The config file in use: *path*, ``$MULTICELLPOSE_REMOTE_CONFIG``, the *project* folder's,
-    ``./remote_config.json``, or the home one."""
+def find_config(path: str | os.PathLike | None = None) -> Path | None:
+    """The config file in use: *path*, ``$MULTICELLPOSE_REMOTE_CONFIG``, ``./remote_config.json``, or the home one."""
     if path:
         return Path(path)
     env = os.environ.get("MULTICELLPOSE_REMOTE_CONFIG")
     if env:
         return Path(env)
-    folders = ([Path(project)] if project else []) + [Path.cwd()]
-    for candidate in [f / CONFIG_NAME for f in folders] + [default_home() / CONFIG_NAME]:
+    for candidate in (Path.cwd() / CONFIG_NAME, default_home() / CONFIG_NAME):
         if candidate.is_file():
             return candidate
     return None
@@ -99,15 +97,20 @@ def _read_raw(found: Path) -> dict:
 def load_config(path: str | os.PathLike | None = None, project: str | os.PathLike | None = None) -> RemoteConfig:
     """Read the config (see :func:`find_config`); keys starting with ``_`` are comments.
 
+    The *project* folder's ``remote_config.json``, when there is one (the app saves the last connection
+    there, :func:`save_project_config`), overrides the keys it holds.
+
     Raises
     ------
     ParameterError
         When the file named is missing or unreadable, has an unknown key, or a value is invalid.
     """
-    found = find_config(path, project)
-    if found is None:
-        return RemoteConfig()
-    return _checked(_read_raw(found), found)
+    found = find_config(path)
+    raw = _read_raw(found) if found is not None else {}
+    local = Path(project) / CONFIG_NAME if project else None
+    if local is not None and local.is_file() and local != found:
+        raw, found = {**raw, **_read_raw(local)}, local
+    return _checked(raw, found) if found is not None else RemoteConfig()
 
 
 def _checked(raw: dict, found: Path) -> RemoteConfig:
