@@ -20,7 +20,8 @@ from mcp_core.classmap import remap_classes
 from mcp_core.file_version import FileVersion, write_unless_changed
 from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
-from mcp_core.labels import LabelSet, save_labels
+from mcp_core.labels import LabelSet, load_labels_for, save_labels
+from mcp_core.prefetch import Prefetcher
 
 from .project import Item, Project
 
@@ -39,6 +40,17 @@ class Patch:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Frame:
+    """One item as read from disk, with its labels already encoded for the browser."""
+
+    image: np.ndarray
+    labels: LabelSet  # the project's classes (when it knew them all at reading time); indexed boxes
+    file_version: FileVersion | None  # of the label file before it was read (None: there was none)
+    image_stamp: tuple[int, int]  # (size, mtime_ns) of the image file
+    label_blob: bytes
 
 
 @dataclass
@@ -66,6 +78,8 @@ class Editor:
         self.file_version: FileVersion | None = None  # of the label file as read (None: there was none)
         self.action: str | None = None  # what the next save records in the annotation history ("model run with M")
         self._lock = threading.Lock()
+        self._ahead: Prefetcher[tuple[Path, str], Frame] = Prefetcher(self._read, fresh=self._fresh)
+        self._blobs: dict[str, tuple[int, bytes]] = {}  # "labels": (edits when encoded, gzip bytes)
 
     # --------------------------------------------------------------------- open
     @property
@@ -78,27 +92,58 @@ class Editor:
         return label_path(self.item.path, self.item.frame, self.kind) if self.item else None
 
     def open(self, item: Item) -> None:
-        """Load an item's image and labels (empty labels if it has none). Call :meth:`save` first."""
-        with open_image(item.path) as src:
-            image = src.read(item.frame)
-        from mcp_core.labels import load_labels_for
+        """Load an item's image and labels (empty labels if it has none). Call :meth:`save` first.
 
-        file_version = FileVersion.of(label_path(item.path, item.frame, self.kind))  # before reading: a write
-        loaded = load_labels_for(item.path, item.frame, self.kind)  # in between shows as a change at save time
-        labels = self.project.adopt(loaded) if loaded is not None else LabelSet(
-            np.zeros(image.shape[:2], np.uint16), None, list(self.project.class_names), list(self.project.class_colors))
-        if labels.shape != image.shape[:2]:
-            raise ValueError(f"The labels in {label_path(item.path, item.frame, self.kind).name} have shape "
-                             f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
-        labels.index_boxes()  # now, so edits touch only their boxes
-        self.item, self.image, self.labels = item, image, labels
-        self.file_version = file_version
+        An item asked for with :meth:`prefetch` is taken as read and encoded then, unless its files changed since.
+        """
+        frame = self._ahead.take((item.path, item.frame))
+        labels = frame.labels
+        if (labels.class_names, labels.class_colors) != (self.project.class_names, self.project.class_colors):
+            labels = self.project.adopt(labels)  # the file names classes the project lacked (or it changed since)
+            labels.index_boxes()  # now, so edits touch only their boxes
+        self.item, self.image, self.labels = item, frame.image, labels
+        self.file_version = frame.file_version
+        self._blobs = {"labels": (self.edits, frame.label_blob)}
         self.saved_edits = self.edits
         self.version += 1
-        n = image.shape[2]
+        n = frame.image.shape[2]
         if len(self.display.low) != n:
             self.display = Display(rgb=[0, 1 if n > 1 else None, 2 if n > 2 else None])
             self.auto_contrast()
+
+    def prefetch(self, items: Sequence[Item]) -> None:
+        """Read and encode *items* on a background thread (the neighbours of the open item), for :meth:`open`."""
+        self._ahead.want([(item.path, item.frame) for item in items])
+
+    def close(self) -> None:
+        """Stop reading ahead and drop what was read (the page is gone)."""
+        self._ahead.close()
+
+    def _read(self, key: tuple[Path, str]) -> Frame:
+        """Read one item's image and labels and encode both for the browser (runs on the prefetch thread)."""
+        path, frame = key
+        stamp = _stamp(path)
+        with open_image(path) as src:
+            image = src.read(frame)
+        file_version = FileVersion.of(label_path(path, frame, self.kind))  # before reading: a write in between
+        loaded = load_labels_for(path, frame, self.kind)  # shows as a change at save time
+        names, colors = list(self.project.class_names), list(self.project.class_colors)
+        if loaded is None:
+            labels = LabelSet(np.zeros(image.shape[:2], np.uint16), None, names, colors)
+        elif set(loaded.class_names[1:]) <= set(names):  # adopting changes nothing in the project
+            labels = self.project.adopt(loaded)
+        else:
+            labels = loaded  # adopted on open, where the project may learn the new classes
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"The labels in {label_path(path, frame, self.kind).name} have shape "
+                             f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
+        labels.index_boxes()
+        return Frame(image, labels, file_version, stamp, encode_labels(labels.masks))
+
+    def _fresh(self, key: tuple[Path, str], frame: Frame) -> bool:
+        """Whether the image and label files are still as they were when *frame* was read."""
+        path, name = key
+        return _stamp(path) == frame.image_stamp and FileVersion.of(label_path(path, name, self.kind)) == frame.file_version
 
     # ------------------------------------------------------------------ display
     def auto_contrast(self, low_pct: float = 1.0, high_pct: float = 99.8) -> None:
@@ -131,7 +176,15 @@ class Editor:
 
     def label_bytes(self) -> bytes:
         """All label ids as gzip-compressed little-endian uint32 (the browser's label buffer)."""
-        return gzip.compress(self.labels.masks.astype("<u4").tobytes(), compresslevel=1)
+        return self._blob("labels", lambda: encode_labels(self.labels.masks))
+
+    def _blob(self, name: str, encode) -> bytes:
+        """An encoding made once per state of the labels (read ahead with the item, or made again after edits)."""
+        edits, blob = self._blobs.get(name, (None, b""))
+        if edits != self.edits:
+            blob = encode()
+            self._blobs[name] = (self.edits, blob)
+        return blob
 
     def class_table(self) -> tuple[list[int], list[str]]:
         return self.labels.classes.astype(int).tolist(), list(self.labels.class_colors)
@@ -267,3 +320,13 @@ class Editor:
         if classes:
             patch.classes, patch.colors = self.class_table()
         return patch
+
+
+def encode_labels(masks: np.ndarray) -> bytes:
+    """Label ids as gzip-compressed little-endian uint32."""
+    return gzip.compress(masks.astype("<u4").tobytes(), compresslevel=1)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns

@@ -181,6 +181,7 @@ class Workspace:
         self.index = index
         self.title.text = f"{item.name} ({index + 1}/{len(self.items)})"
         await self.canvas.show(keep_view=True)
+        self.editor.prefetch([self.items[i] for i in (index + 1, index - 1) if 0 <= i < len(self.items)])
         self.build_channel_controls()
         self.refresh_list()
         self.set_status("Saved" if self.project.has_labels(item, self.editor.kind) else "No labels yet")
