@@ -61,10 +61,12 @@ def _history(args: argparse.Namespace) -> int:
     if not found:
         print(f"{label_file.name} has no history yet (it is recorded from the next save on).")
         return 0
+    pins = history.pinned_by(label_file)
     print(f"{'#':>4}  {'time':19s}  {'author':10s}  {'objects':>7}  action")
     for v in found:
+        trained = ", ".join(Path(m).name for m in pins.get(v.state, []))
         print(f"{v.n:>4}  {v.when:19s}  {v.author[:10]:10s}  {v.objects:>7}  {v.action}"
-              + (f" [{v.source}]" if v.source else ""))
+              + (f" [{v.source}]" if v.source else "") + (f" (trained {trained})" if trained else ""))
     return 0
 
 

@@ -23,8 +23,10 @@ by readers and the next append starts on a fresh line; a blob left without a log
 by a later pruning. A lock file per label file orders concurrent writers.
 
 Retention (:func:`prune`, run after each append): every version of the last :data:`KEEP_DAYS`
-days, then the last version of each day; the newest version is always kept. Kept versions whose
-base was dropped are re-encoded.
+days, then the last version of each day; the newest version is always kept, and so is every
+version a trained model references (training pins them: :func:`pin_current`, kept in
+``pins/<label file name>.json`` as ``{state: [model, ...]}``; an unreadable pin file stops pruning
+that history rather than risk dropping one). Kept versions whose base was dropped are re-encoded.
 """
 
 from __future__ import annotations
@@ -130,6 +132,30 @@ def store_of(label_file: str | os.PathLike) -> Path:
 
 def _log_file(label_file: Path) -> Path:
     return store_of(label_file) / "log" / f"{label_file.name}.jsonl"
+
+
+def _pins_file(label_file: Path) -> Path:
+    return store_of(label_file) / "pins" / f"{label_file.name}.json"
+
+
+def _pins(label_file: Path) -> dict[str, list[str]]:
+    """``{state: [model, ...]}`` of a label file's pinned versions (``{}`` without pins).
+
+    Raises
+    ------
+    LabelFileError
+        The pin file exists but is not such a JSON object.
+    """
+    path = _pins_file(label_file)
+    if not path.exists():
+        return {}
+    try:
+        pins = json.loads(path.read_text("utf-8"))
+        if not (isinstance(pins, dict) and all(isinstance(m, list) for m in pins.values())):
+            raise ValueError("not an object of lists")
+    except (OSError, ValueError) as exc:
+        raise LabelFileError(f"The history pins of {label_file.name} are unreadable ({exc}).") from exc
+    return pins
 
 
 def _blob_file(store: Path, digest: str) -> Path:
@@ -374,10 +400,42 @@ def prune(label_file: str | os.PathLike, now: float | None = None, keep_days: fl
         return _prune_locked(label_file, time.time() if now is None else now, keep_days)
 
 
-def annotation_version(label_file: str | os.PathLike) -> dict:
-    """``{"annotation_version": n, "annotation_state": sha256}`` of a label file's newest version, or ``{}``."""
-    v = current_version(label_file)
-    return {"annotation_version": v.n, "annotation_state": v.state} if v else {}
+def pin_current(label_file: str | os.PathLike, model: str | os.PathLike) -> dict:
+    """Record that *model* is trained on the newest version of *label_file*: retention never drops it.
+
+    Returns
+    -------
+    dict
+        ``{"annotation_version": n, "annotation_state": sha256}`` of that version, or ``{}`` without history.
+        An unreadable pin file is logged and left as it is (pruning then keeps every version of that file).
+    """
+    label_file = Path(label_file)
+    with _locked(label_file):
+        v = current_version(label_file)
+        if v is None:
+            return {}
+        try:
+            pins = _pins(label_file)
+        except LabelFileError as exc:
+            log.warning("%s; version %d is not pinned for %s.", exc, v.n, model)
+            return {"annotation_version": v.n, "annotation_state": v.state}
+        users = pins.setdefault(v.state, [])
+        if str(model) not in users:
+            users.append(str(model))
+            _pins_file(label_file).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(_pins_file(label_file), json.dumps(pins, indent=1))
+    return {"annotation_version": v.n, "annotation_state": v.state}
+
+
+def pinned_by(label_file: str | os.PathLike) -> dict[str, list[str]]:
+    """``{state: [model, ...]}``: the versions of *label_file* that trained models reference (see :func:`pin_current`).
+
+    Raises
+    ------
+    LabelFileError
+        The pin file is unreadable.
+    """
+    return _pins(Path(label_file))
 
 
 # ------------------------------------------------------------------------------------ internals
@@ -422,7 +480,12 @@ def _prune_locked(label_file: Path, now: float, keep_days: float) -> int:
     found = versions(label_file)
     if not found:
         return 0
-    kept_n = _keep(found, now, keep_days)
+    try:
+        pinned = set(_pins(label_file))
+    except LabelFileError as exc:
+        log.warning("%s; its versions are all kept.", exc)
+        return 0
+    kept_n = _keep(found, now, keep_days) | {v.n for v in found if v.state in pinned}
     if len(kept_n) == len(found):
         return 0
     by_n = {v.n: v for v in found}

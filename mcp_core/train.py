@@ -36,7 +36,7 @@ from .errors import ParameterError
 from .evaluation import evaluate
 from .filenames import label_path
 from .finetune import merge_lora, select_trainable
-from .history import annotation_version
+from .history import pin_current
 from .model import MultiClassModel, build_model
 from .params import SegmentParams, TrainParams, TrainResult, resolve_train_params, to_dict
 from .segment import segment_prepared
@@ -165,7 +165,7 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
     k = model.n_classes
     weights = torch.from_numpy(class_weights(train_set + replay, k)).to(device) if k > 1 else None
     path = model_file(params)
-    model.meta.update({"channels": params.channels, "training": to_dict(params), "data": _data_record(train_set, test_set, replay),
+    model.meta.update({"channels": params.channels, "training": to_dict(params), "data": _data_record(train_set, test_set, replay, path),
                        "class_weights": weights.tolist() if weights is not None else None, "state": "training"})
 
     n_crops = params.nimg_per_epoch or len(train_set)
@@ -299,11 +299,15 @@ def _save(model: MultiClassModel, path: Path, train_losses: list[float], test_lo
     write_training_artifacts(path)
 
 
-def _data_record(train: Sequence[Sample], test: Sequence[Sample], replay: Sequence[Sample]) -> dict[str, Any]:
-    """File names, frames, content hashes and annotation-history versions of the data a model saw (for the sidecar)."""
+def _data_record(train: Sequence[Sample], test: Sequence[Sample], replay: Sequence[Sample], model: Path
+                 ) -> dict[str, Any]:
+    """File names, frames, content hashes and annotation-history versions of the data a model saw (for the sidecar).
+
+    Those versions are pinned to *model* in the history, so retention keeps them.
+    """
     def rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
         return [{"file": Path(s.source).name, "frame": s.frame, "sha256": s.digest,
-                 **annotation_version(label_path(s.source, s.frame, "seg"))} for s in samples]
+                 **pin_current(label_path(s.source, s.frame, "seg"), model)} for s in samples]
 
     digest = hashlib.sha256("".join(s.digest for s in (*train, *test, *replay)).encode()).hexdigest()
     return {"digest": digest, "train": rows(train), "test": rows(test), "replay": rows(replay)}

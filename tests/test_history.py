@@ -124,6 +124,39 @@ def test_retention_keeps_the_last_days_then_one_per_day(tmp_path):
         assert _same(history.load_version(path, v.n), expected[v.n])
 
 
+def test_retention_never_drops_a_version_a_trained_model_references(tmp_path):
+    path = tmp_path / "img_seg.npy"
+    ls = _squares(1)
+    expected = {}
+    for i, t in enumerate([_six_am(20) + h * 3600 for h in range(3)] + [_six_am(19)]):
+        ls.add_polygon([[50, 2 + 3 * i], [50, 4 + 3 * i], [52, 4 + 3 * i]])
+        expected[history.record(path, ls, now=t).n] = ls.copy()
+        if i == 0:  # a model is trained on the first version of day -20
+            assert history.pin_current(path, tmp_path / "m1.pth") == {"annotation_version": 1,
+                                                                        "annotation_state": history.versions(path)[0].state}
+    assert history.pin_current(path, "m2.pth")["annotation_version"] == 4
+    assert history.pin_current(path, "m2.pth")["annotation_version"] == 4  # pinning twice changes nothing
+    assert history.prune(path, now=_six_am(0)) == 1  # only version 2: not the day's last, and no model's
+    assert [v.n for v in history.versions(path)] == [1, 3, 4]
+    for n in (1, 3, 4):
+        assert _same(history.load_version(path, n), expected[n])
+    pins = history.pinned_by(path)
+    assert pins == {history.versions(path)[0].state: [str(tmp_path / "m1.pth")],
+                    history.versions(path)[2].state: ["m2.pth"]}
+    out = run_cli("history", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1].endswith("(trained m1.pth)") and lines[3].endswith("(trained m2.pth)") and "trained" not in lines[2]
+
+    history._pins_file(path).write_text("[not json")  # an unreadable pin file: nothing is pruned, nothing pinned
+    ls.add_polygon([[40, 40], [40, 44], [44, 44]])
+    history.record(path, ls, now=_six_am(0))
+    assert history.prune(path, now=_six_am(0) + 60 * DAY) == 0 and len(history.versions(path)) == 4
+    assert history.pin_current(path, "m3.pth")["annotation_version"] == 5
+    with pytest.raises(LabelFileError, match="pins of img_seg.npy are unreadable"):
+        history.pinned_by(path)
+
+
 def test_a_torn_log_line_is_skipped_and_the_next_save_goes_on(tmp_path):
     path = tmp_path / "img_seg.npy"
     ls = _squares()
@@ -220,6 +253,7 @@ def test_a_trained_model_records_the_annotation_versions_it_saw(tmp_path):
     for name, n in (("demo_01.tif", 1), ("demo_02.tif", 2)):
         v = history.current_version(folder / name.replace(".tif", "_seg.npy"))
         assert got[name] == (n, v.state) and v.n == n
+        assert history.pinned_by(folder / name.replace(".tif", "_seg.npy")) == {v.state: [result.model_path]}
 
 
 def test_a_damaged_store_is_reported_and_the_next_save_stands_alone(tmp_path):
