@@ -73,6 +73,8 @@ def to_result_msg(res: SegmentResult) -> pb.SegmentResult:
         value = getattr(res, field)
         if value is not None:
             getattr(msg, field).CopyFrom(to_array_msg(value))
+    for name, scores in res.confidence.items():
+        msg.confidence[name].CopyFrom(to_array_msg(scores))
     return msg
 
 
@@ -83,7 +85,20 @@ def from_result_msg(msg: pb.SegmentResult) -> SegmentResult:
                          class_names=list(msg.class_names),
                          class_map=_optional(msg, "class_map"), flows=_optional(msg, "flows"),
                          cellprob=_optional(msg, "cellprob"),
-                         diameter=msg.diameter, image=msg.image, frame=msg.frame, class_colors=list(msg.class_colors))
+                         diameter=msg.diameter, image=msg.image, frame=msg.frame, class_colors=list(msg.class_colors),
+                         confidence=_confidence(msg))
+
+
+def _confidence(msg: pb.SegmentResult) -> dict[str, np.ndarray]:
+    """Per-object scores of a result message: 1-D real arrays, one value per mask id."""
+    out = {}
+    for name, arr_msg in msg.confidence.items():
+        scores = from_array_msg(arr_msg, f"confidence score {name!r}")
+        if scores.ndim != 1 or scores.dtype.kind != "f":
+            raise ParameterError(f"The confidence score {name!r} is a {scores.dtype} array of shape {scores.shape}, "
+                                 "not one real number per mask id.")
+        out[name] = scores.copy()
+    return out
 
 
 def dumps(obj: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mcp_core.errors import LabelFileError
-from mcp_core.labels.files import majority_class
+from mcp_core.labels.files import confidence_scores, majority_class
 from mcp_core.labels.npyfile import read_label_dict
 from mcp_core.params import SegmentResult
 
@@ -33,7 +33,7 @@ def read_prediction(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def prediction_result(path: str | os.PathLike, image: str = "", frame: str = "") -> SegmentResult:
-    """The masks and classes of a prediction file as a :class:`SegmentResult` (no flows)."""
+    """The masks, classes and per-object confidence of a prediction file as a :class:`SegmentResult` (no flows)."""
     data = read_prediction(path)
     masks = np.asarray(data["masks"])
     if masks.dtype.kind not in "ui" or masks.ndim != 2:
@@ -46,4 +46,5 @@ def prediction_result(path: str | os.PathLike, image: str = "", frame: str = "")
     return SegmentResult(masks=masks, classes=classes, class_names=[str(n) for n in data.get("class_names") or []],
                          class_map=None if cmap is None else np.asarray(cmap, dtype=np.uint16),
                          diameter=float(data.get("diameter") or 0.0), image=image, frame=frame,
-                         class_colors=[str(c) for c in data.get("class_colors") or []])
+                         class_colors=[str(c) for c in data.get("class_colors") or []],
+                         confidence=confidence_scores(data.get("confidence")) or {})

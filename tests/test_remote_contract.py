@@ -3,6 +3,7 @@ real asyncssh SSH server (password login and key login). Segmentation must agree
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,10 @@ def test_segmentation_is_identical_on_every_backend(backend, images, reference):
         np.testing.assert_array_equal(got.cellprob, want.cellprob)
         assert got.masks.dtype == want.masks.dtype and got.class_names == want.class_names == CLASSES
         assert got.diameter == want.diameter and got.class_colors == want.class_colors
+        assert set(got.confidence) == set(want.confidence) >= {"confidence", "cellprob_mean", "flow_error",
+                                                                "class_margin", "class_entropy"}
+        for name, scores in want.confidence.items():  # per-object scores travel too (nan where no object)
+            np.testing.assert_array_equal(got.confidence[name], scores)
 
 
 def test_errors_are_the_same_classes(backend, images, tmp_path):
@@ -180,6 +185,34 @@ def test_training_then_batch_segmentation_jobs(backend, tmp_path):
         [direct] = backend.segment([read_frame(image)], params)
         np.testing.assert_array_equal(pred.masks, direct.masks)
         assert pred.class_names == CLASSES
+        assert direct.confidence and set(pred.confidence) == set(direct.confidence)
+        for name, scores in direct.confidence.items():  # the job's scores reach the written prediction
+            np.testing.assert_array_equal(pred.confidence[name], scores.astype(np.float32))
+    # round trip: the model trained there, downloaded here, segments here as it did there
+    local = backend.download_model(model, tmp_path / "local_models")
+    here = LocalBackend(tmp_path / "here", models_dir=tmp_path / "local_models")
+    frame = read_frame(images[0])
+    [there] = backend.segment([frame], params)
+    [mine] = here.segment([frame], dataclasses.replace(params, model=local.stem))
+    assert next(m for m in here.list_models() if m.name == local.stem).class_names == CLASSES
+    np.testing.assert_array_equal(mine.masks, there.masks)
+    np.testing.assert_array_equal(mine.classes, there.classes)
+
+
+def test_download_model_to_a_local_folder_with_progress(backend, images, reference, tiny_model, tmp_path):
+    moved: list[tuple[int, int]] = []
+    local = backend.download_model("tinym", tmp_path / "models", progress=lambda done, total: moved.append((done, total)))
+    assert local == tmp_path / "models" / "tinym.pth" and local.with_suffix(".json").is_file()
+    assert local.read_bytes() == tiny_model.read_bytes()
+    assert moved and moved[-1] == (tiny_model.stat().st_size,) * 2
+    again = backend.download_model("tinym", tmp_path / "models")  # the name is taken: a free one
+    assert again.name == "tinym_2.pth" and again.read_bytes() == local.read_bytes()
+    here = LocalBackend(tmp_path / "here", models_dir=tmp_path / "models")  # used on this machine
+    np.testing.assert_array_equal(here.segment(images[:1], PARAMS)[0].masks, reference[0].masks)
+    with pytest.raises(ModelError, match="builtin"):
+        backend.download_model("cpsam", tmp_path / "models")
+    with pytest.raises(ModelError, match="no model named 'nope'"):
+        backend.download_model("nope", tmp_path / "models")
 
 
 def test_usage_and_clearing_training_files_keeps_models(backend, images, reference):

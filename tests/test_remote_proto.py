@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mcp_core.errors import ParameterError
+from mcp_core.params import SegmentResult
 from mcp_remote import codec
 from mcp_remote.config import load_config
 from mcp_remote.proto import multicellpose_pb2 as pb
@@ -52,6 +53,18 @@ def test_object_arrays_are_refused_both_ways():
         codec.from_array_msg(pb.NDArray(dtype="|O", shape=[1], data=b"\0" * 8))
     with pytest.raises(ParameterError, match="needs 8"):
         codec.from_array_msg(pb.NDArray(dtype="<u2", shape=[2, 2], data=b"\0" * 7))
+
+
+def test_confidence_scores_must_be_one_real_number_per_mask():
+    masks = np.array([[0, 1], [2, 2]], np.uint16)
+    res = SegmentResult(masks, np.array([0, 1, 1], np.uint16), ["unassigned", "a"],
+                        confidence={"confidence": np.array([np.nan, 0.25, 0.75])})
+    back = codec.from_result_msg(codec.to_result_msg(res))
+    np.testing.assert_array_equal(back.confidence["confidence"], res.confidence["confidence"])
+    for bad in (np.zeros((3, 1)), np.array([0, 1, 2])):
+        res.confidence = {"confidence": bad}
+        with pytest.raises(ParameterError, match="'confidence' is a .* not one real number per mask id"):
+            codec.from_result_msg(codec.to_result_msg(res))
 
 
 def test_config_keys(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from skimage.segmentation import find_boundaries
@@ -186,11 +187,19 @@ def _load_seg(path: Path) -> LabelSet:
         ls.diameter = float("nan")
     ls.flow_threshold = _float_or_none(dat.get("flow_threshold"))
     ls.cellprob_threshold = _float_or_none(dat.get("cellprob_threshold"))
-    confidence = dat.get("confidence")
-    if isinstance(confidence, dict):
-        ls.confidence = {str(k): v.astype(np.float32) for k, v in confidence.items()
-                         if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "fiu"}
+    ls.confidence = confidence_scores(dat.get("confidence"))
     return ls
+
+
+def confidence_scores(value: Any) -> dict[str, np.ndarray] | None:
+    """The per-object scores stored under a label file's ``confidence`` key (float32, one value per mask id).
+
+    Entries that are not 1-D numeric arrays are left out; ``None`` when *value* is not a dict.
+    """
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v.astype(np.float32) for k, v in value.items()
+            if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "fiu"}
 
 
 def _load_masks_image(path: Path) -> LabelSet:

@@ -165,6 +165,28 @@ class ModelRef(_message.Message):
     scope: str
     def __init__(self, name: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
+class ModelFileRequest(_message.Message):
+    __slots__ = ("name", "file", "offset")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    file: str
+    offset: int
+    def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ModelFileChunk(_message.Message):
+    __slots__ = ("offset", "size", "data", "sha256")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    size: int
+    data: bytes
+    sha256: str
+    def __init__(self, offset: _Optional[int] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
+
 class SegmentRequest(_message.Message):
     __slots__ = ("images", "params_json")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -174,7 +196,14 @@ class SegmentRequest(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[NDArray, _Mapping]]] = ..., params_json: _Optional[str] = ...) -> None: ...
 
 class SegmentResult(_message.Message):
-    __slots__ = ("masks", "classes", "class_names", "class_map", "flows", "cellprob", "diameter", "image", "frame", "class_colors")
+    __slots__ = ("masks", "classes", "class_names", "class_map", "flows", "cellprob", "diameter", "image", "frame", "class_colors", "confidence")
+    class ConfidenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: NDArray
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[NDArray, _Mapping]] = ...) -> None: ...
     MASKS_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +214,7 @@ class SegmentResult(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     CLASS_COLORS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     masks: NDArray
     classes: NDArray
     class_names: _containers.RepeatedScalarFieldContainer[str]
@@ -195,7 +225,8 @@ class SegmentResult(_message.Message):
     image: str
     frame: str
     class_colors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, masks: _Optional[_Union[NDArray, _Mapping]] = ..., classes: _Optional[_Union[NDArray, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., class_map: _Optional[_Union[NDArray, _Mapping]] = ..., flows: _Optional[_Union[NDArray, _Mapping]] = ..., cellprob: _Optional[_Union[NDArray, _Mapping]] = ..., diameter: _Optional[float] = ..., image: _Optional[str] = ..., frame: _Optional[str] = ..., class_colors: _Optional[_Iterable[str]] = ...) -> None: ...
+    confidence: _containers.MessageMap[str, NDArray]
+    def __init__(self, masks: _Optional[_Union[NDArray, _Mapping]] = ..., classes: _Optional[_Union[NDArray, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., class_map: _Optional[_Union[NDArray, _Mapping]] = ..., flows: _Optional[_Union[NDArray, _Mapping]] = ..., cellprob: _Optional[_Union[NDArray, _Mapping]] = ..., diameter: _Optional[float] = ..., image: _Optional[str] = ..., frame: _Optional[str] = ..., class_colors: _Optional[_Iterable[str]] = ..., confidence: _Optional[_Mapping[str, NDArray]] = ...) -> None: ...
 
 class DatasetFile(_message.Message):
     __slots__ = ("name", "sha256", "size", "origin")

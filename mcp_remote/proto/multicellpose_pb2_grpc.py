@@ -439,6 +439,11 @@ class ModelsStub:
                 request_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelRef.SerializeToString,
                 response_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Download = channel.unary_stream(
+                '/multicellpose.v1.Models/Download',
+                request_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileRequest.SerializeToString,
+                response_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileChunk.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -462,6 +467,13 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Download(self, request, context):
+        """Stream a model's file to the client (the first chunk comes even at the end of the file).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -479,6 +491,11 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelRef.FromString,
                     response_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.Empty.SerializeToString,
+            ),
+            'Download': grpc.unary_stream_rpc_method_handler(
+                    servicer.Download,
+                    request_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileRequest.FromString,
+                    response_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,6 +579,33 @@ class Models:
             '/multicellpose.v1.Models/Delete',
             mcp__remote_dot_proto_dot_multicellpose__pb2.ModelRef.SerializeToString,
             mcp__remote_dot_proto_dot_multicellpose__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Download(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/multicellpose.v1.Models/Download',
+            mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileRequest.SerializeToString,
+            mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileChunk.FromString,
             options,
             channel_credentials,
             insecure,
