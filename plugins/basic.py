@@ -146,19 +146,24 @@ def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[i
     if ids.size == 0:
         return np.zeros(0)
     height, width = shape
-    key = np.sort(g * (height * width) + flat)  # pixels by label, row, column
-    lab, pos = np.divmod(key, height * width)
-    row, col = np.divmod(pos, width)
-    row_key = lab * height + row
-    first = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]])
-    last = np.r_[first[1:] - 1, len(row_key) - 1]
-    edge_label = np.repeat(lab[first], 2)  # each row's corners lie on its top and bottom edges
-    edge = np.column_stack([row[first], row[first] + 1]).ravel()
+    row, col = np.divmod(flat, width)
+    # Runs of one label along a row (pixels come in row-major order): far fewer than pixels, so only they are sorted.
+    cut = np.flatnonzero((g[1:] != g[:-1]) | (flat[1:] != flat[:-1] + 1) | (row[1:] != row[:-1])) + 1
+    run_first, run_last = np.r_[0, cut], np.r_[cut - 1, len(g) - 1]
+    run_key = g[run_first] * height + row[run_first]
+    order = np.argsort(run_key, kind="stable")
+    run_key = run_key[order]
+    first = np.flatnonzero(np.r_[True, run_key[1:] != run_key[:-1]])  # each label's rows, by label and row
+    row_lab, row_y = np.divmod(run_key[first], height)
+    row_left = np.minimum.reduceat(col[run_first][order], first)
+    row_right = np.maximum.reduceat(col[run_last][order], first)
+    edge_label = np.repeat(row_lab, 2)  # each row's corners lie on its top and bottom edges
+    edge = np.column_stack([row_y, row_y + 1]).ravel()
     edge_key = edge_label * (height + 1) + edge
     start = np.flatnonzero(np.r_[True, edge_key[1:] != edge_key[:-1]])  # rows sharing an edge: one point
     label, y = edge_label[start], edge[start].astype(float)
-    left = np.minimum.reduceat(np.repeat(col[first] - 0.5, 2), start)
-    right = np.maximum.reduceat(np.repeat(col[last] + 0.5, 2), start)
+    left = np.minimum.reduceat(np.repeat(row_left - 0.5, 2), start)
+    right = np.maximum.reduceat(np.repeat(row_right + 0.5, 2), start)
     n = int(ids.max()) + 1
     return -(_minorant_integrals(label, y, -right, n) + _minorant_integrals(label, y, left, n))[ids]
 
