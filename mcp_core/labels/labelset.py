@@ -23,8 +23,10 @@ from skimage.draw import disk, line as draw_line, polygon as draw_polygon
 
 from ..errors import LabelFileError, ParameterError
 
-DEFAULT_CLASS_COLORS = ("#808080", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-                        "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
+#: Class colours by id. The first ones stay clear of pure red, green and blue, the colours the channels are shown
+#: in, so masks stand out on a 2- or 3-channel image (1: cyan on red, 2: magenta on green, 3: yellow on blue).
+DEFAULT_CLASS_COLORS = ("#808080", "#00e5ff", "#ff40ff", "#ffe119", "#ff8c00", "#ffffff", "#bcf60c", "#fabebe",
+                        "#e6beff", "#aaffc3", "#9a6324", "#008080", "#911eb4", "#4363d8", "#e6194b", "#3cb44b")
 UINT16_MAX_ID = np.iinfo(np.uint16).max
 
 
