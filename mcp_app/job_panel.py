@@ -7,12 +7,12 @@ from collections.abc import Callable
 from nicegui import ui
 
 from mcp_core.backend import Backend
+from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import JobEvent
 
 from .compute import call
 
 POLL_S = 1.0
-FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def format_seconds(s: float | None) -> str:
@@ -120,7 +120,7 @@ class JobPanel:
                 self.finish(state, d)
 
     def finish(self, state: str, data: dict) -> None:
-        if state not in FINAL:
+        if state not in FINAL_STATES:
             return
         self.state = state
         self.timer.active = False
@@ -173,4 +173,4 @@ async def reattach_jobs(state, kind: str) -> list[JobPanel]:
         ui.notify(f"Could not list jobs: {exc}", type="warning")
         return []
     return [JobPanel(state.backend, j.job_id, f"{'Training' if kind == 'train' else 'Segmentation'} {j.job_id}")
-            for j in jobs if j.kind == kind and j.state not in FINAL]
+            for j in jobs if j.kind == kind and j.state not in FINAL_STATES]

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,34 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         raise JobError(f"Job folder {job_dir} has no readable {JOB_FILE}: {exc}.") from exc
 
 
+def plain(obj: Any) -> Any:
+    """``json.dumps``'s ``default`` for job records, events and the wire: arrays and tuples as lists, else text."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, tuple | set):
+        return list(obj)
+    return str(obj)
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a job record (``job.json`` here, the server queue's ``record.json``) atomically."""
+    atomic_write_text(path, json.dumps(record, indent=1, default=plain))
+
+
 def write_job(job_dir: Path, record: dict[str, Any]) -> None:
     """Write ``job.json`` atomically."""
-    atomic_write_text(job_dir / JOB_FILE, json.dumps(record, indent=1, default=str))
+    write_record(job_dir / JOB_FILE, record)
+
+
+def wait_until_final(job: Callable[[str], JobInfo], job_id: str, timeout: float | None = None,
+                     interval: float = 0.1) -> JobInfo:
+    """Poll ``job(job_id)`` until the job reaches one of :data:`FINAL_STATES` (or *timeout* seconds pass)."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        info = job(job_id)
+        if info.state in FINAL_STATES or (end is not None and time.monotonic() > end):
+            return info
+        time.sleep(interval)
 
 
 def info_of(record: dict[str, Any]) -> JobInfo:
@@ -100,15 +126,9 @@ class EventWriter:
     def __call__(self, kind: str, data: dict[str, Any] | None = None) -> JobEvent:
         self.seq += 1
         event = JobEvent(seq=self.seq, job_id=self.job_id, kind=kind, data=dict(data or {}))  # type: ignore[arg-type]
-        self.stream.write(json.dumps(dataclasses.asdict(event), default=_plain) + "\n")
+        self.stream.write(json.dumps(dataclasses.asdict(event), default=plain) + "\n")
         self.stream.flush()
         return event
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 class JobStore:
@@ -211,12 +231,7 @@ class JobStore:
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
         """Block until the job reaches a final state (or *timeout* seconds pass)."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            info = self.job(job_id)
-            if info.state in FINAL_STATES or (end is not None and time.monotonic() > end):
-                return info
-            time.sleep(0.1)
+        return wait_until_final(self.job, job_id, timeout)
 
     def remove_finished(self) -> int:
         """Delete the folders of finished jobs; returns how many."""

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from mcp_core.backend import Progress
 from mcp_core.catalog import sidecar_path
 from mcp_core.errors import MCPError
+from mcp_core.jobs import wait_until_final
 from mcp_core.params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams,
                              Usage, to_dict)
 
@@ -341,12 +341,7 @@ class RemoteBackend:
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
         """Block until a job reaches a final state (or *timeout* seconds pass)."""
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            info = self.job(job_id)
-            if info.state in ("done", "failed", "cancelled", "interrupted") or (end and time.monotonic() > end):
-                return info
-            time.sleep(0.2)
+        return wait_until_final(self.job, job_id, timeout, interval=0.2)
 
     def cancel(self, job_id: str) -> JobInfo:
         """Stop a job (a queued one at once; training keeps its last checkpoint)."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mcp_core.errors import ParameterError
+from mcp_core.jobs import plain
 from mcp_core.params import JobEvent, JobInfo, ModelInfo, SegmentResult
 
 from .proto import multicellpose_pb2 as pb
@@ -105,15 +106,7 @@ def dumps(obj: Any) -> str:
     """JSON of a dataclass or plain value (numpy values become lists/numbers)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
-    return json.dumps(obj, default=_plain)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray | np.generic):
-        return obj.tolist()
-    if isinstance(obj, tuple | set):
-        return list(obj)
-    return str(obj)
+    return json.dumps(obj, default=plain)
 
 
 def loads(text: str, what: str = "field") -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -21,10 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mcp_core.atomic import atomic_write_text
 from mcp_core.backend import LocalBackend
 from mcp_core.errors import MCPError
-from mcp_core.jobs import FINAL_STATES, EventWriter, read_events
+from mcp_core.jobs import FINAL_STATES, EventWriter, new_job_id, read_events, write_record
 from mcp_core.params import JobEvent, JobInfo
 
 from .errors import JobNotFound, QuotaExceeded, public_message
@@ -115,7 +113,7 @@ class JobQueue:
         return json.loads((self._dir(job_id) / "record.json").read_text("utf-8"))
 
     def _write(self, record: dict[str, Any]) -> None:
-        atomic_write_text(self._dir(record["job_id"]) / "record.json", json.dumps(record, indent=1, default=str))
+        write_record(self._dir(record["job_id"]) / "record.json", record)
 
     def _ids(self) -> list[str]:
         return sorted(p.name for p in self.folder.iterdir() if (p / "record.json").is_file())
@@ -162,7 +160,7 @@ class JobQueue:
         QuotaExceeded
             When the user already has ``max_per_user`` jobs queued or running.
         """
-        job_id = f"{sub.kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+        job_id = new_job_id(sub.kind)
         record = {"job_id": job_id, "user": sub.user, "kind": sub.kind, "state": "queued", "created": time.time(),
                   "params": sub.params, "result": {}, "error": "", "home": sub.home, "models_dir": sub.models_dir,
                   "local_id": None, "local_seq_limit": None}

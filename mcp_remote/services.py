@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from mcp_core.catalog import safe_name
 from mcp_core.errors import MCPError
+from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import SegmentParams, TrainParams, to_dict
 
 from . import codec
@@ -361,7 +362,7 @@ class JobsService(_Service, pbg.JobsServicer):
             for event in self.site.queue.events(user, request.job_id, since):
                 since = event.seq
                 yield codec.to_event_msg(event)
-            if not request.follow or self.site.queue.job(user, request.job_id).state in self.site.final_states:
+            if not request.follow or self.site.queue.job(user, request.job_id).state in FINAL_STATES:
                 if not self.site.queue.events(user, request.job_id, since):
                     return
             else:

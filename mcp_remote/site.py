@@ -29,7 +29,6 @@ import numpy as np
 from mcp_core.backend import LocalBackend
 from mcp_core.catalog import PRETRAINED, SCRATCH, sidecar_path
 from mcp_core.errors import MCPError, ModelError, ParameterError
-from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams
 
 from .auth import AuthError, LoginThrottle, PasswordFile, TokenStore
@@ -71,7 +70,6 @@ class Site:
         The server's settings (storage root, limits, admins, model and replay folders).
     """
 
-    final_states = FINAL_STATES
 
     def __init__(self, config: RemoteConfig) -> None:
         self.config = config
