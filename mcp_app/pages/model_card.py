@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nicegui import run, ui
 
+from mcp_core.catalog import read_sidecar
 from mcp_core.model_card import card_markdown
 
 from ..compute import call
@@ -30,6 +31,17 @@ async def export_package(model_path: str, out: Path) -> tuple[bool, str]:
     return proc.returncode == 0, "\n".join(output.decode(errors="replace").strip().splitlines()[-3:])
 
 
+def loss_curves(train: list[float | None], test: list[float | None]) -> dict:
+    """ECharts options of the training and test loss per epoch (``None``: no test loss that epoch, a gap)."""
+    series = [{"name": name, "type": "line", "showSymbol": len(values) < 30,
+               "data": [[epoch, value] for epoch, value in enumerate(values, start=1)]}
+              for name, values in (("train loss", train), ("test loss", test)) if any(v is not None for v in values)]
+    return {"animation": False, "tooltip": {"trigger": "axis"}, "legend": {"top": 0},
+            "grid": {"left": 50, "right": 20, "top": 30, "bottom": 40},
+            "xAxis": {"type": "value", "name": "epoch", "nameLocation": "middle", "nameGap": 25, "minInterval": 1},
+            "yAxis": {"type": "value", "name": "loss", "scale": True}, "series": series}
+
+
 def register(state: AppState) -> None:
     @ui.page("/model/{name}")
     async def model_card(name: str) -> None:
@@ -48,6 +60,12 @@ def register(state: AppState) -> None:
                 ui.label(f"{name} has no card here: it is a pretrained model, or its files are on the remote "
                          "server.").classes("text-gray-600")
                 return
+            meta = await run.io_bound(read_sidecar, found.path)
+            losses = meta.get("losses") or {}
+            if losses.get("train"):
+                ui.label("Training curves").classes("text-lg font-bold")
+                ui.echart(loss_curves(losses.get("train") or [], losses.get("test") or [])).classes(
+                    "w-full h-64").mark("loss-curves")
             ui.markdown(await run.io_bound(card_markdown, found.path, found.name)).mark("model-card")
             out = Path(found.path).with_suffix(".bioimageio.zip")
             result = ui.label("").classes("text-xs").mark("export-result")

@@ -25,6 +25,24 @@ async def test_model_card_page_shows_scores_and_annotation_versions(app_user, tm
     await app_user.should_see("There is no model called 'missing'.")
 
 
+async def test_model_card_page_plots_the_recorded_training_curves(app_user, tmp_path):
+    models = tmp_path / "home" / "models"
+    models.mkdir(parents=True)
+    for name, losses in (("curved", {"train": [1.5, 0.75, 0.5], "test": [1.25, None, 0.625]}), ("flat", {})):
+        (models / f"{name}.pth").write_bytes(b"")
+        (models / f"{name}.json").write_text(json.dumps({"architecture": {"name": "unet"}, "epochs_done": 3,
+                                                          "losses": losses}))
+    await app_user.open("/model/curved")
+    await app_user.should_see("Training curves")
+    chart = app_user.find(marker="loss-curves").elements.pop()
+    series = {s["name"]: s["data"] for s in chart.options["series"]}
+    assert series == {"train loss": [[1, 1.5], [2, 0.75], [3, 0.5]], "test loss": [[1, 1.25], [2, None], [3, 0.625]]}
+    await app_user.open("/model/flat")  # nothing recorded: no empty chart
+    await app_user.should_see(marker="model-card")
+    await app_user.should_not_see(marker="loss-curves")
+    await app_user.should_not_see("Training curves")
+
+
 async def test_export_button_runs_the_export_command(app_user, tmp_path, monkeypatch):
     import sys
 
