@@ -256,6 +256,16 @@ class Editor:
     def redo(self) -> Patch | None:
         return self._history(self.labels.redo)
 
+    def rename_class(self, class_id: int, name: str) -> Patch:
+        """Rename a class of the open labels (its masks keep it)."""
+        self.labels.class_names[class_id] = name
+        return self._patch((slice(0, 0), slice(0, 0)), classes=True, data=False)
+
+    def remove_class(self, class_id: int) -> Patch:
+        """Remove a class from the open labels as one undoable edit: its masks become unassigned."""
+        self.labels.remove_class(class_id)  # higher class ids shift down: every mask may change colour
+        return self._patch((slice(0, self.labels.shape[0]), slice(0, self.labels.shape[1])), classes=True, data=False)
+
     def set_class_list(self, names: list[str], colors: list[str]) -> Patch:
         """Adopt the project's (edited) class list; class ids of masks are remapped by name."""
         self.labels = self.project.adopt(self.labels) if names == self.project.class_names else self.labels

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from mcp_core.atomic import atomic_write_text
 from mcp_core.classmap import remap_classes
@@ -35,6 +38,19 @@ class Item:
     @property
     def name(self) -> str:
         return self.path.name + (f" [{self.frame}]" if self.frame else "")
+
+
+@dataclass
+class ClassRemoval:
+    """What :meth:`Project.remove_class` did, for :meth:`Project.restore_class`."""
+
+    class_id: int
+    name: str
+    color: str
+    #: Label file -> ids of its masks that had the class.
+    masks: dict[Path, list[int]] = field(default_factory=dict)
+    #: The label files rewritten.
+    files: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -159,24 +175,62 @@ class Project:
         old = self.class_names[class_id]
         self.class_names[class_id] = name
         self.save()
-        return self._rewrite_files(lambda ls: _rename(ls, old, name))
+        return self._rewrite_files(lambda ls, _path: _rename(ls, old, name))
 
     def recolor_class(self, class_id: int, color: str) -> None:
         self.check_unchanged()
         self.class_colors[class_id] = color
         self.save()
 
-    def remove_class(self, class_id: int) -> list[Path]:
-        """Remove a class: its masks stay but become "unassigned", in every label file of the folder."""
+    def remove_class(self, class_id: int, skip: Path | None = None) -> ClassRemoval:
+        """Remove a class: its masks stay but become "unassigned", in every label file of the folder.
+
+        *skip* is a file the caller changes itself (the open image's, where it is an undoable edit).
+        Returns what was done, for :meth:`restore_class` (undo).
+        """
         if not 0 < class_id < len(self.class_names):
             raise ValueError(f"There is no class {class_id}.")
         self.check_unchanged()
-        name = self.class_names.pop(class_id)
-        self.class_colors.pop(class_id)
+        removal = ClassRemoval(class_id, self.class_names.pop(class_id), self.class_colors.pop(class_id))
         self.save()
-        return self._rewrite_files(lambda ls: _drop(ls, name))
 
-    def _rewrite_files(self, change) -> list[Path]:
+        def drop(ls: LabelSet, path: Path) -> bool:
+            if path == skip or removal.name not in ls.class_names:
+                return False
+            in_file = ls.class_names.index(removal.name)
+            removal.masks[path] = np.flatnonzero(ls.classes == in_file).tolist()
+            ls.remove_class(in_file)
+            return True
+
+        removal.files = self._rewrite_files(drop)
+        return removal
+
+    def restore_class(self, removal: ClassRemoval, skip: Path | None = None) -> list[Path]:
+        """Undo :meth:`remove_class`: the class back in its place, and its masks back in it in every label file.
+
+        *skip* is a file whose masks the caller restores itself (the open image's). A mask that was
+        deleted or given another class since stays as it is. Returns the files rewritten.
+        """
+        if removal.name in self.class_names:
+            raise ValueError(f"There is already a class named {removal.name!r}.")
+        self.check_unchanged()
+        self.class_names.insert(removal.class_id, removal.name)
+        self.class_colors.insert(removal.class_id, removal.color)
+        self.save()
+
+        def put_back(ls: LabelSet, path: Path) -> bool:
+            ids = np.asarray(removal.masks.get(path, []), np.int64)
+            if path == skip or ids.size == 0 or removal.name in ls.class_names:
+                return False
+            ids = ids[(ids < len(ls.classes))]
+            ids = ids[ls.classes[ids] == 0]  # still unassigned, as the removal left them
+            ls.assign_class(ids, ls.add_class(removal.name, removal.color))
+            return True
+
+        return self._rewrite_files(put_back)
+
+    def _rewrite_files(self, change: Callable[[LabelSet, Path], bool]) -> list[Path]:
+        """Apply *change* to every label file of the folder (those it returns ``True`` for are written)."""
         changed = []
         for path in sorted(self.folder.glob("*_seg.npy")) + sorted(self.folder.glob("*_pred.npy")):
             version = FileVersion.of(path)
@@ -184,7 +238,7 @@ class Project:
                 ls = load_labels(path)
             except Exception:
                 continue  # an unreadable or refused file is left as it is
-            if not change(ls):
+            if not change(ls, path):
                 continue
             try:
                 write_unless_changed(path, version, lambda: save_labels(path, ls, image_path=_image_of(path)))
@@ -205,13 +259,6 @@ def _rename(ls: LabelSet, old: str, new: str) -> bool:
     if old not in ls.class_names:
         return False
     ls.class_names[ls.class_names.index(old)] = new
-    return True
-
-
-def _drop(ls: LabelSet, name: str) -> bool:
-    if name not in ls.class_names:
-        return False
-    ls.remove_class(ls.class_names.index(name))
     return True
 
 

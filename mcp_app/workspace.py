@@ -42,6 +42,7 @@ class Workspace:
         self.canvas: LabelCanvas | None = None
         self._save_task: asyncio.Task | None = None
         self.on_open: list[Callable[[], None]] = []
+        self.on_history: list[Callable[[], None]] = []  # after each undo or redo step (a class may come back)
         self.status: ui.label | None = None
         self.unreadable: dict[int, str] = {}  # item index -> why it could not be opened
         OPEN_WORKSPACES.add(self)
@@ -213,12 +214,19 @@ class Workspace:
         return patch
 
     async def undo(self) -> None:
-        if self.editor.labels is not None and self.edit(self.editor.undo) is None:
-            ui.notify("Nothing to undo.")
+        await self._history_step(self.editor.undo, "Nothing to undo.")
 
     async def redo(self) -> None:
-        if self.editor.labels is not None and self.edit(self.editor.redo) is None:
-            ui.notify("Nothing to redo.")
+        await self._history_step(self.editor.redo, "Nothing to redo.")
+
+    async def _history_step(self, step: Callable[[], Patch | None], nothing: str) -> None:
+        if self.editor.labels is None:
+            return
+        if self.edit(step) is None:
+            ui.notify(nothing)
+            return
+        for callback in self.on_history:
+            callback()
 
     def set_current_class(self, class_id: int) -> None:
         self.current_class = class_id

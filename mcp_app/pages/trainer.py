@@ -13,6 +13,7 @@ from ..history_panel import HistoryPanel
 from ..job_panel import JobPanel, reattach_jobs
 from ..model_run import run_on_open_image
 from ..model_picker import ModelPicker
+from ..project import ClassRemoval
 from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..suggest_panel import SuggestPanel
@@ -25,6 +26,9 @@ class ClassPanel:
 
     def __init__(self, state: AppState, ws: Workspace) -> None:
         self.state, self.ws = state, ws
+        self.removed: list[ClassRemoval] = []  # removals an undo in the open image can take back ...
+        self.restored: list[ClassRemoval] = []  # ... and those it took back, for redo
+        ws.on_history.append(self.after_history)
         ui.label("Classes").classes("font-bold")
         self.box = ui.column().classes("w-full gap-1")
         with ui.row().classes("items-center w-full no-wrap"):
@@ -70,8 +74,9 @@ class ClassPanel:
                     if cid == 0:
                         ui.label(name).classes("text-sm text-gray-500 flex-grow")
                         continue
-                    ui.input(value=name, on_change=None).props("dense borderless").classes("flex-grow text-sm").on(
-                        "blur", lambda e, cid=cid: self.rename(cid, e.sender.value))
+                    field = ui.input(value=name).props("dense borderless").classes("flex-grow text-sm")
+                    for event in ("keydown.enter", "blur"):  # Enter or leaving the field commits the name
+                        field.on(event, lambda e, cid=cid: self.rename(cid, e.sender.value))
                     ui.button(icon="delete", on_click=lambda cid=cid: self.confirm_remove(cid)).props("flat dense size=sm")
 
     def pick(self, cid: int) -> None:
@@ -110,7 +115,7 @@ class ClassPanel:
             self.changed_elsewhere(exc)
             return
         self.ws.adopt_rewritten(files)
-        self._sync()
+        self.ws.edit(lambda: self.ws.editor.rename_class(cid, self.state.project.class_names[cid]))
         ui.notify(f"Renamed; {len(files)} label file(s) updated.")
 
     def recolor(self, cid: int, color: str) -> None:
@@ -133,19 +138,40 @@ class ClassPanel:
 
         async def go() -> None:
             if await dialog:
-                self.ws.flush_sync()
-                try:
-                    files = self.state.project.remove_class(cid)
+                try:  # the open image's file is left to its editor: there the removal is an undoable edit
+                    removal = self.state.project.remove_class(cid, skip=self.ws.editor.label_file)
                 except FileChangedError as exc:
                     self.changed_elsewhere(exc)
                     return
-                self.ws.adopt_rewritten(files)
-                if self.ws.editor.item is not None:
-                    await self.ws.goto(self.ws.index)  # reload the current file with its rewritten classes
+                self.removed.append(removal)
+                self.ws.edit(lambda: self.ws.editor.remove_class(cid))
                 self.ws.set_current_class(min(self.ws.current_class, len(self.state.project.class_names) - 1))
                 self.refresh()
 
         background_tasks.create(go())
+
+    def after_history(self) -> None:
+        """An undo (or redo) in the open image took back (or redid) a class removal: the project and files follow."""
+        labels, proj, open_file = self.ws.editor.labels, self.state.project, self.ws.editor.label_file
+        back = [r for r in self.removed if r.name in labels.class_names and r.name not in proj.class_names]
+        gone = [r for r in self.restored if r.name in proj.class_names and r.name not in labels.class_names]
+        try:
+            for removal in back:
+                proj.restore_class(removal, skip=open_file)
+                self.removed.remove(removal)
+                self.restored.append(removal)
+            for removal in gone:
+                self.removed.append(proj.remove_class(proj.class_names.index(removal.name), skip=open_file))
+                self.restored.remove(removal)
+        except FileChangedError as exc:
+            self.changed_elsewhere(exc)
+            return
+        except ValueError as exc:  # a class of that name was added meanwhile
+            ui.notify(str(exc), type="warning")
+            return
+        if back or gone:
+            self.ws.set_current_class(min(self.ws.current_class, len(proj.class_names) - 1))
+            self.refresh()
 
 
 def register(state: AppState) -> None:

@@ -106,3 +106,51 @@ def test_first_save_does_not_move_the_canvas(browser, app, demo):
     until(lambda: load_labels(seg).count == count + 1)
     wait(browser, "document.body.innerText.includes('Saved demo_01_seg.npy')")
     assert browser.execute_script(top) == before
+
+
+def _class_field(browser, name: str):
+    return browser.execute_script(f"return [...document.querySelectorAll('input')].find(i => i.value === {name!r})")
+
+
+def _project_classes(demo) -> list[str]:
+    import json
+
+    path = demo / "multicellpose.json"  # written at the first class change
+    return [c["name"] for c in json.loads(path.read_text())["classes"]] if path.exists() else []
+
+
+def test_class_rename_on_enter_reaches_files_and_project_chained_and_removal_undoes(browser, app, demo):
+    from selenium.webdriver.common.keys import Keys
+
+    from .test_browser import click, draw_contour, key, open_page
+
+    open_page(browser, app.url + "/trainer")
+    seg = label_path(demo / "demo_01.tif")
+    truth = load_labels(seg)
+    field = _class_field(browser, "round")
+    for name in ("frag", "fragment", "debris"):  # Enter commits; the field keeps the focus for the next name
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(name, Keys.ENTER)
+        until(lambda: _project_classes(demo) == [name, "elongated"])
+        until(lambda: load_labels(seg).class_names == ["unassigned", name, "elongated"])
+    count = load_labels(seg).count
+    draw_contour(browser, 80, 15, 8)  # an edit in the open image: its save must keep the renamed list
+    until(lambda: load_labels(seg).count == count + 1)
+    assert load_labels(seg).class_names == ["unassigned", "debris", "elongated"]
+    open_page(browser, app.url + "/trainer")  # a reload: the new name only, once
+    names = browser.execute_script("return [...document.querySelectorAll('input')].map(i => i.value)")
+    assert names.count("debris") == 1 and not {"round", "frag", "fragment"} & set(names)
+    assert _project_classes(demo) == ["debris", "elongated"]
+    # removing the class, then Ctrl+Z: the class and its masks' assignment come back
+    row = _class_field(browser, "debris").find_element("xpath", "./ancestor::div[contains(@class, 'nicegui-row')][1]")
+    row.find_element("xpath", ".//button[.//i[normalize-space(text())='delete']]").click()
+    click_text(browser, "Remove")
+    until(lambda: _project_classes(demo) == ["elongated"])
+    until(lambda: load_labels(seg).class_names == ["unassigned", "elongated"])
+    click(browser, 1, 1)  # the canvas has the keys (an empty spot: selects nothing)
+    key(browser, "z", ctrl=True)
+    until(lambda: _project_classes(demo) == ["debris", "elongated"])
+    until(lambda: load_labels(seg).class_names == ["unassigned", "debris", "elongated"])
+    back = load_labels(seg)
+    assert back.classes[: len(truth.classes)].tolist() == truth.classes.tolist()
+    wait(browser, "[...document.querySelectorAll('input')].some(i => i.value === 'debris')")

@@ -10,6 +10,7 @@ import pytest
 
 from mcp_app.editor import Editor
 from mcp_app.project import Item, Project
+from mcp_core.file_version import FileVersion
 from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 from mcp_core.synthetic import write_demo_project
@@ -102,6 +103,58 @@ def test_rename_and_remove_class_rewrite_files(project):
     after = load_labels(seg)
     assert after.class_names == ["unassigned", "elongated"]
     assert (after.classes == 0).sum() == counts[0] + counts[1] and (after.classes == 1).sum() == counts[2]
+
+
+def test_chained_renames_reach_the_open_labels_and_make_no_extra_class(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_01.tif"))
+    counts = np.bincount(ed.labels.classes, minlength=3).tolist()
+    for name in ("frag", "fragment", "debris"):
+        ed.save()
+        project.rename_class(1, name)
+        ed.file_version = FileVersion.of(ed.label_file)  # the page adopts the rewrite (Workspace.adopt_rewritten)
+        patch = ed.rename_class(1, name)
+        assert ed.labels.class_names == ["unassigned", name, "elongated"] and patch.classes is not None
+    ed.save()
+    saved = load_labels(ed.label_file)
+    assert saved.class_names == ["unassigned", "debris", "elongated"]
+    assert np.bincount(saved.classes, minlength=3).tolist() == counts
+    reopened = Project.open(project.folder)
+    assert reopened.class_names == ["unassigned", "debris", "elongated"]
+    ed2 = Editor(reopened)
+    ed2.open(Item(project.folder / "demo_01.tif"))
+    assert ed2.labels.class_names == ["unassigned", "debris", "elongated"]
+
+
+def test_class_removal_is_undone_in_the_open_image_and_in_every_other_file(project):
+    from mcp_core.labels import save_labels
+
+    folder = project.folder
+    seg1, seg2 = label_path(folder / "demo_01.tif"), label_path(folder / "demo_02.tif")
+    truth = load_labels(seg1)
+    round_ids = np.flatnonzero(truth.classes == 1)  # "round" masks
+    elongated_ids = np.flatnonzero(truth.classes == 2)
+    assert round_ids.size and elongated_ids.size
+    save_labels(seg2, truth, image_path=folder / "demo_02.tif")  # a second file using the class
+    ed = Editor(project)
+    ed.open(Item(folder / "demo_01.tif"))
+    removal = project.remove_class(1, skip=ed.label_file)  # the open file is the editor's
+    assert removal.files == [seg2] and removal.masks == {seg2: round_ids.tolist()}
+    assert load_labels(seg2).class_names == ["unassigned", "elongated"]
+    assert load_labels(seg1).class_names == ["unassigned", "round", "elongated"]  # left to the editor
+    ed.remove_class(1)
+    assert ed.labels.class_names == ["unassigned", "elongated"]
+    assert (ed.labels.classes[round_ids] == 0).all() and (ed.labels.classes[elongated_ids] == 1).all()
+    ed.undo()  # one step back: class and assignments
+    assert ed.labels.class_names == ["unassigned", "round", "elongated"]
+    np.testing.assert_array_equal(ed.labels.classes, truth.classes)
+    assert project.restore_class(removal, skip=ed.label_file) == [seg2]
+    assert project.class_names == ["unassigned", "round", "elongated"]
+    assert Project.open(folder).class_names == ["unassigned", "round", "elongated"]
+    back = load_labels(seg2)
+    names = [back.class_names[c] for c in back.classes]
+    assert [names[i] for i in round_ids] == ["round"] * round_ids.size
+    assert [names[i] for i in elongated_ids] == ["elongated"] * elongated_ids.size
 
 
 def test_labels_with_other_class_order_map_by_name(project):
