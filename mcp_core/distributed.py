@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
+from .digest import sha256_of
 from .errors import MCPError
 from .filenames import label_path
 from .io import open_image
@@ -50,21 +51,12 @@ class FrameTask:
     params: dict
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_digest(model: str | os.PathLike) -> str:
     """Digest of a model file, or of cellpose's cached weights for ``cpsam``/``cpsam_v2``."""
     from .catalog import PRETRAINED, pretrained_path
 
     name = str(model)
-    return file_digest(pretrained_path(name) if name in PRETRAINED else name)
+    return sha256_of(pretrained_path(name) if name in PRETRAINED else name)
 
 
 def run_key(digest: str, params: SegmentParams) -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -50,6 +49,7 @@ from torch.nn import functional as F
 
 from .atomic import atomic_write, atomic_write_text
 from .catalog import PRETRAINED, pretrained_path, read_sidecar, sidecar_path
+from .digest import sha256_of
 from .errors import ModelError, ParameterError
 from .labels import default_color
 from .unet import UNet
@@ -290,7 +290,7 @@ class MultiClassModel:
         with atomic_write(path) as fh:
             torch.save(self.state_dict(), fh)
         side = self.sidecar()
-        side["weights_sha256"] = _sha256(path)
+        side["weights_sha256"] = sha256_of(path)
         side["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_text(sidecar_path(path), json.dumps(_jsonable(side), indent=1))
         return path
@@ -529,14 +529,6 @@ def open_model(spec: str | os.PathLike, device: str | torch.device | None = None
     if name in SCRATCH_ARCHS:
         raise ModelError(f"{name!r} is an untrained architecture for training; train it first, then segment with the result.")
     return MultiClassModel.load(name, device=device)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from mcp_core.backend import Progress
 from mcp_core.catalog import sidecar_path
+from mcp_core.digest import sha256_of
 from mcp_core.errors import MCPError
 from mcp_core.jobs import wait_until_final
 from mcp_core.params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams,
@@ -32,9 +33,7 @@ from .channel import MAX_MESSAGE_BYTES, open_channel
 from .errors import Conflict, Unreachable, from_rpc_error
 from .proto import multicellpose_pb2 as pb
 from .proto import multicellpose_pb2_grpc as pbg
-from .storage import sha256_of
 
-CHUNK_BYTES = 4 << 20
 #: Images per Segment call are grouped to stay under this many bytes (the rest of 64 MiB is headroom).
 REQUEST_BYTES = MAX_MESSAGE_BYTES - (8 << 20)
 
@@ -170,7 +169,7 @@ class RemoteBackend:
         with open(path, "rb") as fh:
             fh.seek(offset)
             yield pb.UploadChunk(sha256=sha, size=size, offset=offset)
-            while data := fh.read(CHUNK_BYTES):
+            while data := fh.read(codec.CHUNK_BYTES):
                 yield pb.UploadChunk(offset=offset, data=data)
                 offset += len(data)
                 self.bytes_sent += len(data)

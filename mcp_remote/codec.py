@@ -24,6 +24,8 @@ from .proto import multicellpose_pb2 as pb
 WIRE_KINDS = frozenset("biufcU")
 #: Most dimensions an array on the wire may have (numpy's own limit).
 MAX_DIMS = 32
+#: Bytes per message of a file upload or download stream.
+CHUNK_BYTES = 4 << 20
 
 
 def to_array_msg(arr: np.ndarray) -> pb.NDArray:

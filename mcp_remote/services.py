@@ -38,7 +38,6 @@ from .proto import multicellpose_pb2_grpc as pbg
 from .site import Site
 from .storage import UserStorage, check_name
 
-CHUNK_BYTES = 4 << 20
 LOG = logging.getLogger("mcp_remote.server")
 
 
@@ -211,7 +210,7 @@ class TransferService(_Service, pbg.TransferServicer):
         with self.site.stream(user), open(path, "rb") as fh:
             fh.seek(request.offset)
             offset = request.offset
-            while data := fh.read(CHUNK_BYTES):
+            while data := fh.read(codec.CHUNK_BYTES):
                 yield pb.DownloadChunk(offset=offset, size=size, data=data)
                 offset += len(data)
 

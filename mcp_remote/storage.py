@@ -72,15 +72,6 @@ def check_name(name: str, field: str) -> str:
     return name
 
 
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """The sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def blocks_for(nbytes: int) -> int:
     """Bytes of whole :data:`BLOCK` blocks a file of *nbytes* takes."""
     return -(-nbytes // BLOCK) * BLOCK
