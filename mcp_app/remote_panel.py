@@ -64,6 +64,10 @@ class RemotePanel:
                 self.server_user = ui.input("Server user (with a password)").classes("w-48").mark("remote-server-user")
                 ui.button("Connect to address", icon="lan", on_click=self.connect_address).props("no-caps").mark(
                     "remote-connect-address")
+            with ui.row().classes("w-full items-center"):
+                self.server_models = ui.select([], label="Model on the server").classes("w-64").mark("server-model")
+                ui.button("Download to this computer", icon="download", on_click=self.download_model).props(
+                    "no-caps flat").mark("download-model")
             with ui.row():
                 ui.button("Use this computer", icon="computer", on_click=self.disconnect).props("no-caps flat")
                 ui.button("Clear remote training files", icon="delete_sweep", on_click=self.clear).props("no-caps flat")
@@ -123,7 +127,35 @@ class RemotePanel:
         except Exception as exc:  # the connection works; only the remembering failed
             ui.notify(f"Connected, but the settings were not saved in the project: {exc}", type="warning")
         await self.show_usage()
+        await self.list_server_models()
         await self.on_change()
+
+    async def list_server_models(self) -> None:
+        """The server's user and shared models, for downloading (none while on this computer)."""
+        backend = self.state.backend
+        names = []
+        if backend.kind == "remote":
+            try:
+                names = [m.name for m in await run.io_bound(backend.list_models) if m.scope != "builtin"]
+            except Exception as exc:
+                ui.notify(f"Could not list the server's models: {exc}", type="warning")
+        self.server_models.set_options(names, value=names[0] if names else None)
+
+    async def download_model(self) -> None:
+        """Copy the chosen server model (weights and sidecar) into this computer's model folder."""
+        from .transfer_view import call_with_progress
+
+        name, backend = self.server_models.value, self.state.backend
+        if backend.kind != "remote" or not name:
+            ui.notify("Connect to a server and pick one of its models first.", type="warning")
+            return
+        try:
+            path = await call_with_progress(backend.download_model, name, title=f"Downloading {name}")
+        except Exception as exc:
+            ui.notify(f"Could not download {name}: {exc}", type="negative", multi_line=True)
+            return
+        ui.notify(f"Downloaded {name} to {path}; it is listed when you use this computer.", type="positive",
+                  multi_line=True)
 
     async def ask_trust(self, host_key) -> bool:
         from mcp_remote.tunnel import trust_host_key
@@ -147,6 +179,7 @@ class RemotePanel:
         self.state.use_backend(LocalBackend())
         await run.io_bound(old.close)
         self.usage.text = ""
+        await self.list_server_models()
         ui.notify("Using this computer.")
         await self.on_change()
 

@@ -19,9 +19,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .catalog import PRETRAINED, SCRATCH, ModelCatalog, pretrained_path
-from .errors import JobError
+from .atomic import atomic_write, atomic_write_bytes
+from .catalog import PRETRAINED, SCRATCH, ModelCatalog, pretrained_path, sidecar_path
+from .errors import JobError, ModelError
 from .jobs import JobStore
 from .params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, SegmentResult, TrainParams, Usage,
                      to_dict)
@@ -49,6 +49,11 @@ class Backend(Protocol):
 
     def add_model(self, path: str | os.PathLike, progress: Progress | None = None) -> ModelInfo:
         """Register a model file (state dict + JSON sidecar) for use."""
+
+    def download_model(self, name: str, folder: str | os.PathLike | None = None, progress: Progress | None = None
+                       ) -> Path:
+        """A user or shared model's ``.pth`` (its sidecar beside it) on this machine: fetched from a server into
+        *folder* (the local model folder by default), or a local one's own file (copied when *folder* is given)."""
 
     def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
         """Segment ``(Y, X, C)`` images."""
@@ -173,6 +178,32 @@ class LocalBackend:
             size = Path(path).stat().st_size
             progress(size, size)
         return info
+
+    def download_model(self, name: str, folder: str | os.PathLike | None = None, progress: Progress | None = None
+                       ) -> Path:
+        """The model's file here; copied with its sidecar into *folder* (a free name there) when given.
+
+        Raises
+        ------
+        ModelError
+            For an unknown or builtin model (cellpose keeps those weights).
+        """
+        spec = self.catalog.resolve(name)
+        if name in PRETRAINED:
+            raise ModelError(f"{name} is a builtin model: cellpose keeps its weights in its own model folder.")
+        path = Path(spec)
+        if folder is None or Path(folder).resolve() == path.parent.resolve():
+            return path
+        dest = ModelCatalog(Path(folder)).unique_path(path.stem)
+        size, done = path.stat().st_size, 0
+        with open(path, "rb") as fin, atomic_write(dest) as fout:
+            while block := fin.read(1 << 22):
+                fout.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, size)
+        atomic_write_bytes(sidecar_path(dest), sidecar_path(path).read_bytes())
+        return dest
 
     def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
         """Segment ``(Y, X, C)`` images with the model named ``params.model`` (kept loaded between calls)."""

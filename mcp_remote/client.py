@@ -177,16 +177,61 @@ class RemoteBackend:
 
     def download(self, sha256: str, dest: str | os.PathLike, progress: Progress | None = None) -> Path:
         """Download one of this user's files by sha256 into *dest* (resumed after a dropped link; verified)."""
+        return self._receive(lambda have: self._transfer.Download(pb.DownloadRequest(sha256=sha256, offset=have),
+                                                                  metadata=self._metadata), Path(dest), progress, sha256)
+
+    def download_model(self, name: str, folder: str | os.PathLike | None = None, progress: Progress | None = None
+                       ) -> Path:
+        """Copy a user or shared model of the server (state dict and sidecar) into a local model folder.
+
+        Parameters
+        ----------
+        name
+            The model's name on the server.
+        folder
+            Where it goes; ``~/.multicellpose/models`` (:func:`mcp_core.backend.default_home`) by default.
+            A free name is chosen there (``name_2.pth`` when ``name.pth`` is taken).
+        progress
+            ``(bytes received, total)`` of the state dict.
+
+        Returns
+        -------
+        Path
+            The local ``.pth`` file (its ``.json`` sidecar beside it).
+        """
+        from mcp_core.backend import default_home
+        from mcp_core.catalog import ModelCatalog
+
+        dest = ModelCatalog(Path(folder) if folder else default_home() / "models").unique_path(name)
+
+        def stream(file: str) -> Callable[[int], Iterator[Any]]:
+            return lambda have: self._models.Download(pb.ModelFileRequest(name=name, file=file, offset=have),
+                                                      metadata=self._metadata)
+
+        self._receive(stream("weights"), dest, progress)
+        try:
+            self._receive(stream("sidecar"), sidecar_path(dest), None)
+        except BaseException:
+            dest.unlink(missing_ok=True)  # a state dict without its sidecar would pass for another model
+            raise
+        return dest
+
+    def _receive(self, open_stream: Callable[[int], Iterator[Any]], dest: Path, progress: Progress | None,
+                 sha256: str = "") -> Path:
+        """Write a chunked download into *dest* atomically, resuming after a dropped link.
+
+        *open_stream(offset)* starts the stream at a byte offset. The file is checked against *sha256*,
+        or else the sha256 the stream's chunks carry.
+        """
         from mcp_core.atomic import atomic_write
 
-        dest = Path(dest)
         part = dest.with_name(f".{dest.name}.part")
         for attempt in range(self.retries + 1):
             have = part.stat().st_size if part.exists() else 0
             try:
                 with open(part, "ab") as fh:
-                    for chunk in self._transfer.Download(pb.DownloadRequest(sha256=sha256, offset=have),
-                                                         metadata=self._metadata):
+                    for chunk in open_stream(have):
+                        sha256 = getattr(chunk, "sha256", "") or sha256
                         fh.write(chunk.data)
                         if progress:
                             progress(chunk.offset + len(chunk.data), chunk.size)

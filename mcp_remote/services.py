@@ -18,12 +18,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 from pydantic import ValidationError
 
 from mcp_core.catalog import safe_name
+from mcp_core.digest import sha256_of
 from mcp_core.errors import MCPError
 from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import SegmentParams, TrainParams, to_dict
@@ -202,17 +204,27 @@ class TransferService(_Service, pbg.TransferServicer):
     @rpc
     def Download(self, request, context):
         user = self.user(context)
-        store = self.site.storage(user)
-        path = store.blob(request.sha256)
-        size = path.stat().st_size
-        if not 0 <= request.offset <= size:
-            raise InvalidRequest(f"The field offset, {request.offset}, is outside the file ({size} bytes).")
-        with self.site.stream(user), open(path, "rb") as fh:
-            fh.seek(request.offset)
-            offset = request.offset
-            while data := fh.read(codec.CHUNK_BYTES):
-                yield pb.DownloadChunk(offset=offset, size=size, data=data)
-                offset += len(data)
+        path = self.site.storage(user).blob(request.sha256)
+        with self.site.stream(user):
+            for offset, size, data in _file_chunks(path, request.offset):
+                if data:
+                    yield pb.DownloadChunk(offset=offset, size=size, data=data)
+
+
+def _file_chunks(path: Path, start: int) -> Iterator[tuple[int, int, bytes]]:
+    """``(offset, file size, data)`` of *path* from byte *start* on; one empty chunk when *start* is the end."""
+    size = path.stat().st_size
+    if not 0 <= start <= size:
+        raise InvalidRequest(f"The field offset, {start}, is outside the file ({size} bytes).")
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        offset = start
+        while True:
+            data = fh.read(codec.CHUNK_BYTES)
+            yield offset, size, data
+            offset += len(data)
+            if offset >= size:
+                return
 
 
 def _chain(first, rest):
@@ -253,6 +265,15 @@ class ModelsService(_Service, pbg.ModelsServicer):
             raise Forbidden("Only the server's admins may delete shared models.")
         self.site.delete_model(user, request.name, scope)
         return pb.Empty()
+
+    @rpc
+    def Download(self, request, context):
+        user = self.user(context)
+        path = self.site.model_file(user, request.name, request.file)
+        with self.site.stream(user):
+            sha = sha256_of(path)  # the client checks the whole file against it (a resumed one too)
+            for offset, size, data in _file_chunks(path, request.offset):
+                yield pb.ModelFileChunk(offset=offset, size=size, data=data, sha256=sha if offset == request.offset else "")
 
 
 class SegmentationService(_Service, pbg.SegmentationServicer):

@@ -279,6 +279,28 @@ class Site:
                 hold.close()
         return dataclasses.replace(info, scope=scope)
 
+    def model_file(self, user: str, name: str, file: str) -> Path:
+        """The state dict (*file* ``"weights"``) or sidecar (``"sidecar"``) of a user or shared model *user* sees.
+
+        Raises
+        ------
+        InvalidRequest
+            For another *file*.
+        ModelError
+            For a builtin model (cellpose fetches those weights itself).
+        ModelNotFound
+            When *user* sees no such model, or it has no such file.
+        """
+        if file not in ("weights", "sidecar"):
+            raise InvalidRequest(f"A model's file is 'weights' or 'sidecar', not {str(file)[:40]!r}.")
+        _, info = self.resolve_model(user, name)
+        if info.scope == "builtin":
+            raise ModelError(f"{info.name} is a builtin model: cellpose downloads its weights itself.")
+        path = Path(info.path) if file == "weights" else sidecar_path(info.path)
+        if not path.is_file():
+            raise ModelNotFound(f"The model {info.name} has no {file} file.")
+        return path
+
     def delete_model(self, user: str, name: str, scope: str) -> None:
         """Delete a user or shared model (its file and sidecar)."""
         backend = self.shared if scope == "shared" else self.user_backend(user)
@@ -337,7 +359,8 @@ class Site:
             raise InvalidRequest(f"Job {job_id} is a {record['kind']} job; only batch jobs have predictions.")
         if not record.get("local_id"):
             return []
-        datasets = self.storage(user).datasets.resolve()
+        store = self.storage(user)
+        datasets = store.datasets.resolve()
         backend = self.backend_for(record["home"], record.get("models_dir"))
         out = []
         for event in backend.events(record["local_id"], 0):
@@ -347,12 +370,7 @@ class Site:
             if not (path.is_relative_to(datasets) and path.is_file()):
                 continue
             image = os.path.basename(str(event.data.get("image", "")))
-            try:
-                record = json.loads((path.parent / "dataset.json").read_text("utf-8"))
-                origin = next((f.get("origin", "") for f in record["files"] if f["name"] == image), "")
-            except (OSError, ValueError, KeyError):
-                origin = ""
-            out.append((path, image, str(event.data.get("frame", "")), origin))
+            out.append((path, image, str(event.data.get("frame", "")), store.origin(path.parent, image)))
         return out
 
     def submit_job(self, store: UserStorage, sub: Submission, estimate: int) -> JobInfo:

@@ -1,4 +1,5 @@
-"""The real app in Chromium connects to a real MultiCellPose server on 127.0.0.1 by address and token."""
+"""The real app in Chromium connects to a real MultiCellPose server on 127.0.0.1 by address and token, and
+downloads the server's model to this computer."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def server(tmp_path, monkeypatch):
     client_cfg.write_text(json.dumps({"server_address": running.address}))
     monkeypatch.setenv("MULTICELLPOSE_REMOTE_CONFIG", str(client_cfg))  # the app process inherits it
     running.token = request_token(cfg.token_socket())["token"]
+    from mcp_core.model import build_model
+    from mcp_remote.client import RemoteBackend
+
+    model = tmp_path / "tinym.pth"
+    build_model("tiny", ["unassigned", "round"], device="cpu", seed=1, bsize=128).save(model)
+    with RemoteBackend(running.address, running.token) as user:
+        user.add_model(model)  # a model of this user's on the server
+    running.model = model
     yield running
     running.stop()
 
@@ -60,5 +69,10 @@ def test_connect_by_address_with_a_token(browser, demo, tmp_path, server):
         assert json.loads((demo / "remote_config.json").read_text()) == {"server_address": server.address}
         assert "/remote_config.json" in (demo / ".gitignore").read_text().splitlines()
         assert server.token not in (demo / "remote_config.json").read_text()  # never a secret
+        wait(browser, "document.body.innerText.includes('tinym')")  # the server's model, ready to download
+        press(browser, "Download to this computer")
+        local = tmp_path / "home" / "models" / "tinym.pth"
+        wait(browser, "document.body.innerText.includes('Downloaded tinym to')")
+        assert local.read_bytes() == server.model.read_bytes() and local.with_suffix(".json").is_file()
     finally:
         app.stop()
