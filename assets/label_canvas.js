@@ -230,24 +230,32 @@ export default {
       return this.palette[cls] || this.palette[0];
     },
     renderBox(x0, y0, w, h) {
+      // One 32-bit RGBA word per pixel (little-endian: red in the low byte), everything read once out of the loop:
+      // the component's fields are reactive proxies, slow to read per pixel.
       if (!this.ovData) return;
-      const W = this.W, H = this.H, L = this.labels, d = this.ovData.data;
+      const W = this.W, H = this.H, L = this.labels, out = new Uint32Array(this.ovData.data.buffer);
       x0 = Math.max(0, x0); y0 = Math.max(0, y0);
       const x1 = Math.min(W, x0 + w), y1 = Math.min(H, y0 + h);
-      const fill = this.fillAlpha, sel = this.selection, hasSel = sel.size > 0;
-      let lastId = -1, col = null, selected = false;
+      const fill = this.fillAlpha, outline = this.outline, sel = this.selection, hasSel = sel.size > 0;
+      const byClass = this.colorMode !== "instance", classes = this.classes, palette = this.palette;
+      const word = (c, a) => (c[0] | (c[1] << 8) | (c[2] << 16) | (a << 24)) >>> 0;
+      const white = word([255, 255, 255], 255);
+      let lastId = -1, inner = 0, border = 0;
       for (let y = y0; y < y1; y++) {
         let i = y * W + x0;
         for (let x = x0; x < x1; x++, i++) {
           const id = L[i];
-          const o = i * 4;
-          if (id === 0) { d[o + 3] = 0; continue; }
-          if (id !== lastId) { col = this.colorOf(id); selected = hasSel && sel.has(id); lastId = id; }
+          if (id === 0) { out[i] = 0; continue; }
+          if (id !== lastId) { // as colorOf(id), without reading the component per mask
+            const col = byClass ? palette[id < classes.length ? classes[id] : 0] || palette[0] : instanceColor(id);
+            const selected = hasSel && sel.has(id);
+            inner = word(col, selected ? Math.min(255, fill + 70) : outline ? 0 : fill);
+            border = selected ? white : word(col, EDGE_ALPHA);
+            lastId = id;
+          }
           const edge = (x > 0 && L[i - 1] !== id) || (x < W - 1 && L[i + 1] !== id) ||
                        (y > 0 && L[i - W] !== id) || (y < H - 1 && L[i + W] !== id);
-          if (selected && edge) { d[o] = 255; d[o + 1] = 255; d[o + 2] = 255; d[o + 3] = 255; continue; }
-          d[o] = col[0]; d[o + 1] = col[1]; d[o + 2] = col[2];
-          d[o + 3] = edge ? EDGE_ALPHA : (selected ? Math.min(255, fill + 70) : fill);
+          out[i] = edge ? border : inner;
         }
       }
       this.ovCtx.putImageData(this.ovData, 0, 0, x0, y0, x1 - x0, y1 - y0);
