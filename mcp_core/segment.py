@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,8 @@ def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], param
 
 def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Callable[[np.ndarray], np.ndarray],
              params: SegmentParams, progress: Callable[[int, int], None] | None) -> list[SegmentResult]:
-    """Segment *images*; a thread prepares and tiles the next images while the network runs on the current tiles."""
+    """Segment *images*; a thread prepares and tiles the next images while the network runs on the current tiles,
+    and another computes the masks of each image whose tiles are done (images finish in order)."""
     bsize = model.bsize if params.bsize is None else int(params.bsize)
     if bsize != model.bsize:
         raise ParameterError(f"This model works on {model.bsize}-pixel tiles; set bsize to {model.bsize} (got {bsize}).")
@@ -110,31 +112,41 @@ def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Call
             for t in range(len(tiled)):
                 yield i, t, tiled[t]
 
-    done = 0
     batch: list[tuple[int, int, np.ndarray]] = []
     stream = _ahead(tiles(), 2 * params.batch_size)
-    while True:
-        item = next(stream, None)
-        if item is not None:
-            batch.append(item)
-            if len(batch) < params.batch_size:
-                continue
-        if batch:
-            out = _forward(net, np.stack([b[2] for b in batch]), device)
-            for (i, t, _), y in zip(batch, out):
-                entry = pending[i]
-                if entry["out"] is None:
-                    entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
-                entry["out"][t] = y
-                entry["left"] -= 1
-                if entry["left"] == 0:
-                    results[i] = _finish(model, pending.pop(i), params, rsz, diameter, k)
-                    done += 1
-                    if progress:
-                        progress(done, len(images))
-            batch = []
-        if item is None:
-            break
+    finishing: dict[int, Future] = {}  # masks of finished images are computed while the network runs on the next
+    reported = 0
+
+    def report(wait: bool) -> None:
+        nonlocal reported
+        while reported < len(images) and reported in finishing and (wait or finishing[reported].done()):
+            results[reported] = finishing.pop(reported).result()
+            reported += 1
+            if progress:
+                progress(reported, len(images))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-finish") as finisher:
+        while True:
+            item = next(stream, None)
+            if item is not None:
+                batch.append(item)
+                if len(batch) < params.batch_size:
+                    continue
+            if batch:
+                out = _forward(net, np.stack([b[2] for b in batch]), device)
+                for (i, t, _), y in zip(batch, out):
+                    entry = pending[i]
+                    if entry["out"] is None:
+                        entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
+                    entry["out"][t] = y
+                    entry["left"] -= 1
+                    if entry["left"] == 0:
+                        finishing[i] = finisher.submit(_finish, model, pending.pop(i), params, rsz, diameter, k)
+                batch = []
+                report(wait=False)
+            if item is None:
+                break
+        report(wait=True)
     return results  # type: ignore[return-value]
 
 
