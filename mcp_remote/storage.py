@@ -457,6 +457,14 @@ class UserStorage:
             raise NotFound(f"There is no dataset {dataset_id[:40]!r}.")
         return self.datasets / dataset_id
 
+    def origin(self, dataset_folder: Path, name: str) -> str:
+        """The origin note the client gave file *name* of a dataset folder ('' when none or unreadable)."""
+        try:
+            record = json.loads((Path(dataset_folder) / "dataset.json").read_text("utf-8"))
+            return next((str(f.get("origin", "")) for f in record["files"] if f["name"] == name), "")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return ""
+
     def list_datasets(self) -> list[dict]:
         """Records of this user's datasets, oldest first."""
         out = []
