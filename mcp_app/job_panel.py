@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
-from nicegui import ui
+from nicegui import Client, ui
 
 from mcp_core.backend import Backend
 from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import JobEvent
 
 from .compute import call
+from .job_history import JobHistory
 
 POLL_S = 1.0
+HISTORY_POLL_S = 2.0
+LOG_LINE_STYLE = "white-space: pre-wrap; overflow-wrap: anywhere"  # long lines wrap instead of being cut off
+_PAGE_HISTORY: weakref.WeakKeyDictionary[Client, JobHistory] = weakref.WeakKeyDictionary()
+
+
+def use_history(history: JobHistory) -> None:
+    """Every :class:`JobPanel` built on this page from now on records its job in *history* (the project's)."""
+    _PAGE_HISTORY[ui.context.client] = history
 
 
 def format_seconds(s: float | None) -> str:
@@ -60,6 +70,9 @@ class JobPanel:
         self.train_loss: list[list[float]] = []
         self.test_loss: list[list[float]] = []
         self.result: dict = {}
+        self.title = title
+        self.history = _PAGE_HISTORY.get(ui.context.client)
+        self.recorded = False  # in the history yet
         with ui.card().classes("w-full") as self.card:
             with ui.row().classes("items-center w-full"):
                 ui.label(title).classes("font-bold")
@@ -84,6 +97,11 @@ class JobPanel:
 
     async def poll(self) -> None:
         try:
+            if self.history is not None and not self.recorded:
+                info = await call(self.backend.job, self.job_id)
+                model = info.params.get("model_name") or info.params.get("model") or ""
+                await call(self.history.start, self.job_id, info.kind, self.title, str(model))
+                self.recorded = True
             events: list[JobEvent] = await call(self.backend.events, self.job_id, self.seq)
         except Exception as exc:
             self.state_label.text = f"connection problem: {exc}"
@@ -111,9 +129,9 @@ class JobPanel:
             if d.get("test_loss") is not None:
                 self.chart.options["series"][1]["data"].append([epoch, d["test_loss"]])
         elif ev.kind == "log":
-            self.log.push(d.get("message", ""))
+            self.log.push(d.get("message", ""), style=LOG_LINE_STYLE)
         elif ev.kind == "artifact":
-            self.log.push(f"saved {d.get('path', '')}")
+            self.log.push(f"saved {d.get('path', '')}", style=LOG_LINE_STYLE)
         elif ev.kind in ("done", "failed", "state"):
             state = d.get("state", "done" if ev.kind == "done" else "failed" if ev.kind == "failed" else None)
             if state:
@@ -127,6 +145,8 @@ class JobPanel:
         self.cancel_button.disable()
         self.state_label.text = state
         self.eta.text = ""
+        if self.history is not None:
+            self.history.finish(self.job_id, state, str(data.get("model") or ""), data.get("metrics") or {})
         if state == "done":
             self.progress.value = 1.0
             self.result = data
@@ -135,7 +155,7 @@ class JobPanel:
                 self.on_done(data)
         elif state == "failed":
             ui.notify(f"The job failed: {data.get('error', 'unknown error')}", type="negative", multi_line=True)
-            self.log.push(f"FAILED: {data.get('error', '')}")
+            self.log.push(f"FAILED: {data.get('error', '')}", style=LOG_LINE_STYLE)
 
     def show_metrics(self, metrics: dict, advice: str | None = None) -> None:
         self.metrics.clear()
@@ -165,12 +185,46 @@ class JobPanel:
         ui.notify("Cancelling…")
 
 
-async def reattach_jobs(state, kind: str) -> list[JobPanel]:
-    """Show a panel for every unfinished job of *kind* (after a reload or a reconnect to a server)."""
+async def reattach_jobs(state, kind: str, history: JobHistory) -> list[JobPanel]:
+    """Show a panel for every unfinished job of *kind* in this project's *history* (after a reload or a reconnect).
+
+    Jobs started for other folders are not shown.
+    """
     try:
         jobs = await call(state.backend.jobs)
     except Exception as exc:
         ui.notify(f"Could not list jobs: {exc}", type="warning")
         return []
-    return [JobPanel(state.backend, j.job_id, f"{'Training' if kind == 'train' else 'Segmentation'} {j.job_id}")
-            for j in jobs if j.kind == kind and j.state not in FINAL_STATES]
+    titles = {r.job_id: r.title for r in await call(history.records)}
+    return [JobPanel(state.backend, j.job_id, titles[j.job_id])
+            for j in jobs if j.kind == kind and j.state not in FINAL_STATES and j.job_id in titles]
+
+
+class JobHistoryView:
+    """The project's jobs, newest first: title, state, model, metrics (follows the history file)."""
+
+    def __init__(self, history: JobHistory) -> None:
+        self.history = history
+        self.seen: int | None = -1
+        with ui.expansion("Job history", icon="history", value=True).classes("w-full"):
+            self.box = ui.column().classes("w-full gap-1").mark("job-history")
+        self.refresh()
+        ui.timer(HISTORY_POLL_S, self.refresh)
+
+    def refresh(self) -> None:
+        try:
+            stamp = self.history.path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp == self.seen:
+            return
+        self.seen = stamp
+        self.box.clear()
+        with self.box:
+            records = self.history.records()
+            if not records:
+                ui.label("No jobs for this project yet.").classes("text-xs text-gray-500")
+            for rec in records:
+                with ui.column().classes("gap-0 w-full"):
+                    ui.label(rec.title).classes("text-xs font-medium")
+                    ui.label(rec.summary()).classes("text-xs text-gray-600")

@@ -12,7 +12,8 @@ from mcp_core.params import SegmentParams, json_schema
 
 from .. import compute
 from ..forms import schema_form
-from ..job_panel import JobPanel, reattach_jobs
+from ..job_history import JobHistory
+from ..job_panel import JobHistoryView, JobPanel, reattach_jobs, use_history
 from ..measure_panel import MeasurePanel
 from ..model_picker import ModelPicker
 from ..model_run import run_on_open_image
@@ -29,6 +30,8 @@ def register(state: AppState) -> None:
     async def analyzer() -> None:
         header(state, "Analyzer")
         ws = Workspace(state.project, kind="pred")
+        history = JobHistory(state.folder)
+        use_history(history)  # its job panels record there
         panel: dict = {}
 
         def side() -> None:
@@ -48,6 +51,7 @@ def register(state: AppState) -> None:
                 ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
                 panel["promote"] = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
             panel["jobs"] = ui.column().classes("w-full")
+            JobHistoryView(history)
             ui.separator()
             ReviewPanel(ws)
             MeasurePanel(ws)
@@ -137,7 +141,7 @@ def register(state: AppState) -> None:
 
         await model.refresh()
         with jobs_box:
-            await reattach_jobs(state, "batch")
+            await reattach_jobs(state, "batch", history)
         await ws.start()
 
 

@@ -10,7 +10,8 @@ from mcp_core.params import SegmentParams, TrainParams, json_schema, train_defau
 
 from ..forms import SchemaForm
 from ..history_panel import HistoryPanel
-from ..job_panel import JobPanel, reattach_jobs
+from ..job_history import JobHistory
+from ..job_panel import JobHistoryView, JobPanel, reattach_jobs, use_history
 from ..model_run import run_on_open_image
 from ..model_picker import ModelPicker
 from ..project import ClassRemoval
@@ -179,6 +180,8 @@ def register(state: AppState) -> None:
     async def trainer() -> None:
         header(state, "Trainer")
         ws = Workspace(state.project, kind="seg")
+        history = JobHistory(state.folder)
+        use_history(history)  # its job panels record there
         panel: dict = {}
 
         def side() -> None:
@@ -193,6 +196,7 @@ def register(state: AppState) -> None:
             ui.separator()
             panel["train"] = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps").mark("train")
             panel["jobs"] = ui.column().classes("w-full")
+            JobHistoryView(history)
             ui.separator()
             HistoryPanel(ws)
 
@@ -211,7 +215,7 @@ def register(state: AppState) -> None:
         train_button.on_click(open_train_dialog)
         await model.refresh()
         with jobs_box:
-            await reattach_jobs(state, "train")
+            await reattach_jobs(state, "train", history)
         await ws.start()
 
 

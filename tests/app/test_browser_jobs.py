@@ -47,11 +47,37 @@ def test_run_model_then_train_and_cancel(browser, app_with_model, demo, tmp_path
     click_text(browser, "Start training")
     wait(browser, "document.body.innerText.includes('Training ')")
     wait(browser, "document.body.innerText.includes('running')")
+    wait(browser, "document.querySelector('.nicegui-log .q-scrollarea__content > *')")  # the job logs
     click_text(browser, "Cancel")
     wait(browser, "document.body.innerText.includes('cancelled')")
     browser.save_screenshot(str(tmp_path / "train_cancelled.png"))
     models = list((tmp_path / "home" / "models").glob("*.pth"))
     assert len(models) == 2  # the demo model and the cancelled run's checkpoint
+    # the ended panel: Cancel off, no ETA; its log lines wrap inside the panel
+    cancel = browser.find_element("xpath", "//button[.//*[normalize-space(text())='Cancel']]")
+    assert not cancel.is_enabled() or cancel.get_attribute("disabled")
+    assert "ETA" not in browser.find_element("tag name", "body").text
+    assert browser.execute_script(
+        "const line = document.querySelector('.nicegui-log .q-scrollarea__content > *');"
+        "return getComputedStyle(line).whiteSpace") == "pre-wrap"
+    # the project's job history: state and model, kept on leaving the page and over a restart of the app
+    model = next(m.stem for m in models if m.stem != "demo_tiny")
+    entry = f"cancelled · {model}"
+    wait(browser, f"document.body.innerText.includes({entry!r})")
+    browser.get(app_with_model.url + "/")
+    browser.get(app_with_model.url + "/trainer")
+    wait(browser, f"document.body.innerText.includes({entry!r})")
+    wait(browser, "document.body.innerText.includes('Training ')")
+    app_with_model.stop()
+    again = App(demo, tmp_path / "home")
+    try:
+        again.login(browser)
+        browser.get(again.url + "/trainer")
+        wait(browser, f"document.body.innerText.includes({entry!r})")
+        # the model picker tells the cancelled run apart
+        wait(browser, f"document.body.innerText.includes('{model} (user) · cancelled')")
+    finally:
+        again.stop()
 
 
 def test_analyzer_runs_a_128_pixel_model_with_no_field_touched(browser, app_with_model, demo):

@@ -91,14 +91,22 @@ async def test_measure_folder_table_and_csv(app_user, demo):
     assert sorted(table["area"]) == sorted(int((truth.masks == i).sum()) for i in truth.ids)
 
 
-async def test_trainer_reattaches_to_a_running_training_job(app_user, state, demo):
+async def test_trainer_reattaches_to_a_running_training_job_of_its_project_only(app_user, state, demo, tmp_path):
+    from mcp_app.job_history import JobHistory
     from mcp_core.params import TrainParams
 
     job = state.backend.submit_training(demo, TrainParams(model_name="long", base_model="tiny", epochs=500,
                                                           class_names=list(state.project.class_names)))
     try:
+        JobHistory(tmp_path).start(job.job_id, "train", "Training long (another project)")
         await app_user.open("/trainer")
-        await app_user.should_see(f"Training {job.job_id}")
+        await app_user.should_see("No jobs for this project yet.")
+        await app_user.should_not_see("Training long")
+        JobHistory(demo).start(job.job_id, "train", "Training long")  # as the Trainer of this project records it
+        await app_user.open("/trainer")
+        await app_user.should_see("Cancel")  # its live panel
+        await app_user.should_see("Training long")
+        await app_user.should_not_see("another project")
     finally:
         state.backend.cancel(job.job_id)
     final = await apoll(lambda: state.backend.job(job.job_id).state in ("cancelled", "done", "failed")
