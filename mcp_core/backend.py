@@ -55,6 +55,9 @@ class Backend(Protocol):
         """A user or shared model's ``.pth`` (its sidecar beside it) on this machine: fetched from a server into
         *folder* (the local model folder by default), or a local one's own file (copied when *folder* is given)."""
 
+    def download_weights(self, name: str = "cpsam", progress: Progress | None = None) -> ModelInfo:
+        """Fetch cellpose's pretrained weights *name* where this backend computes (cellpose's download path)."""
+
     def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
         """Segment ``(Y, X, C)`` images."""
 
@@ -204,6 +207,20 @@ class LocalBackend:
                     progress(done, size)
         atomic_write_bytes(sidecar_path(dest), sidecar_path(path).read_bytes())
         return dest
+
+    def download_weights(self, name: str = "cpsam", progress: Progress | None = None) -> ModelInfo:
+        """Download cellpose's pretrained weights *name* into its model folder, in a child process (torch stays
+        out of this one); *progress* hears ``(bytes, total)``.
+
+        Raises
+        ------
+        ModelError
+            For an unknown name, or when the download fails: the message says where to copy the file instead.
+        """
+        from .weights import fetch_weights
+
+        fetch_weights(name, progress)
+        return next(m for m in self.list_models() if m.name == name)
 
     def segment(self, images: Sequence[np.ndarray], params: SegmentParams) -> list[SegmentResult]:
         """Segment ``(Y, X, C)`` images with the model named ``params.model`` (kept loaded between calls)."""

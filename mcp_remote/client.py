@@ -289,6 +289,19 @@ class RemoteBackend:
                                           weights=pb.BlobRef(sha256=weights, size=path.stat().st_size))
         return codec.from_model_msg(self._call(self._models.Register, request, timeout=300))
 
+    def download_weights(self, name: str = "cpsam", progress: Progress | None = None) -> ModelInfo:
+        """Fetch cellpose's pretrained weights *name* on the server (cellpose's own download path).
+
+        *progress* hears ``(bytes, total)`` of the server's download. Raises ``ModelError`` when the
+        server cannot download them (offline: the message says where to copy the file there).
+        """
+        for msg in self._stream(self._models.DownloadWeights, pb.WeightsRequest(name=name)):
+            if progress is not None:
+                progress(msg.done, msg.total)
+            if msg.HasField("model"):
+                return codec.from_model_msg(msg.model)
+        raise MCPError(f"The server ended the download of the {name} weights without saying it finished.")
+
     def delete_model(self, name: str, scope: str = "user") -> None:
         """Delete one of this user's models (or, for admins, a shared one)."""
         self._call(self._models.Delete, pb.ModelRef(name=name, scope=scope))

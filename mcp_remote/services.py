@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -274,6 +275,36 @@ class ModelsService(_Service, pbg.ModelsServicer):
             sha = sha256_of(path)  # the client checks the whole file against it (a resumed one too)
             for offset, size, data in _file_chunks(path, request.offset):
                 yield pb.ModelFileChunk(offset=offset, size=size, data=data, sha256=sha if offset == request.offset else "")
+
+
+    @rpc
+    def DownloadWeights(self, request, context):
+        user = self.user(context)
+        updates: queue.Queue = queue.Queue()
+        outcome: dict[str, Any] = {}
+
+        def fetch() -> None:  # in a thread: the download goes on (for the next caller) if this one hangs up
+            try:
+                with _WEIGHTS_LOCK:
+                    outcome["info"] = self.site.shared.download_weights(request.name, lambda d, t: updates.put((d, t)))
+            except Exception as exc:
+                outcome["error"] = exc
+            finally:
+                updates.put(None)
+
+        with self.site.stream(user):
+            threading.Thread(target=fetch, name="weights-download", daemon=True).start()
+            last = (0, 0)
+            while (last_or_end := updates.get()) is not None:
+                last = last_or_end
+                yield pb.WeightsProgress(done=last[0], total=last[1])
+        if "error" in outcome:
+            raise outcome["error"]
+        yield pb.WeightsProgress(done=last[0], total=last[1], model=codec.to_model_msg(outcome["info"]))
+
+
+#: One download of pretrained weights at a time on a server.
+_WEIGHTS_LOCK = threading.Lock()
 
 
 class SegmentationService(_Service, pbg.SegmentationServicer):

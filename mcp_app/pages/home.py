@@ -9,6 +9,7 @@ from nicegui import ui
 from ..compute import call
 from ..remote_panel import RemotePanel
 from ..state import AppState
+from ..weights_panel import weights_notice
 from .layout import header
 
 
@@ -65,6 +66,9 @@ def register(state: AppState) -> None:
                                  ).classes("text-xs")
                         ui.label("Models: " + (", ".join(m.name + ("" if m.available else " (weights missing)")
                                                          for m in models) or "none")).classes("text-sm")
+                        cpsam = next((m for m in models if m.name == "cpsam" and not m.available), None)
+                        if cpsam is not None:
+                            weights_notice(state, cpsam, on_done=show_backend)
                         with ui.row().classes("gap-2"):
                             for m in models:
                                 if m.scope != "builtin":

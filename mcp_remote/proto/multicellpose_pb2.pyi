@@ -187,6 +187,22 @@ class ModelFileChunk(_message.Message):
     sha256: str
     def __init__(self, offset: _Optional[int] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
 
+class WeightsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WeightsProgress(_message.Message):
+    __slots__ = ("done", "total", "model")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    model: Model
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., model: _Optional[_Union[Model, _Mapping]] = ...) -> None: ...
+
 class SegmentRequest(_message.Message):
     __slots__ = ("images", "params_json")
     IMAGES_FIELD_NUMBER: _ClassVar[int]

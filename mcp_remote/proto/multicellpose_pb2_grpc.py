@@ -444,6 +444,11 @@ class ModelsStub:
                 request_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileRequest.SerializeToString,
                 response_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileChunk.FromString,
                 _registered_method=True)
+        self.DownloadWeights = channel.unary_stream(
+                '/multicellpose.v1.Models/DownloadWeights',
+                request_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.WeightsRequest.SerializeToString,
+                response_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.WeightsProgress.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -474,6 +479,13 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadWeights(self, request, context):
+        """Fetch cellpose's pretrained weights on the server (cellpose's own download path), with progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -496,6 +508,11 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.Download,
                     request_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileRequest.FromString,
                     response_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileChunk.SerializeToString,
+            ),
+            'DownloadWeights': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadWeights,
+                    request_deserializer=mcp__remote_dot_proto_dot_multicellpose__pb2.WeightsRequest.FromString,
+                    response_serializer=mcp__remote_dot_proto_dot_multicellpose__pb2.WeightsProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -606,6 +623,33 @@ class Models:
             '/multicellpose.v1.Models/Download',
             mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileRequest.SerializeToString,
             mcp__remote_dot_proto_dot_multicellpose__pb2.ModelFileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/multicellpose.v1.Models/DownloadWeights',
+            mcp__remote_dot_proto_dot_multicellpose__pb2.WeightsRequest.SerializeToString,
+            mcp__remote_dot_proto_dot_multicellpose__pb2.WeightsProgress.FromString,
             options,
             channel_credentials,
             insecure,
