@@ -144,6 +144,7 @@ def test_class_rename_on_enter_reaches_files_and_project_chained_and_removal_und
     # removing the class, then Ctrl+Z: the class and its masks' assignment come back
     row = _class_field(browser, "debris").find_element("xpath", "./ancestor::div[contains(@class, 'nicegui-row')][1]")
     row.find_element("xpath", ".//button[.//i[normalize-space(text())='delete']]").click()
+    wait(browser, "document.body.innerText.includes('Remove class')")  # the confirmation (a round trip)
     click_text(browser, "Remove")
     until(lambda: _project_classes(demo) == ["elongated"])
     until(lambda: load_labels(seg).class_names == ["unassigned", "elongated"])
@@ -154,3 +155,47 @@ def test_class_rename_on_enter_reaches_files_and_project_chained_and_removal_und
     back = load_labels(seg)
     assert back.classes[: len(truth.classes)].tolist() == truth.classes.tolist()
     wait(browser, "[...document.querySelectorAll('input')].some(i => i.value === 'debris')")
+
+
+SCATTER_POINT = """
+for (const el of document.querySelectorAll('.nicegui-echart')) {
+  const chart = getElement(el) && getElement(el).chart;
+  const series = chart && chart.getOption().series;
+  if (!series || !series.length || series[0].type !== 'scatter' || !series[0].data.length) continue;
+  el.scrollIntoView({block: 'center'});
+  const d = series[0].data[0], value = Array.isArray(d) ? d : d.value;
+  const [px, py] = chart.convertToPixel({seriesIndex: 0}, value.slice(0, 2));
+  const r = el.getBoundingClientRect();
+  return [r.left + px, r.top + py];
+}
+return null;
+"""
+
+
+def test_analyzer_class_picker_per_class_summary_and_scatter_pick(browser, app, demo):
+    from .test_browser import draw_contour, mouse, open_page
+
+    open_page(browser, app.url + "/analyzer")
+    # the class picked in the Analyzer's class list is the class of a mask drawn there
+    row = _class_field(browser, "elongated").find_element("xpath", "./ancestor::div[contains(@class, 'nicegui-row')][1]")
+    row.find_element("css selector", ".q-radio").click()
+    pred = label_path(demo / "demo_01.tif", kind="pred")
+    draw_contour(browser, 48, 48, 10)
+    until(lambda: pred.exists() and load_labels(pred).count == 1)
+    drawn = load_labels(pred)
+    assert drawn.class_names[drawn.classes[1]] == "elongated"
+    # "Per-class summary" over the folder's predictions (the one drawn): shown, and written into the project
+    browser.execute_script("[...document.querySelectorAll('.q-checkbox')].find("
+                           "c => c.innerText.includes('Per-class summary')).click()")
+    browser.find_elements("xpath", "//*[normalize-space(text())='Whole folder']")[-1].click()
+    wait(browser, "document.body.innerText.includes('objects in 1 image(s)')")
+    until(lambda: (demo / "measurements" / "class_summary.csv").exists())
+    wait(browser, "document.body.innerText.includes('class_summary')")
+    # a click on a scatter point selects its object on the canvas
+    xy = poll(lambda: browser.execute_script(SCATTER_POINT), "a scatter plot with points")
+    mouse(browser, "mouseMoved", xy, "none")
+    mouse(browser, "mousePressed", xy, "left")
+    mouse(browser, "mouseReleased", xy, "left")
+    picked = poll(lambda: browser.execute_script("return window.mcpCanvas.viewState().selection"),
+                  "the picked object selected on the canvas")
+    assert picked == [1]
