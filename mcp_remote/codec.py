@@ -134,14 +134,16 @@ def to_model_msg(info: ModelInfo, sha256: str = "") -> pb.Model:
     """A :class:`ModelInfo` as a message (the server's file path is not sent)."""
     return pb.Model(name=info.name, scope=info.scope, class_names=list(info.class_names),
                     class_colors=list(info.class_colors), architecture=info.architecture, available=info.available,
-                    note=info.note, metrics_json=dumps(info.metrics), sha256=sha256)
+                    note=info.note, metrics_json=dumps(info.metrics), sha256=sha256, state=info.state,
+                    epochs_done=info.epochs_done, epochs=info.epochs)
 
 
 def from_model_msg(msg: pb.Model) -> ModelInfo:
     """The :class:`ModelInfo` of a message; ``path`` is empty (the file is on the server)."""
     return ModelInfo(name=msg.name, path="", class_names=list(msg.class_names), class_colors=list(msg.class_colors),
                      scope=msg.scope or "user", architecture=msg.architecture, available=msg.available, note=msg.note,
-                     metrics=loads(msg.metrics_json, "model metrics"))
+                     metrics=loads(msg.metrics_json, "model metrics"), state=msg.state,
+                     epochs_done=max(msg.epochs_done, 0), epochs=max(msg.epochs, 0))
 
 
 def to_job_msg(info: JobInfo) -> pb.Job:

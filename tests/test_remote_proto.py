@@ -67,6 +67,17 @@ def test_confidence_scores_must_be_one_real_number_per_mask():
             codec.from_result_msg(codec.to_result_msg(res))
 
 
+def test_model_state_epochs_and_metrics_cross_the_wire():
+    from mcp_core.params import ModelInfo
+
+    info = ModelInfo("stopped", class_names=["unassigned", "cell"], scope="user", architecture="unet",
+                     note="training was cancelled (last checkpoint)", metrics={"ap50": 0.25}, state="cancelled",
+                     epochs_done=3, epochs=100)
+    back = codec.from_model_msg(pb.Model.FromString(codec.to_model_msg(info).SerializeToString()))
+    assert back == ModelInfo(**{**info.__dict__, "path": ""})  # the server's file path is not sent
+    assert codec.from_model_msg(pb.Model(name="old server")).state == ""  # a server without these fields
+
+
 def test_config_keys(tmp_path):
     example = load_config(ROOT / "remote_config.example.json")
     assert example.server_bind.startswith("127.0.0.1") and example.ssh_remote_bind == "127.0.0.1"

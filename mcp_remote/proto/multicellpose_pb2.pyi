@@ -118,7 +118,7 @@ class DownloadChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "scope", "class_names", "class_colors", "architecture", "available", "note", "metrics_json", "sha256")
+    __slots__ = ("name", "scope", "class_names", "class_colors", "architecture", "available", "note", "metrics_json", "sha256", "state", "epochs_done", "epochs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +128,9 @@ class Model(_message.Message):
     NOTE_FIELD_NUMBER: _ClassVar[int]
     METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_DONE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
     name: str
     scope: str
     class_names: _containers.RepeatedScalarFieldContainer[str]
@@ -137,7 +140,10 @@ class Model(_message.Message):
     note: str
     metrics_json: str
     sha256: str
-    def __init__(self, name: _Optional[str] = ..., scope: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., class_colors: _Optional[_Iterable[str]] = ..., architecture: _Optional[str] = ..., available: _Optional[bool] = ..., note: _Optional[str] = ..., metrics_json: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+    state: str
+    epochs_done: int
+    epochs: int
+    def __init__(self, name: _Optional[str] = ..., scope: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., class_colors: _Optional[_Iterable[str]] = ..., architecture: _Optional[str] = ..., available: _Optional[bool] = ..., note: _Optional[str] = ..., metrics_json: _Optional[str] = ..., sha256: _Optional[str] = ..., state: _Optional[str] = ..., epochs_done: _Optional[int] = ..., epochs: _Optional[int] = ...) -> None: ...
 
 class ModelList(_message.Message):
     __slots__ = ("models",)
