@@ -176,7 +176,9 @@ class LocalBackend:
 
     def add_model(self, path: str | os.PathLike, progress: Progress | None = None) -> ModelInfo:
         """Check a model file and copy it (with its sidecar) into ``home/models``; *progress* hears the end."""
-        info = self.catalog.add(path)
+        from .model import inspect_model  # imports torch
+
+        info = self.catalog.add(path, inspect_model(path))
         if progress is not None:
             size = Path(path).stat().st_size
             progress(size, size)

@@ -154,18 +154,9 @@ class ModelCatalog:
             path = self.models_dir / f"{base}_{n}{MODEL_SUFFIX}"
         return path
 
-    def add(self, path: str | os.PathLike) -> ModelInfo:
-        """Check a model file (cellpose 4 network; sidecar consistent) and copy it into the catalog.
-
-        Raises
-        ------
-        ModelError
-            When the file is missing or not a usable model.
-        """
-        from .model import inspect_model  # imports torch
-
+    def add(self, path: str | os.PathLike, sidecar: dict[str, Any]) -> ModelInfo:
+        """Copy a checked model file into the catalog, with *sidecar* (from :func:`mcp_core.model.inspect_model`)."""
         src = Path(path)
-        sidecar = inspect_model(src)
         dest = self.unique_path(src.stem)
         with open(src, "rb") as fin, atomic_write(dest) as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)

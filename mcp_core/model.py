@@ -306,19 +306,7 @@ class MultiClassModel:
             disagrees with the weights.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"Model file {path} does not exist.")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelError(f"{path} is not a readable model file: {exc}.") from exc
-        if not isinstance(sd, dict):
-            raise ModelError(f"{path} does not hold a state dict.")
-        sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
-        try:
-            arch = architecture_of(sd)
-        except ModelError as exc:
-            raise ModelError(f"{path}: {exc}") from exc
+        sd, arch = read_weights(path)
         meta: dict[str, Any] = {}
         side = sidecar_path(path)
         if side.is_file():
@@ -399,8 +387,7 @@ def build_model(base: str | os.PathLike = "cpsam", class_names: Sequence[str] = 
             meta: dict[str, Any] = {"base_model": base_s, "pretrained": False}
         elif base_s in PRETRAINED:
             path = pretrained_path(base_s, download=download)
-            sd = _load_state_dict(path)
-            arch = architecture_of(sd)
+            sd, arch = read_weights(path)
             old_names, meta = [], {"base_model": base_s, "base_weights": str(path)}
         else:
             path = Path(base_s)
@@ -437,12 +424,33 @@ def _arch_fields(arch: dict[str, Any]) -> dict[str, Any]:
     return {key: arch[key] for key in family} | {"name": arch["name"]}
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: str | os.PathLike, mmap: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict of a model file (``weights_only``: nothing in it can run) and its architecture.
+
+    Parameters
+    ----------
+    mmap
+        Map the tensors instead of reading them (enough to inspect a file).
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, unreadable, not a state dict, or not a cellpose 4 network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Model file {path} does not exist.")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:
         raise ModelError(f"{path} is not a readable model file: {exc}.") from exc
-    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    if not isinstance(sd, dict):
+        raise ModelError(f"{path} does not hold a state dict.")
+    sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    try:
+        return sd, architecture_of(sd)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -467,8 +475,7 @@ def upstream_model(path: str | os.PathLike, device: str | torch.device | None = 
     """
     from cellpose import models as cp_models
 
-    sd = _load_state_dict(Path(path))
-    arch = architecture_of(sd)
+    _, arch = read_weights(path, mmap=True)
     if arch["name"] == "unet":
         raise ModelError(f"{path} is a U-Net: upstream cellpose 4 runs only its ViT (CPSAM) networks.")
     kwargs = {"pretrained_model": str(path), "use_bfloat16": False,
@@ -493,15 +500,7 @@ def inspect_model(path: str | os.PathLike) -> dict[str, Any]:
         different number of classes than it has channels.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Model file {path} does not exist.")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        arch = architecture_of({k[7:] if k.startswith("module.") else k: v for k, v in sd.items()})
-    except ModelError as exc:
-        raise ModelError(f"{path}: {exc}") from exc
-    except Exception as exc:
-        raise ModelError(f"{path} is not a readable model file: {exc}.") from exc
+    _, arch = read_weights(path, mmap=True)
     side = read_sidecar(path)
     k = arch["nout"] - N_SEG_CHANNELS
     names = list(side.get("class_names") or [])
