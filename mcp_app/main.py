@@ -33,9 +33,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def launch(args: argparse.Namespace) -> int:
     """Serve the app; returns when the server stops."""
-    from .pages.access import is_loopback
+    from mcp_remote.config import is_loopback_host
 
-    if args.no_token and not is_loopback(args.host):
+    if args.no_token and not is_loopback_host(args.host):
         print(f"error: --no-token is refused with --host {args.host}: anyone who can reach it could drive the app.",
               file=sys.stderr)
         return 2

@@ -156,14 +156,17 @@ def ignore_in_git(folder: Path, name: str) -> None:
     atomic_write_text(ignore, text + ("" if not text or text.endswith("\n") else "\n") + f"/{name}\n")
 
 
-def is_loopback(bind: str) -> bool:
-    """Whether a bind address reaches only this machine (loopback host or a UNIX socket)."""
-    if bind.startswith("unix:"):
-        return True
-    host = bind.rsplit(":", 1)[0].strip("[]")
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* (a name or an address, brackets allowed) only reaches this machine."""
+    host = host.strip("[]").lower()
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether a bind address (``host:port`` or ``unix:/path``) reaches only this machine."""
+    return bind.startswith("unix:") or is_loopback_host(bind.rsplit(":", 1)[0])
