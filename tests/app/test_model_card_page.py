@@ -64,3 +64,13 @@ async def test_export_button_runs_the_export_command(app_user, tmp_path, monkeyp
     await app_user.should_see("(validated and tested)")
     assert seen == [(str(models / "nuclei.pth"), models / "nuclei.bioimageio.zip")]
     assert (models / "nuclei.bioimageio.zip").read_bytes() == b"PK"
+
+
+async def test_the_export_button_runs_the_real_export_model_command(tmp_path):
+    """The button's command reaches ``export-model`` (a missing model: its own error, quickly; the full export and
+    its validation are tested in tests/test_bioimageio.py)."""
+    from mcp_app.pages import model_card
+
+    ok, text = await model_card.export_package(str(tmp_path / "gone.pth"), tmp_path / "gone.zip")
+    assert not ok and "There is no model named" in text and "gone.pth" in text
+    assert not (tmp_path / "gone.zip").exists()
