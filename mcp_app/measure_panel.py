@@ -26,6 +26,7 @@ class MeasurePanel:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        self.measured_kind = ws.editor.kind  # the label files of the table shown ("seg" or "pred")
         self.plugins = [p for p in list_plugins() if p.scope in ("frame", "series", "table")]
         self.chosen: dict[str, ui.checkbox] = {}
         self.forms = {}
@@ -71,6 +72,7 @@ class MeasurePanel:
         except Exception as exc:
             ui.notify(f"Measurement failed: {exc}", type="negative", multi_line=True)
             return
+        self.measured_kind = ed.kind
         self.results.show(result.objects)
         await self.offer_tables(result.tables)
         self.overlays.keep(result.overlays)
@@ -104,6 +106,7 @@ class MeasurePanel:
             self.progress.visible = False
         for message in result.skipped:
             ui.notify(message, type="warning", multi_line=True)
+        self.measured_kind = self.source.value
         self.results.show(result.objects)
         await self.offer_tables(result.tables)
         self.overlays.keep(result.overlays)
@@ -139,6 +142,11 @@ class MeasurePanel:
 
     async def pick(self, image: str, frame: str, mask_id: int) -> None:
         """Open the object's image and frame and highlight the object."""
+        if self.measured_kind != self.ws.editor.kind:  # its id means another object on this canvas
+            shown = {"seg": "labels (_seg.npy, shown in the Trainer)", "pred": "predictions (_pred.npy)"}
+            ui.notify(f"Mask {mask_id} of {image} {frame} is in the {shown[self.measured_kind]}, not in the "
+                      f"{shown[self.ws.editor.kind]} shown here.", type="warning")
+            return
         target = Item(self.ws.project.folder / image, frame)
         for i, item in enumerate(self.ws.items):
             if item.path.name == target.path.name and item.frame == target.frame:
