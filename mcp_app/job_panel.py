@@ -188,14 +188,21 @@ class JobPanel:
 async def reattach_jobs(state, kind: str, history: JobHistory) -> list[JobPanel]:
     """Show a panel for every unfinished job of *kind* in this project's *history* (after a reload or a reconnect).
 
-    Jobs started for other folders are not shown.
+    Jobs started for other folders are not shown. Jobs of the history that ended while no page followed them
+    get their end recorded (state, model, metrics).
     """
     try:
         jobs = await call(state.backend.jobs)
     except Exception as exc:
         ui.notify(f"Could not list jobs: {exc}", type="warning")
         return []
-    titles = {r.job_id: r.title for r in await call(history.records)}
+    records = await call(history.records)
+    titles = {r.job_id: r.title for r in records}
+    open_ended = {r.job_id for r in records if r.state not in FINAL_STATES}
+    for j in jobs:
+        if j.job_id in open_ended and j.state in FINAL_STATES:
+            await call(history.finish, j.job_id, j.state, str(j.result.get("model") or ""),
+                       j.result.get("metrics") or {})
     return [JobPanel(state.backend, j.job_id, titles[j.job_id])
             for j in jobs if j.kind == kind and j.state not in FINAL_STATES and j.job_id in titles]
 

@@ -126,7 +126,8 @@ class ModelCatalog:
                          architecture=str((side.get("architecture") or {}).get("name", "unknown")),
                          available=state != "training", note=note if side else "no sidecar", metrics=side.get("metrics") or {},
                          state=state, epochs_done=_count(side.get("epochs_done")),
-                         epochs=_count(training.get("epochs") if isinstance(training := side.get("training"), dict) else 0))
+                         epochs=_count(training.get("epochs") if isinstance(training := side.get("training"), dict)
+                                       else 0))
 
     def resolve(self, name: str) -> str:
         """What :func:`mcp_core.model.open_model` needs for a listed model name: a pretrained name or a file path.

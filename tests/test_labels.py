@@ -86,7 +86,8 @@ def test_erase_that_leaves_a_mask_whole_or_already_in_pieces_makes_no_new_id():
     ls.add_polygon([(5, 5), (34, 5), (34, 14), (5, 14)], 1)
     ls.erase([(12, 5)], radius=1.5)  # a nick in the top edge: rows 5, 6 x columns 11..13
     assert ls.ids.tolist() == [1] and (ls.masks == 1).sum() == 300 - 2 * 3
-    two = LabelSet(np.pad(np.ones((4, 4), np.uint16), ((0, 0), (0, 8))) | np.pad(np.ones((4, 4), np.uint16), ((0, 0), (8, 0))))
+    block = np.ones((4, 4), np.uint16)
+    two = LabelSet(np.pad(block, ((0, 0), (0, 8))) | np.pad(block, ((0, 0), (8, 0))))  # mask 1 in two pieces
     two.erase([(14, 1)], radius=1)  # mask 1 came in two pieces; erasing in one of them splits nothing new
     assert two.ids.tolist() == [1] and two.max_id == 1
 

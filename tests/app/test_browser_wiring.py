@@ -108,6 +108,9 @@ def test_first_save_does_not_move_the_canvas(browser, app, demo):
     assert browser.execute_script(top) == before
 
 
+ROW = "./ancestor::div[contains(@class, 'nicegui-row')][1]"  # a class's row in the class list
+
+
 def _class_field(browser, name: str):
     return browser.execute_script(f"return [...document.querySelectorAll('input')].find(i => i.value === {name!r})")
 
@@ -142,7 +145,7 @@ def test_class_rename_on_enter_reaches_files_and_project_chained_and_removal_und
     assert names.count("debris") == 1 and not {"round", "frag", "fragment"} & set(names)
     assert _project_classes(demo) == ["debris", "elongated"]
     # removing the class, then Ctrl+Z: the class and its masks' assignment come back
-    row = _class_field(browser, "debris").find_element("xpath", "./ancestor::div[contains(@class, 'nicegui-row')][1]")
+    row = _class_field(browser, "debris").find_element("xpath", ROW)
     row.find_element("xpath", ".//button[.//i[normalize-space(text())='delete']]").click()
     wait(browser, "document.body.innerText.includes('Remove class')")  # the confirmation (a round trip)
     click_text(browser, "Remove")
@@ -177,7 +180,7 @@ def test_analyzer_class_picker_per_class_summary_and_scatter_pick(browser, app, 
 
     open_page(browser, app.url + "/analyzer")
     # the class picked in the Analyzer's class list is the class of a mask drawn there
-    row = _class_field(browser, "elongated").find_element("xpath", "./ancestor::div[contains(@class, 'nicegui-row')][1]")
+    row = _class_field(browser, "elongated").find_element("xpath", ROW)
     row.find_element("css selector", ".q-radio").click()
     pred = label_path(demo / "demo_01.tif", kind="pred")
     draw_contour(browser, 48, 48, 10)

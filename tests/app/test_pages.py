@@ -91,6 +91,20 @@ async def test_measure_folder_table_and_csv(app_user, demo):
     assert sorted(table["area"]) == sorted(int((truth.masks == i).sum()) for i in truth.ids)
 
 
+async def test_a_job_that_ended_while_no_page_followed_it_gets_its_end_in_the_history(app_user, state, demo,
+                                                                                      monkeypatch):
+    from mcp_app.job_history import JobHistory
+    from mcp_core.params import JobInfo
+
+    JobHistory(demo).start("j9", "train", "Training m9")  # the page that started it was closed
+    monkeypatch.setattr(state.backend, "jobs", lambda: [
+        JobInfo("j9", "train", "done", result={"model": "m9", "metrics": {"ap50": 0.5}})])
+    await app_user.open("/trainer")
+    await app_user.should_see("done · m9 · AP@0.5 0.500")
+    [rec] = JobHistory(demo).records()
+    assert (rec.state, rec.model, rec.metrics) == ("done", "m9", {"ap50": 0.5})
+
+
 async def test_trainer_reattaches_to_a_running_training_job_of_its_project_only(app_user, state, demo, tmp_path):
     from mcp_app.job_history import JobHistory
     from mcp_core.params import TrainParams
