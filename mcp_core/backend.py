@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from .params import (BackendInfo, JobEvent, JobInfo, ModelInfo, SegmentParams, S
 
 #: Called with ``(bytes done, bytes total)`` while a backend call moves files.
 Progress = Callable[[int, int], None]
+#: Where a :class:`LocalBackend` runs training jobs (see its ``train_executor``).
+TrainExecutor = Literal["", "slurm", "local"]
 
 
 @runtime_checkable
@@ -122,15 +124,22 @@ class LocalBackend:
     cluster, cluster_config
         Where batch jobs segment: ``None`` in the job's own process, else a dask cluster spec
         (``local``, ``local:N``, ``slurm`` with its config file, ``tcp://host:port``; see
-        :func:`mcp_core.cluster.open_client`).
+        :func:`mcp_core.cluster.open_client`). The config file's ``cluster`` section also gives the
+        resources of training jobs submitted through submitit.
+    train_executor
+        Where training jobs run: ``""`` in a subprocess here, ``"slurm"`` as Slurm jobs through submitit
+        (:mod:`mcp_core.slurm`), ``"local"`` through submitit's local executor. Jobs are followed and
+        cancelled the same way in every case.
     """
 
     kind = "local"
     computes_here = True
 
     def __init__(self, home: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None,
-                 cluster: str | None = None, cluster_config: str | os.PathLike | None = None) -> None:
+                 cluster: str | None = None, cluster_config: str | os.PathLike | None = None,
+                 train_executor: TrainExecutor = "") -> None:
         self.cluster, self.cluster_config = cluster, (str(cluster_config) if cluster_config else None)
+        self.train_executor = train_executor
         self.home = Path(home) if home else default_home()
         self.models_dir = Path(models_dir) if models_dir else self.home / "models"
         self.jobs_dir = self.home / "jobs"
@@ -140,7 +149,7 @@ class LocalBackend:
     def __getstate__(self) -> dict:
         """Pickled as its configuration: unpickled, it is a new backend on the same folders."""
         return {"home": self.home, "models_dir": self.models_dir, "cluster": self.cluster,
-                "cluster_config": self.cluster_config}
+                "cluster_config": self.cluster_config, "train_executor": self.train_executor}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -259,7 +268,15 @@ class LocalBackend:
             base = self.catalog.resolve(base)  # a user model by name
         path = self.catalog.unique_path(params.model_name)
         job_params = dataclasses.replace(params, base_model=base, save_path=str(path), model_name=path.stem)
-        return self.job_store.submit("train", to_dict(job_params), {"dataset": str(folder.resolve())})
+        inputs = {"dataset": str(folder.resolve())}
+        if not self.train_executor:
+            return self.job_store.submit("train", to_dict(job_params), inputs)
+        from .cluster import resources
+        from .slurm import submit_job
+
+        info, _ = submit_job(self.job_store, "train", to_dict(job_params), inputs, resources(self.cluster_config),
+                             cluster=self.train_executor)
+        return info
 
     def submit_batch(self, paths: Sequence[str | os.PathLike], params: SegmentParams) -> JobInfo:
         """Segment files (all frames) in a subprocess, writing ``_pred.npy`` beside each image."""

@@ -94,17 +94,16 @@ def _submit_training(args: argparse.Namespace, params) -> int:
     import dataclasses
 
     from .backend import default_home
-    from .cluster import ClusterConfig, config_path, load_config
+    from .cluster import resources
     from .jobs import JobStore
     from .slurm import submit_job
     from .train import model_file
 
-    given = args.slurm_config is not None or config_path().is_file()
-    config = load_config(args.slurm_config) if given else ClusterConfig()
     target = model_file(params).resolve()
     fields = {**dataclasses.asdict(params), "save_path": str(target)}
     store = JobStore(default_home() / "jobs")
-    info, slurm_id = submit_job(store, "train", fields, {"dataset": str(Path(args.train_dir).resolve())}, config)
+    info, slurm_id = submit_job(store, "train", fields, {"dataset": str(Path(args.train_dir).resolve())},
+                                resources(args.slurm_config))
     print(f"Submitted Slurm job {slurm_id}: job {info.job_id}, model {target}; events in "
           f"{store.jobs_dir / info.job_id / 'events.jsonl'}")
     return 0

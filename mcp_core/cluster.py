@@ -88,6 +88,12 @@ def load_config(path: str | os.PathLike | None = None) -> ClusterConfig:
         raise ParameterError(f"The cluster config {file} has bad values: {problems}.") from exc
 
 
+def resources(path: str | os.PathLike | None = None) -> ClusterConfig:
+    """The resources of submitted jobs: *path*'s ``cluster`` section, else ``$MULTICELLPOSE_HOME/cluster.json``'s
+    when that exists, else the defaults of :class:`ClusterConfig` (the README's batch script)."""
+    return load_config(path) if path is not None or config_path().is_file() else ClusterConfig()
+
+
 def visible_gpus() -> list[str]:
     """Ids of the GPUs this process may use (``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi -L``)."""
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")

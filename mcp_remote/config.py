@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic.dataclasses import dataclass as pdataclass
@@ -53,7 +54,8 @@ class RemoteConfig:
     max_tokens_per_user: int = Field(20, ge=1, description="Live tokens per user; minting one more revokes the oldest.")
     token_socket_dir: str = Field("", description="Folder of the token socket, which every OS user of the machine must be able to reach; <storage root>/run when empty.")
     cluster: str = Field("", description="dask cluster batch jobs segment on: local, local:N, slurm or tcp://host:port; in the job's own process when empty.")
-    cluster_config: str = Field("", description="JSON file with the 'cluster' section for cluster 'slurm'; $MULTICELLPOSE_HOME/cluster.json when empty.")
+    cluster_config: str = Field("", description="JSON file with the 'cluster' section for cluster 'slurm' and train_executor 'slurm'; $MULTICELLPOSE_HOME/cluster.json when empty.")
+    train_executor: Literal["", "slurm", "local"] = Field("", description="Where training jobs run: '' in a subprocess of the server, 'slurm' as Slurm jobs through submitit (resources from cluster_config), 'local' through submitit's local executor.")
     server_tls_cert: str = Field("", description="PEM certificate; needed to listen on a non-loopback address.")
     server_tls_key: str = Field("", description="PEM private key of server_tls_cert.")
 

@@ -196,7 +196,8 @@ class Site:
         with self._backends_lock:
             if key not in self._backends:
                 self._backends[key] = LocalBackend(home, models_dir=models_dir, cluster=self.config.cluster or None,
-                                                   cluster_config=self.config.cluster_config or None)
+                                                   cluster_config=self.config.cluster_config or None,
+                                                   train_executor=self.config.train_executor)
             return self._backends[key]
 
     def home_of(self, backend: LocalBackend) -> tuple[str, str | None]:

@@ -13,7 +13,7 @@ from mcp_core.synthetic import write_demo_project
 from mcp_remote.client import RemoteBackend
 from mcp_remote.config import RemoteConfig
 from mcp_remote.server import start_server
-from waiting import poll
+from waiting import patience, poll
 
 LONG = TrainParams(base_model="tiny", bsize=128, batch_size=2, epochs=100000, train_debug_steps=1, test_ratio=0.0,
                    rescale=False, class_names=["unassigned", "round", "elongated"], model_name="long",
@@ -84,6 +84,29 @@ def test_submitting_with_a_server_path_is_refused(tmp_path):
         with pytest.raises(InvalidRequest, match="test_dir"):
             backend.submit_training(project, TrainParams(base_model="tiny", test_dir="/etc"))
         assert backend.jobs() == []
+        backend.close()
+    finally:
+        server.stop()
+
+
+def test_a_server_configured_for_submitit_runs_training_through_it(tmp_path):
+    cfg = RemoteConfig(server_storage_root=str(tmp_path / "storage"), train_executor="local")
+    project = write_demo_project(tmp_path / "project", n_images=2, n_labelled=2, shape=(128, 128))
+    server = start_server(cfg, bind="127.0.0.1:0")
+    token = server.site.tokens.mint("alice", via="test")[0]
+    try:
+        backend = RemoteBackend(server.address, token)
+        short = TrainParams(base_model="tiny", bsize=128, batch_size=2, epochs=2, train_debug_steps=1, test_ratio=0.0,
+                            min_train_masks=0, model_name="via_submitit")
+        job = backend.submit_training(project, short)
+        final = backend.wait(job.job_id, timeout=patience(300))
+        assert final.state == "done", final.error
+        assert [e.kind for e in backend.events(job.job_id)].count("loss") == 2
+        record = json.loads((tmp_path / "storage" / "jobs" / job.job_id / "record.json").read_text())
+        local_dir = tmp_path / "storage" / "users" / "alice" / "home" / "jobs" / record["local_id"]
+        executor = json.loads((local_dir / "executor.json").read_text())  # submitted, not a subprocess of the server
+        assert executor["cluster"] == "local" and executor["job_id"]
+        assert "via_submitit" in {m.name for m in backend.list_models()}
         backend.close()
     finally:
         server.stop()
