@@ -19,10 +19,9 @@ from pathlib import Path
 from mcp_core.backend import LocalBackend
 from mcp_core.catalog import OFFLINE_BASE
 from mcp_core.evaluation import evaluate
+from mcp_core.jobs import FINAL_STATES
 from mcp_core.params import SegmentParams, TrainParams, resolve_train_params
 from mcp_core.synthetic import CLASS_NAMES, make_sample, write_demo_project
-
-FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def main() -> None:
@@ -43,14 +42,14 @@ def main() -> None:
             time.sleep(0.5)
             for ev in backend.events(job.job_id, seq):
                 seq = ev.seq
-                if ev.kind in ("done", "failed") or ev.data.get("state") in FINAL:
+                if ev.kind in ("done", "failed") or ev.data.get("state") in FINAL_STATES:
                     final = ev
         wall = time.time() - t0
         if final.kind == "failed" or final.data.get("state") == "failed":
             raise SystemExit(f"training failed: {final.data}")
         metrics = final.data["metrics"]
         held_out = [make_sample(1000 + i) for i in range(4)]
-        results = backend.segment([img for img, _ in held_out], SegmentParams(model="demo_model", bsize=used.bsize))
+        results = backend.segment([img for img, _ in held_out], SegmentParams(model="demo_model"))
         fresh = evaluate([lab.masks for _, lab in held_out], [lab.classes for _, lab in held_out],
                          [r.masks for r in results], [r.classes for r in results], classes)
     print(f"demo project: {final.data['n_train']} training / {final.data['n_test']} test images; base {args.base}, "
