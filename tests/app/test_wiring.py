@@ -51,23 +51,30 @@ async def test_folder_job_end_reloads_the_open_image(app_user, state, demo, fake
     await apoll(lambda: load_labels(pred).count == truth.count + 1, "the edit saved on top of the job's prediction")
 
 
-@pytest.mark.parametrize("page, run_marker", [("/trainer", "run-model"), ("/analyzer", "run-image")])
-async def test_model_run_finding_nothing_leaves_the_labels(app_user, demo, fake_model, monkeypatch, page, run_marker):
-    async def segment(backend, images, params):
-        return [SegmentResult(np.zeros(images[0].shape[:2], np.uint16), np.zeros(1, np.uint16), ["unassigned"])]
+MODEL_RUNS = pytest.mark.parametrize("page, run_marker", [("/trainer", "run-model"), ("/analyzer", "run-image")])
 
+
+async def open_with_model(app_user, demo, monkeypatch, page, segment):
+    """*page* open on demo_01 with model "fake" (answering with *segment*) in "Replace" mode; its label file."""
     from mcp_app import compute
 
     monkeypatch.setattr(compute, "segment", segment)
-    kind = "seg" if page == "/trainer" else "pred"
-    path = label_path(demo / "demo_01.tif", kind=kind)
-    before = load_labels(path).count if path.exists() else 0
     await app_user.open(page)
     await app_user.should_see("demo_01.tif (1/3)")
     await app_user.should_see("fake (user)")
     for toggle in app_user.find(ui.toggle).elements:
         if "replace" in toggle.options:
             toggle.value = "replace"
+    return label_path(demo / "demo_01.tif", kind="seg" if page == "/trainer" else "pred")
+
+
+@MODEL_RUNS
+async def test_model_run_finding_nothing_leaves_the_labels(app_user, demo, fake_model, monkeypatch, page, run_marker):
+    async def segment(backend, images, params):
+        return [SegmentResult(np.zeros(images[0].shape[:2], np.uint16), np.zeros(1, np.uint16), ["unassigned"])]
+
+    path = await open_with_model(app_user, demo, monkeypatch, page, segment)
+    before = load_labels(path).count if path.exists() else 0
     canvas = app_user.find(LabelCanvas)
     canvas.trigger("polygon", {"points": [[2, 2], [12, 2], [12, 12]], "class_id": 1})
     await apoll(lambda: path.exists() and load_labels(path).count == before + 1, "the first polygon saved")
@@ -127,7 +134,7 @@ async def test_scatter_point_of_the_labels_in_the_analyzer_says_where_its_object
     assert picked == []
 
 
-@pytest.mark.parametrize("page, run_marker", [("/trainer", "run-model"), ("/analyzer", "run-image")])
+@MODEL_RUNS
 async def test_model_run_records_its_thresholds_and_classes_by_name(app_user, state, demo, fake_model, monkeypatch,
                                                                  page, run_marker):
     seen: list = []
@@ -141,17 +148,7 @@ async def test_model_run_records_its_thresholds_and_classes_by_name(app_user, st
         return [SegmentResult(masks, np.array([0, 1, 2], np.uint16), names,
                               confidence={"cellprob": np.array([0.0, 0.9, 0.4])})]
 
-    from mcp_app import compute
-
-    monkeypatch.setattr(compute, "segment", segment)
-    kind = "seg" if page == "/trainer" else "pred"
-    path = label_path(demo / "demo_01.tif", kind=kind)
-    await app_user.open(page)
-    await app_user.should_see("demo_01.tif (1/3)")
-    await app_user.should_see("fake (user)")
-    for toggle in app_user.find(ui.toggle).elements:
-        if "replace" in toggle.options:
-            toggle.value = "replace"
+    path = await open_with_model(app_user, demo, monkeypatch, page, segment)
     app_user.find(marker=run_marker).click()
     await app_user.should_see("2 objects found by fake")
     await apoll(lambda: path.exists() and load_labels(path).count == 2, "the model's masks saved")
