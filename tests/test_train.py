@@ -22,6 +22,7 @@ from mcp_core.params import (FINETUNE_DEFAULTS, SCRATCH_DEFAULTS, SegmentParams,
 from mcp_core.segment import segment
 from mcp_core.synthetic import make_sample, write_demo_project
 from mcp_core.train import learning_rate, train
+from waiting import patience
 
 # The offline base with its from-scratch defaults; few crops per epoch keep these checks short.
 FAST = {"base_model": "tiny", "nimg_per_epoch": 4}
@@ -187,6 +188,7 @@ def test_a_model_that_scores_zero_gets_plain_advice_in_the_job_panel():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(patience(1800))  # ~3 minutes on 2 idle cores; a loaded machine may take several times that
 def test_offline_base_learns_two_classes_on_the_demo_with_the_default_settings(tmp_path):
     """Must-show: the demo project, the offline base and its default settings give AP@0.5 >= 0.8 and class
     accuracy >= 0.9 on held-out images, with the loss falling."""
