@@ -8,6 +8,7 @@ ViT-L (``cpsam`` architecture, random weights: the network's speed does not depe
 though the dynamics' does) is measured as well.
 
     .venv/bin/python benchmarks/segment_bench.py [--images 16] [--size 512] [--epochs 150] [--rounds 2]
+        [--keep-tiny FILE | --tiny FILE]
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and upstream's over the images")
     ap.add_argument("--vitl", action="store_true", help="measure ViT-L even without CUDA (slow on a CPU)")
+    ap.add_argument("--tiny", type=Path, help="a tiny 256-pixel-tile model made by an earlier run (--keep-tiny): no training")
+    ap.add_argument("--keep-tiny", type=Path, help="save the tiny model trained here to this file, for --tiny")
     args = ap.parse_args()
 
     images = [make_sample(500 + i, shape=(args.size, args.size))[0] for i in range(args.images)]
@@ -89,15 +92,20 @@ def main() -> None:
                   "weight_decay": 0.01, "rescale": False, "test_ratio": 0.0, "scale_range": 0.25,
                   "save_path": str(tmp / "models")}
         print("\ntiny (CPU):")
-        # Learn at 128-pixel crops (fast), then move the weights to cellpose's 256-pixel tiles, the only
-        # size upstream eval() accepts for this network class.
-        path, rate = train_rate(data, TrainParams(base_model="tiny", model_name="tiny", bsize=128, epochs=args.epochs,
-                                                  device="cpu", **common))
-        print(f"  training:               {rate:7.2f} samples/s  (128-pixel crops, batch 8, {args.epochs} epochs)")
-        _, rate = train_rate(data, TrainParams(base_model="tiny", model_name="tiny256", bsize=256, epochs=4,
-                                               device="cpu", **common))
-        print(f"  training:               {rate:7.2f} samples/s  (256-pixel crops, batch 8)")
-        path = build_model(path, common["class_names"], device="cpu", bsize=256).save(tmp / "tiny_256.pth")
+        if args.tiny:
+            path = args.tiny
+            print(f"  model {path} (trained by an earlier run)")
+        else:
+            # Learn at 128-pixel crops (fast), then move the weights to cellpose's 256-pixel tiles, the only
+            # size upstream eval() accepts for this network class.
+            path, rate = train_rate(data, TrainParams(base_model="tiny", model_name="tiny", bsize=128,
+                                                      epochs=args.epochs, device="cpu", **common))
+            print(f"  training:               {rate:7.2f} samples/s  (128-pixel crops, batch 8, {args.epochs} epochs)")
+            _, rate = train_rate(data, TrainParams(base_model="tiny", model_name="tiny256", bsize=256, epochs=4,
+                                                   device="cpu", **common))
+            print(f"  training:               {rate:7.2f} samples/s  (256-pixel crops, batch 8)")
+            path = build_model(path, common["class_names"], device="cpu", bsize=256).save(
+                args.keep_tiny or tmp / "tiny_256.pth")
         compare(str(path), images, "cpu", args.batch_size, args.rounds)
 
         if torch.cuda.is_available() or args.vitl:
