@@ -7,12 +7,14 @@ the input, its ``description`` is the tooltip, and its ``group`` (``basic``, ``a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nicegui import ui
 
 from mcp_core.params import schema_fields
+
+from .channel_picker import ChannelPicker
 
 
 class SchemaForm:
@@ -30,10 +32,15 @@ class SchemaForm:
         ``{field: {value: label}}``: a select with these options instead of a text input.
     grouped
         Put the ``advanced`` fields in a folded "Advanced" section below the ``basic`` ones.
+    channel_names
+        The open image's channel names: a field named ``channels`` is then a
+        :class:`~mcp_app.channel_picker.ChannelPicker` instead of a text input (its ``refresh()`` asks again,
+        e.g. from ``Workspace.on_open``).
     """
 
     def __init__(self, schema: dict, fields: Iterable[str] | None = None, *, values: Mapping[str, Any] | None = None,
-                 choices: Mapping[str, Mapping[Any, str]] | None = None, grouped: bool = False) -> None:
+                 choices: Mapping[str, Mapping[Any, str]] | None = None, grouped: bool = False,
+                 channel_names: Callable[[], Sequence[str]] | None = None) -> None:
         self.specs = schema_fields(schema)
         names = list(fields) if fields is not None else [n for n, s in self.specs.items() if s.get("group") != "hidden"]
         values, choices = values or {}, choices or {}
@@ -43,6 +50,10 @@ class SchemaForm:
             for name in group:
                 spec = self.specs[name]
                 start = values.get(name, spec.get("default"))
+                if name == "channels" and channel_names is not None:  # the channel picker hook
+                    self.inputs[name] = ChannelPicker(channel_names(), start, spec.get("title") or "Channels",
+                                                      spec.get("description", ""), channel_names).mark(f"field-{name}")
+                    continue
                 self.inputs[name] = _input_for(name, spec, start, choices.get(name))
 
         basic = [n for n in names if not grouped or self.specs[n].get("group") == "basic"]
@@ -54,11 +65,13 @@ class SchemaForm:
 
     def set(self, name: str, value: Any) -> None:
         """Show *value* in the input of field *name*."""
-        self.inputs[name].value = _shown(self.specs[name], value)
+        element = self.inputs[name]
+        element.value = value if isinstance(element, ChannelPicker) else _shown(self.specs[name], value)
 
     def values(self) -> dict[str, Any]:
         """``{field: value}`` typed as the schema says; an empty optional input gives ``None``."""
-        return {name: _parsed(self.specs[name], element.value) for name, element in self.inputs.items()}
+        return {name: element.value if isinstance(element, ChannelPicker) else _parsed(self.specs[name], element.value)
+                for name, element in self.inputs.items()}
 
 
 def _shown(spec: dict, value: Any) -> Any:

@@ -11,6 +11,7 @@ from mcp_core.labels.promote import promote_predictions
 from mcp_core.params import SegmentParams, json_schema
 
 from .. import compute
+from ..channel_picker import channel_names_of
 from ..forms import schema_form
 from ..job_history import JobHistory
 from ..job_panel import JobHistoryView, JobPanel, reattach_jobs, use_history
@@ -40,7 +41,8 @@ def register(state: AppState) -> None:
                     panel["model"] = ModelPicker(state)
                     ui.button(icon="add", on_click=lambda: add_model_dialog()).props("flat dense").tooltip(
                         "Add a model file (.pth with its .json)")
-                panel["form"] = schema_form(json_schema(SegmentParams), grouped=True)
+                panel["form"] = schema_form(json_schema(SegmentParams), grouped=True, channel_names=lambda:
+                                            channel_names_of(ws.editor.item.path if ws.editor.item else None))
                 with ui.row():
                     panel["image"] = ui.button("This image", icon="image").props("no-caps dense").mark("run-image")
                     panel["frames"] = ui.button("All frames", icon="burst_mode").props("no-caps dense")
@@ -57,6 +59,7 @@ def register(state: AppState) -> None:
             MeasurePanel(ws)
 
         ws.build_layout(side, side_width=330)
+        ws.on_open.append(panel["form"].inputs["channels"].refresh)  # the picker names the open image's channels
         model, form, jobs_box = panel["model"], panel["form"], panel["jobs"]
         run_image, run_frames, run_folder, promote = (panel[k] for k in ("image", "frames", "folder", "promote"))
         ws.bind_keys()

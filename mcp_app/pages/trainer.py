@@ -8,6 +8,7 @@ from mcp_core.catalog import OFFLINE_BASE
 from mcp_core.file_version import FileChangedError
 from mcp_core.params import SegmentParams, TrainParams, json_schema, train_defaults
 
+from ..channel_picker import ChannelPicker, channel_names_of
 from ..forms import SchemaForm
 from ..history_panel import HistoryPanel
 from ..job_history import JobHistory
@@ -191,6 +192,9 @@ def register(state: AppState) -> None:
             panel["model"] = ModelPicker(state)
             panel["keep"] = ui.toggle({"keep": "Keep my masks", "replace": "Replace"}, value="keep"
                                       ).props("dense no-caps size=sm")
+            panel["channels"] = ChannelPicker(hint="Image channels fed to the model, in order; none: the model's own "
+                                              "(those it was trained on).", names_of=lambda: channel_names_of(
+                                                  ws.editor.item.path if ws.editor.item else None))
             panel["run"] = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps").mark("run-model")
             SuggestPanel(ws, panel["model"])
             ui.separator()
@@ -201,11 +205,13 @@ def register(state: AppState) -> None:
             HistoryPanel(ws)
 
         ws.build_layout(side)
+        ws.on_open.append(panel["channels"].refresh)  # the picker names the open image's channels
         model, keep, run_button, train_button, jobs_box = (panel[k] for k in ("model", "keep", "run", "train", "jobs"))
         ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
 
         async def run_model() -> None:
-            await run_on_open_image(state.backend, ws, SegmentParams(model=model.value), keep.value == "keep", run_button)
+            params = SegmentParams(model=model.value, channels=panel["channels"].value)
+            await run_on_open_image(state.backend, ws, params, keep.value == "keep", run_button)
 
         run_button.on_click(run_model)
 

@@ -51,7 +51,7 @@ def open_tiff(path: Path) -> ImageSource:
         dtype=str(s0.dtype),
         pixel_size=_tiff_pixel_size(tif),
         extra={"series": [s.name for s in series], "scenes": [(lay["axes"], tuple(lay["shape"])) for lay in layouts],
-               "is_ome": bool(tif.is_ome)},
+               "is_ome": bool(tif.is_ome), "channel_names": _ome_channel_names(tif)},
     )
     return ImageSource(path, [lay["frame_sizes"] for lay in layouts], read_plane, meta, close=tif.close)
 
@@ -138,6 +138,19 @@ def _tiff_read(series, layout: dict, index: dict[str, int]) -> np.ndarray:
             arr = np.moveaxis(arr, 0, -1)
         planes.append(arr if arr.ndim == 3 else arr[:, :, None])
     return np.concatenate(planes, axis=2)
+
+
+def _ome_channel_names(tif) -> list[str]:
+    """The ``Name`` of each ``Channel`` of an OME-TIFF's first image (empty when not OME or unnamed)."""
+    if not tif.is_ome:
+        return []
+    import xml.etree.ElementTree as ET
+
+    try:
+        pixels = next(el for el in ET.fromstring(tif.ome_metadata).iter() if el.tag.endswith("Pixels"))
+    except (ET.ParseError, StopIteration):
+        return []
+    return [el.get("Name", "") for el in pixels if el.tag.endswith("Channel")]
 
 
 def _tiff_pixel_size(tif) -> tuple[float, float] | None:
@@ -256,7 +269,12 @@ def open_nd2(path: Path) -> ImageSource:
         pixel_size = None
     axes = "".join(names[a] for a in coord_axes) + "YXC"
     shape = coord_shape + (y, x, c * s)
-    meta = ImageMeta(axes=axes, shape=shape, sizes=dict(zip(axes, shape)), dtype=str(f.dtype), pixel_size=pixel_size)
+    try:  # channel names, when each channel is one sample (not RGB)
+        channel_names = [ch.channel.name for ch in f.metadata.channels or []] if s == 1 else []
+    except Exception:
+        channel_names = []
+    meta = ImageMeta(axes=axes, shape=shape, sizes=dict(zip(axes, shape)), dtype=str(f.dtype), pixel_size=pixel_size,
+                     extra={"channel_names": channel_names})
     return ImageSource(path, {names[a]: sizes[a] for a in coord_axes}, read_plane, meta, close=f.close)
 
 

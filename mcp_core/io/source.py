@@ -127,6 +127,13 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.frames)
 
+    @property
+    def channel_names(self) -> list[str]:
+        """A name per channel of a frame: the file's own (``meta.extra["channel_names"]``) or ``channel 0``, ..."""
+        n = self.meta.sizes.get("C", 1)
+        named = [str(c) for c in self.meta.extra.get("channel_names") or []]
+        return named if len(named) == n and all(named) else [f"channel {i}" for i in range(n)]
+
     def __enter__(self) -> ImageSource:
         return self
 
