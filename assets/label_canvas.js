@@ -30,6 +30,8 @@ export default {
       style="position:relative;overflow:hidden;width:100%;height:100%;outline:none;background:#111;cursor:crosshair"
       @contextmenu.prevent @mousedown="$refs.wrap.focus({preventScroll:true})">
       <canvas ref="view" style="position:absolute;left:0;top:0"></canvas>
+      <div ref="readout" class="mcp-readout" style="position:absolute;left:0;bottom:0;padding:1px 6px;font:11px monospace;
+        color:#eee;background:rgba(0,0,0,0.6);pointer-events:none;white-space:nowrap"></div>
     </div>`,
   props: {
     colorMode: { type: String, default: "class" },
@@ -38,6 +40,9 @@ export default {
     brush: { type: Number, default: 6 },
     currentClass: { type: Number, default: 1 },
     fillAlpha: { type: Number, default: FILL_ALPHA },
+    outline: { type: Boolean, default: false }, // outlines only, no fill
+    opacity: { type: Number, default: 1 }, // of the whole mask overlay
+    classNames: { type: Array, default: () => [] },
   },
   data() {
     return { loaded: false };
@@ -80,21 +85,36 @@ export default {
   },
   watch: {
     colorMode() { this.renderBox(0, 0, this.W, this.H); this.draw(); },
-    fillAlpha() { this.renderBox(0, 0, this.W, this.H); },
+    fillAlpha() { this.renderBox(0, 0, this.W, this.H); this.draw(); },
+    outline() { this.renderBox(0, 0, this.W, this.H); this.draw(); },
+    opacity() { this.draw(); },
     overlay() { this.draw(); },
     tool() { this.path = null; this.mode = null; this.draw(); },
     brush() { this.draw(); },
   },
   methods: {
     // ------------------------------------------------------------ called from Python
-    async load(imageUrl, labelsUrl, classes, colors, keepView) {
-      const [img, buf] = await Promise.all([this.fetchImage(imageUrl), this.fetchLabels(labelsUrl)]);
-      const sizeChanged = img.width !== this.W || img.height !== this.H;
-      this.W = img.width;
-      this.H = img.height;
-      this.imgCanvas.width = this.W;
-      this.imgCanvas.height = this.H;
-      this.imgCanvas.getContext("2d").drawImage(img, 0, 0);
+    async load(pixelsUrl, labelsUrl, classes, colors, keepView, pixels) {
+      // pixels: {width, height, channels, dtype: uint8|uint16|float32, display: {rgb, low, high},
+      //          levels: [[h, w], ...] full resolution first, level: the one pixelsUrl sends, tile, tileUrl}.
+      // A large image comes as a coarser level (the overview); tiles of finer levels are fetched where zoomed in.
+      const levels = pixels.levels || [[pixels.height, pixels.width]], level = pixels.level || 0;
+      const [rawH, rawW] = levels[level];
+      const [raw, buf] = await Promise.all([this.fetchPixels(pixelsUrl, pixels, rawW * rawH), this.fetchLabels(labelsUrl)]);
+      const sizeChanged = pixels.width !== this.W || pixels.height !== this.H;
+      this.W = pixels.width;
+      this.H = pixels.height;
+      this.raw = raw;
+      this.pyramid = { levels, level, tile: pixels.tile, tileUrl: pixels.tileUrl, dtype: pixels.dtype,
+                       channels: pixels.channels, tiles: new Map() };
+      this.rawW = rawW;
+      this.rawH = rawH;
+      this.imgCanvas.width = rawW;
+      this.imgCanvas.height = rawH;
+      this.imgCtx = this.imgCanvas.getContext("2d");
+      this.imgData = this.imgCtx.createImageData(rawW, rawH);
+      this.display = pixels.display;
+      this.renderImage();
       this.labels = buf;
       this.pluginLayers = [];
       this.ovCanvas.width = this.W;
@@ -142,10 +162,122 @@ export default {
         }
       }
     },
-    async setImage(imageUrl) {
-      const img = await this.fetchImage(imageUrl);
-      this.imgCanvas.getContext("2d").drawImage(img, 0, 0);
+    setDisplay(display) {
+      // display: {rgb: [channel or null] x 3, low: [...], high: [...]} per channel; drawn here, no server round trip.
+      this.display = display;
+      this.renderImage();
+      this.renderTiles();
       this.draw();
+      return true;
+    },
+    setLimits(channel, low, high) {
+      this.display.low[channel] = low;
+      this.display.high[channel] = Math.max(high, low + 1e-6);
+      this.renderImage();
+      this.renderTiles();
+      this.draw();
+    },
+    renderImage() {
+      // Map the raw channels through the display's channel choice and contrast limits into the image canvas:
+      // each colour is a lookup table over its channel's values, and each pixel one 32-bit RGBA write.
+      if (!this.raw || !this.imgData) return;
+      const t0 = performance.now();
+      const n = this.W * this.H, { rgb, low, high } = this.display;
+      const used = rgb.filter((c) => c !== null && c !== undefined && c < this.raw.length);
+      const pick = used.length === 1 ? [used[0], used[0], used[0]] : rgb; // one channel: grey
+      const [[sr, lr], [sg, lg], [sb, lb]] = pick.map((c) => this.channelLut(c, low[c], high[c]));
+      const out = new Uint32Array(this.imgData.data.buffer);
+      for (let i = 0; i < n; i++) out[i] = 0xff000000 | (lb[sb[i]] << 16) | (lg[sg[i]] << 8) | lr[sr[i]];
+      this.imgCtx.putImageData(this.imgData, 0, 0);
+      (window.mcpDisplayMs = window.mcpDisplayMs || []).push(performance.now() - t0);
+    },
+    channelLut(c, lo, hi) {
+      // [values, lut] with lut[values[i]] the 0..255 shade of pixel i for channel c between lo and hi (an absent
+      // channel is black); float channels are scaled into 8 bits first.
+      const n = this.W * this.H;
+      if (c === null || c === undefined || c >= this.raw.length) {
+        if (!this.black || this.black.length !== n) this.black = new Uint8Array(n);
+        return [this.black, new Uint8Array(1)];
+      }
+      const src = this.raw[c], f = 255 / (hi - lo);
+      if (src instanceof Float32Array) {
+        const shade = new Uint8ClampedArray(n);
+        for (let i = 0; i < n; i++) shade[i] = (src[i] - lo) * f;
+        return [shade, Uint8Array.from({ length: 256 }, (_, v) => v)];
+      }
+      const lut = new Uint8ClampedArray(src instanceof Uint8Array ? 256 : 65536);
+      for (let v = 0; v < lut.length; v++) lut[v] = (v - lo) * f;
+      return [src, lut];
+    },
+    paint(raw, imgData) {
+      // Raw channels (one typed array each) through the display's channel choice and contrast into RGBA pixels.
+      const n = imgData.width * imgData.height, d = imgData.data, { rgb, low, high } = this.display;
+      const used = rgb.filter((c) => c !== null && c < raw.length);
+      const grey = used.length === 1;
+      for (let k = 0; k < 3; k++) {
+        const c = grey ? used[0] : rgb[k];
+        if (c === null || c === undefined || c >= raw.length) {
+          for (let i = 0; i < n; i++) d[i * 4 + k] = 0;
+          continue;
+        }
+        const src = raw[c], lo = low[c], f = 255 / (high[c] - lo);
+        for (let i = 0; i < n; i++) d[i * 4 + k] = (src[i] - lo) * f; // Uint8ClampedArray clips to 0..255
+      }
+      for (let i = 3; i < 4 * n; i += 4) d[i] = 255;
+    },
+    // --------------------------------------------------------- large images: tiles of finer levels
+    levelFor(scale) {
+      // The coarsest level with at least one pixel per screen pixel at this zoom.
+      const { levels } = this.pyramid;
+      let best = 0;
+      for (let l = 0; l < levels.length; l++) if ((this.W / levels[l][1]) * scale <= 1 + 1e-9) best = l;
+      return best;
+    },
+    drawTiles(ctx) {
+      // Over the overview, the tiles of the level this zoom needs that are in view (fetched once, kept).
+      const pyr = this.pyramid;
+      if (!pyr || pyr.level === 0) return;
+      const level = this.levelFor(this.scale);
+      if (level >= pyr.level) return; // the overview is fine enough
+      const [lh, lw] = pyr.levels[level], T = pyr.tile, fx = this.W / lw, fy = this.H / lh, view = this.$refs.view;
+      const x0 = -this.tx / this.scale, y0 = -this.ty / this.scale;
+      const x1 = (view.width - this.tx) / this.scale, y1 = (view.height - this.ty) / this.scale;
+      const c0 = Math.max(0, Math.floor(x0 / fx / T)), c1 = Math.min(Math.ceil(lw / T) - 1, Math.floor(x1 / fx / T));
+      const r0 = Math.max(0, Math.floor(y0 / fy / T)), r1 = Math.min(Math.ceil(lh / T) - 1, Math.floor(y1 / fy / T));
+      for (let ty = r0; ty <= r1; ty++) {
+        for (let tx = c0; tx <= c1; tx++) {
+          const key = `${level}/${ty}/${tx}`, tile = pyr.tiles.get(key);
+          if (!tile) this.fetchTile(level, ty, tx, key);
+          else if (tile.canvas) ctx.drawImage(tile.canvas, tx * T * fx, ty * T * fy, tile.w * fx, tile.h * fy);
+        }
+      }
+    },
+    async fetchTile(level, ty, tx, key) {
+      const pyr = this.pyramid, [lh, lw] = pyr.levels[level], T = pyr.tile;
+      const tile = { w: Math.min(T, lw - tx * T), h: Math.min(T, lh - ty * T) };
+      pyr.tiles.set(key, tile);
+      if (pyr.tiles.size > 256) pyr.tiles.delete(pyr.tiles.keys().next().value); // the oldest goes
+      const url = pyr.tileUrl.replace("{level}", level).replace("{ty}", ty).replace("{tx}", tx);
+      try {
+        tile.raw = await this.fetchPixels(url, pyr, tile.w * tile.h);
+      } catch (err) {
+        console.warn(String(err)); // the tile stays out (the overview shows there); not asked for again
+        return;
+      }
+      if (this.pyramid !== pyr) return; // another image was loaded meanwhile
+      tile.canvas = document.createElement("canvas");
+      tile.canvas.width = tile.w;
+      tile.canvas.height = tile.h;
+      this.renderTile(tile);
+      this.draw();
+    },
+    renderTile(tile) {
+      const ctx = tile.canvas.getContext("2d"), data = ctx.createImageData(tile.w, tile.h);
+      this.paint(tile.raw, data);
+      ctx.putImageData(data, 0, 0);
+    },
+    renderTiles() {
+      if (this.pyramid) for (const tile of this.pyramid.tiles.values()) if (tile.canvas) this.renderTile(tile);
     },
     setClassTable(classes, colors, render = true) {
       this.classes = Uint32Array.from(classes);
@@ -188,6 +320,7 @@ export default {
       }
       if (!n) return false;
       const rect = this.$refs.wrap.getBoundingClientRect();
+      this.fitted = false;
       this.tx = rect.width / 2 - (sx / n) * this.scale;
       this.ty = rect.height / 2 - (sy / n) * this.scale;
       this.setSelection([id]);
@@ -199,6 +332,7 @@ export default {
       this.scale = Math.min(rect.width / this.W, rect.height / this.H);
       this.tx = (rect.width - this.W * this.scale) / 2;
       this.ty = (rect.height - this.H * this.scale) / 2;
+      this.fitted = true; // until the user zooms or pans: a resized view then fits again
       this.draw();
     },
     toScreen(x, y) {
@@ -210,13 +344,13 @@ export default {
       return { scale: this.scale, tx: this.tx, ty: this.ty, W: this.W, H: this.H, selection: [...this.selection] };
     },
     // ------------------------------------------------------------------- loading
-    fetchImage(url) {
-      return new Promise((resolve, reject) => {
-        const img = new Image();
-        img.onload = () => resolve(img);
-        img.onerror = () => reject(new Error("image failed to load: " + url));
-        img.src = url;
-      });
+    async fetchPixels(url, pixels, n) {
+      // n planar channels, little-endian, of pixels.dtype: one typed array per channel.
+      const resp = await fetch(url);
+      if (!resp.ok) throw new Error("image failed to load: " + resp.status);
+      const buf = await resp.arrayBuffer();
+      const Type = { uint8: Uint8Array, uint16: Uint16Array, float32: Float32Array }[pixels.dtype];
+      return Array.from({ length: pixels.channels }, (_, c) => new Type(buf, c * n * Type.BYTES_PER_ELEMENT, n));
     },
     async fetchLabels(url) {
       const resp = await fetch(url);
@@ -265,7 +399,8 @@ export default {
       const view = this.$refs.view;
       view.width = Math.max(1, rect.width);
       view.height = Math.max(1, rect.height);
-      this.draw();
+      if (this.fitted) this.fit();
+      else this.draw();
     },
     draw() {
       const view = this.$refs.view;
@@ -276,8 +411,13 @@ export default {
       if (!this.W) return;
       ctx.imageSmoothingEnabled = false;
       ctx.setTransform(this.scale, 0, 0, this.scale, this.tx, this.ty);
-      ctx.drawImage(this.imgCanvas, 0, 0);
-      if (this.overlay) ctx.drawImage(this.ovCanvas, 0, 0);
+      ctx.drawImage(this.imgCanvas, 0, 0, this.W, this.H);
+      this.drawTiles(ctx);
+      if (this.overlay) {
+        ctx.globalAlpha = this.opacity;
+        ctx.drawImage(this.ovCanvas, 0, 0);
+        ctx.globalAlpha = 1;
+      }
       this.drawPluginLayers(ctx);
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       const toScreen = (p) => [p[0] * this.scale + this.tx, p[1] * this.scale + this.ty];
@@ -358,7 +498,9 @@ export default {
       if (!this.loaded) return;
       const p = this.toImage(e);
       this.cursor = p;
+      if (e.target === this.$refs.view) this.showReadout(p);
       if (this.mode === "pan") {
+        this.fitted = false;
         this.tx = e.clientX - this.panFrom[0];
         this.ty = e.clientY - this.panFrom[1];
         this.draw();
@@ -450,8 +592,20 @@ export default {
       counts.forEach((n, id) => { if (n > bestN) { best = id; bestN = n; } });
       return best;
     },
+    showReadout(p) {
+      // What is under the cursor, as napari shows it: position, each channel's value, mask id and class.
+      const x = Math.floor(p[0]), y = Math.floor(p[1]);
+      if (x < 0 || y < 0 || x >= this.W || y >= this.H || !this.raw) { this.$refs.readout.textContent = ""; return; }
+      const i = y * this.W + x, id = this.labels[i];
+      const r = Math.floor((y * this.rawH) / this.H) * this.rawW + Math.floor((x * this.rawW) / this.W); // overview
+      const fmt = (v) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
+      const values = this.raw.map((ch, c) => `ch${c} ${fmt(ch[r])}`).join("  ");
+      const cls = id ? this.classNames[id < this.classes.length ? this.classes[id] : 0] || "unassigned" : "";
+      this.$refs.readout.textContent = `x ${x}  y ${y}  ${values}` + (id ? `  mask ${id}  ${cls}` : "  background");
+    },
     onWheel(e) {
       e.preventDefault();
+      this.fitted = false;
       const rect = this.$refs.view.getBoundingClientRect();
       const mx = e.clientX - rect.left, my = e.clientY - rect.top;
       const f = Math.exp(-e.deltaY * 0.0015);

@@ -7,6 +7,7 @@ come back as events and are answered with small patches.
 from __future__ import annotations
 
 import secrets
+from dataclasses import asdict
 from importlib.resources import files
 
 from fastapi import Response
@@ -15,6 +16,11 @@ from nicegui import app, ui
 from .editor import Editor, Patch
 
 _SOURCES: dict[str, Editor] = {}
+
+
+def source_of(key: str) -> Editor | None:
+    """The editor a page's canvas shows, by the canvas's key (``None`` once the page is gone)."""
+    return _SOURCES.get(key)
 
 
 class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.js")):
@@ -41,18 +47,25 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         self.update()
 
     async def show(self, keep_view: bool = False) -> None:
-        """Send the editor's current item to the browser (image and labels fetched over HTTP)."""
+        """Send the editor's current item to the browser (raw channels and labels fetched over HTTP)."""
         v = self.editor.version
         classes, colors = self.editor.class_table()
-        await self.run_method("load", f"/mcp/media/{self.key}/image.jpg?v={v}", f"/mcp/media/{self.key}/labels.bin?v={v}",
-                              classes, colors, keep_view, timeout=30)
+        self._props["classNames"] = list(self.editor.labels.class_names)
+        self.update()
+        pixels = {**self.editor.pixel_info(), "tileUrl": f"/mcp/media/{self.key}/tile/{{level}}/{{ty}}/{{tx}}.bin?v={v}"}
+        await self.run_method("load", f"/mcp/media/{self.key}/pixels.bin?v={v}",
+                              f"/mcp/media/{self.key}/labels.bin?v={v}",
+                              classes, colors, keep_view, pixels, timeout=30)
 
-    async def refresh_image(self) -> None:
-        self.editor.version += 1
-        await self.run_method("setImage", f"/mcp/media/{self.key}/image.jpg?v={self.editor.version}", timeout=30)
+    def show_display(self) -> None:
+        """Redraw the image with the editor's channel choice and contrast (the browser maps the raw channels)."""
+        self.run_method("setDisplay", asdict(self.editor.display))
 
     def apply(self, patch: Patch | None) -> None:
         if patch is not None:
+            if patch.classes is not None:
+                self._props["classNames"] = list(self.editor.labels.class_names)
+                self.update()
             self.run_method("applyPatch", patch.to_dict())
 
     def select(self, ids: list[int]) -> None:
@@ -65,12 +78,27 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         self.run_method("fit")
 
 
-@app.get("/mcp/media/{key}/image.jpg")
-def _image(key: str) -> Response:
+@app.get("/mcp/media/{key}/pixels.bin")
+def _pixels(key: str) -> Response:
     editor = _SOURCES.get(key)
-    if editor is None or editor.image is None:
+    if editor is None or editor.pyramid is None:
         return Response(status_code=404)
-    return Response(editor.render(), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    return Response(editor.pixel_bytes(), media_type="application/octet-stream",
+                    headers={"Content-Encoding": "gzip", "Cache-Control": "no-store"})
+
+
+@app.get("/mcp/media/{key}/tile/{level}/{ty}/{tx}.bin")
+def _tile(key: str, level: int, ty: int, tx: int) -> Response:
+    """One tile of a level of a large image, for where the browser is zoomed in (encoded as ``pixels.bin``)."""
+    editor = _SOURCES.get(key)
+    if editor is None or editor.pyramid is None:
+        return Response(status_code=404)
+    try:
+        data = editor.tile_bytes(level, ty, tx)
+    except IndexError:
+        return Response(status_code=404)
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Encoding": "gzip", "Cache-Control": "no-store"})
 
 
 @app.get("/mcp/media/{key}/labels.bin")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
 from mcp_core.labels import LabelSet, load_labels_for, save_labels
 from mcp_core.prefetch import Prefetcher
+from mcp_core.pyramid import TILE, Pyramid, open_pyramid
 
 from .project import Item, Project
 
@@ -44,13 +44,19 @@ class Patch:
 
 @dataclass
 class Frame:
-    """One item as read from disk, with its labels already encoded for the browser."""
+    """One item as read from disk, with its pixels and labels already encoded for the browser."""
 
-    image: np.ndarray
+    image: np.ndarray | None  # None: a large image, read by levels and tiles only, never whole
+    pyramid: Pyramid
     labels: LabelSet  # the project's classes (when it knew them all at reading time); indexed boxes
     file_version: FileVersion | None  # of the label file before it was read (None: there was none)
     image_stamp: tuple[int, int]  # (size, mtime_ns) of the image file
+    pixel_blob: bytes
     label_blob: bytes
+
+
+#: Longest side of the level the browser gets first; finer levels of a larger image come as tiles where zoomed in.
+OVERVIEW_SIDE = 2048
 
 
 @dataclass
@@ -69,7 +75,8 @@ class Editor:
         self.project = project
         self.kind = kind
         self.item: Item | None = None
-        self.image: np.ndarray | None = None
+        self.image: np.ndarray | None = None  # the whole frame; None for a large image (see :attr:`pyramid`)
+        self.pyramid: Pyramid | None = None  # levels of the frame for display
         self.labels: LabelSet | None = None
         self.display = Display()
         self.edits = 0  # edits made since opening ...
@@ -79,7 +86,7 @@ class Editor:
         self.action: str | None = None  # what the next save records in the annotation history ("model run with M")
         self._lock = threading.Lock()
         self._ahead: Prefetcher[tuple[Path, str], Frame] = Prefetcher(self._read, fresh=self._fresh)
-        self._blobs: dict[str, tuple[int, bytes]] = {}  # "labels": (edits when encoded, gzip bytes)
+        self._blobs: dict[str, tuple[int, bytes]] = {}  # "pixels"/"labels": (edits when encoded, gzip bytes)
 
     # --------------------------------------------------------------------- open
     @property
@@ -101,12 +108,12 @@ class Editor:
         if (labels.class_names, labels.class_colors) != (self.project.class_names, self.project.class_colors):
             labels = self.project.adopt(labels)  # the file names classes the project lacked (or it changed since)
             labels.index_boxes()  # now, so edits touch only their boxes
-        self.item, self.image, self.labels = item, frame.image, labels
+        self.item, self.image, self.pyramid, self.labels = item, frame.image, frame.pyramid, labels
         self.file_version = frame.file_version
-        self._blobs = {"labels": (self.edits, frame.label_blob)}
+        self._blobs = {"pixels": (self.edits, frame.pixel_blob), "labels": (self.edits, frame.label_blob)}
         self.saved_edits = self.edits
         self.version += 1
-        n = frame.image.shape[2]
+        n = self.overview.shape[2]
         if len(self.display.low) != n:
             self.display = Display(rgb=[0, 1 if n > 1 else None, 2 if n > 2 else None])
             self.auto_contrast()
@@ -123,22 +130,28 @@ class Editor:
         """Read one item's image and labels and encode both for the browser (runs on the prefetch thread)."""
         path, frame = key
         stamp = _stamp(path)
-        with open_image(path) as src:
-            image = src.read(frame)
+        pyramid = open_pyramid(path, frame)
+        if pyramid is not None and max(pyramid.shape) > OVERVIEW_SIDE:
+            image = None  # large: the browser gets a coarser level and tiles where zoomed in
+        else:
+            with open_image(path) as src:
+                image = src.read(frame)
+            pyramid = Pyramid.of_array(image)
         file_version = FileVersion.of(label_path(path, frame, self.kind))  # before reading: a write in between
         loaded = load_labels_for(path, frame, self.kind)  # shows as a change at save time
         names, colors = list(self.project.class_names), list(self.project.class_colors)
         if loaded is None:
-            labels = LabelSet(np.zeros(image.shape[:2], np.uint16), None, names, colors)
+            labels = LabelSet(np.zeros(pyramid.shape, np.uint16), None, names, colors)
         elif set(loaded.class_names[1:]) <= set(names):  # adopting changes nothing in the project
             labels = self.project.adopt(loaded)
         else:
             labels = loaded  # adopted on open, where the project may learn the new classes
-        if labels.shape != image.shape[:2]:
+        if labels.shape != pyramid.shape:
             raise ValueError(f"The labels in {label_path(path, frame, self.kind).name} have shape "
-                             f"{labels.shape} but the image is {image.shape[:2]}; the file was left untouched.")
+                             f"{labels.shape} but the image is {pyramid.shape}; the file was left untouched.")
         labels.index_boxes()
-        return Frame(image, labels, file_version, stamp, encode_labels(labels.masks))
+        overview = pyramid.read(pyramid.level_within(OVERVIEW_SIDE))
+        return Frame(image, pyramid, labels, file_version, stamp, encode_pixels(overview), encode_labels(labels.masks))
 
     def _fresh(self, key: tuple[Path, str], frame: Frame) -> bool:
         """Whether the image and label files are still as they were when *frame* was read."""
@@ -146,33 +159,51 @@ class Editor:
         return _stamp(path) == frame.image_stamp and FileVersion.of(label_path(path, name, self.kind)) == frame.file_version
 
     # ------------------------------------------------------------------ display
+    @property
+    def overview_level(self) -> int:
+        """The level the browser gets first: the finest whose longer side is at most :data:`OVERVIEW_SIDE`."""
+        return self.pyramid.level_within(OVERVIEW_SIDE)
+
+    @property
+    def overview(self) -> np.ndarray:
+        """The pixels of :attr:`overview_level` as ``(Y, X, C)``."""
+        return self.pyramid.read(self.overview_level)
+
     def auto_contrast(self, low_pct: float = 1.0, high_pct: float = 99.8) -> None:
-        img = self.image
+        img = self.overview
         sub = img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)]
         self.display.low = [float(np.percentile(sub[..., c], low_pct)) for c in range(img.shape[2])]
         self.display.high = [float(max(np.percentile(sub[..., c], high_pct), self.display.low[c] + 1e-6))
                              for c in range(img.shape[2])]
 
-    def render(self) -> bytes:
-        """The display image as JPEG (RGB from the chosen channels and contrast)."""
-        from PIL import Image
+    @property
+    def pixel_dtype(self) -> str:
+        """The type the browser gets the channels in: ``uint8``/``uint16`` as they are, anything else ``float32``."""
+        return pixel_dtype(self.overview)
 
-        img = self.image
-        h, w = img.shape[:2]
-        out = np.zeros((h, w, 3), np.uint8)
-        grey = img.shape[2] == 1 or sum(c is not None for c in self.display.rgb) == 1
-        for k, c in enumerate(self.display.rgb):
-            if c is None or c >= img.shape[2]:
-                continue
-            lo, hi = self.display.low[c], self.display.high[c]
-            chan = np.clip((img[..., c].astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-            if grey:
-                out[:] = chan[..., None]
-                break
-            out[..., k] = chan
-        buf = io.BytesIO()
-        Image.fromarray(out).save(buf, format="JPEG", quality=90)
-        return buf.getvalue()
+    def pixel_info(self) -> dict:
+        """What the canvas needs to read :meth:`pixel_bytes` and show it: size, channels, type and display, and the
+        levels (``[h, w]`` each, full resolution first) with the one :meth:`pixel_bytes` sends and the tile size."""
+        (h, w), n = self.pyramid.shape, self.overview.shape[2]
+        return {"width": w, "height": h, "channels": n, "dtype": self.pixel_dtype, "display": asdict(self.display),
+                "levels": [list(shape) for shape in self.pyramid.shapes], "level": self.overview_level, "tile": TILE}
+
+    def pixel_bytes(self) -> bytes:
+        """The raw channels of :attr:`overview`, planar ``(C, Y, X)`` little-endian :attr:`pixel_dtype`, gzip-compressed.
+
+        The browser maps them through the contrast limits itself, so a contrast change needs no round trip.
+        """
+        return self._blob("pixels", lambda: encode_pixels(self.overview))
+
+    def tile_bytes(self, level: int, ty: int, tx: int) -> bytes:
+        """One :data:`~mcp_core.pyramid.TILE`-pixel tile of a level, encoded as :meth:`pixel_bytes`.
+
+        Raises
+        ------
+        IndexError
+            When the level or the tile does not exist.
+        """
+        return encode_pixels(self.pyramid.tile(level, ty, tx))
 
     def label_bytes(self) -> bytes:
         """All label ids as gzip-compressed little-endian uint32 (the browser's label buffer)."""
@@ -185,6 +216,11 @@ class Editor:
             blob = encode()
             self._blobs[name] = (self.edits, blob)
         return blob
+
+    def class_counts(self) -> list[int]:
+        """How many masks of each class id the open frame has."""
+        n = len(self.labels.class_names)
+        return np.bincount(self.labels.classes[self.labels.ids], minlength=n)[:n].tolist()
 
     def class_table(self) -> tuple[list[int], list[str]]:
         return self.labels.classes.astype(int).tolist(), list(self.labels.class_colors)
@@ -330,6 +366,17 @@ class Editor:
         if classes:
             patch.classes, patch.colors = self.class_table()
         return patch
+
+
+def pixel_dtype(image: np.ndarray) -> str:
+    """The type the browser gets the channels in: ``uint8``/``uint16`` as they are, anything else ``float32``."""
+    return image.dtype.name if image.dtype.name in ("uint8", "uint16") else "float32"
+
+
+def encode_pixels(image: np.ndarray) -> bytes:
+    """The raw channels of a ``(Y, X, C)`` image, planar little-endian :func:`pixel_dtype`, gzip-compressed."""
+    planar = np.moveaxis(image, -1, 0).astype(np.dtype(pixel_dtype(image)).newbyteorder("<"))
+    return gzip.compress(np.ascontiguousarray(planar).tobytes(), compresslevel=1)
 
 
 def encode_labels(masks: np.ndarray) -> bytes:

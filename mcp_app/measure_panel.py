@@ -1,4 +1,5 @@
-"""The Analyzer's measurement panel: choose plugins, fill their forms, run, see and download the table."""
+"""The Analyzer's measurement panel: choose plugins, fill their forms, run; the results (table, plots, extra
+tables) go to a panel of their own under the canvas (:meth:`MeasurePanel.build_results`)."""
 
 from __future__ import annotations
 
@@ -42,14 +43,21 @@ class MeasurePanel:
         self.second = ui.select({"seg": "children: labels (_seg.npy)", "pred": "children: predictions (_pred.npy)"},
                                 value="seg", label="Second label set (association)").props("dense").classes("w-full")
         with ui.row():
-            ui.button("This image", icon="image", on_click=self.run_current).props("no-caps dense").mark("measure-image")
-            ui.button("Whole folder", icon="folder", on_click=self.run_folder).props("no-caps dense").mark("measure-folder")
+            ui.button("This image", icon="image", on_click=self.run_current).props(
+                "no-caps dense data-mcp=measure-image").mark("measure-image")
+            ui.button("Whole folder", icon="folder", on_click=self.run_folder).props(
+                "no-caps dense data-mcp=measure-folder").mark("measure-folder")
         self.overlays = OverlayToggles(lambda: self.ws.canvas)
         ws.on_open.append(lambda: background_tasks.create(self.show_overlays()))
-        self.tables = ui.column().classes("w-full gap-1")
         self.progress = ui.linear_progress(value=0, show_value=False).classes("w-full")
         self.progress.visible = False
-        self.results = ResultsView(on_pick=self.pick)
+
+    def build_results(self) -> None:
+        """The results: object table with column chooser and plots beside it, then the extra tables."""
+        proj = self.ws.project
+        self.results = ResultsView(on_pick=self.pick,
+                                   class_colors=lambda: dict(zip(proj.class_names, proj.class_colors)))
+        self.tables = ui.column().classes("w-full gap-1")
 
     def selected(self) -> tuple[list[str], dict]:
         names = [n for n, box in self.chosen.items() if box.value]
@@ -104,8 +112,11 @@ class MeasurePanel:
         finally:
             timer.cancel()
             self.progress.visible = False
-        for message in result.skipped:
-            ui.notify(message, type="warning", multi_line=True)
+        if result.skipped:  # one summary, not a toast per image
+            listed = "; ".join(result.skipped[:5]) + (f"; ... and {len(result.skipped) - 5} more"
+                                                    if len(result.skipped) > 5 else "")
+            ui.notify(f"{len(result.skipped)} skipped: {listed}", type="warning", multi_line=True,
+                      timeout=0, close_button=True)
         self.measured_kind = self.source.value
         self.results.show(result.objects)
         await self.offer_tables(result.tables)

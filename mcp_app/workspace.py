@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nicegui import background_tasks, run, ui
@@ -20,6 +20,7 @@ from mcp_core.backend import default_home
 from mcp_core.file_version import FileChangedError, FileVersion
 from mcp_core.labels import save_labels
 
+from . import dropzone
 from .canvas import LabelCanvas
 from .editor import Editor, Patch
 from .project import Item, Project
@@ -27,6 +28,20 @@ from .project import Item, Project
 log = logging.getLogger(__name__)
 OPEN_WORKSPACES: weakref.WeakSet[Workspace] = weakref.WeakSet()
 TOOLS = {"select": "Select", "lasso": "Lasso delete", "eraser": "Eraser", "split": "Split", "pan": "Pan"}
+#: Every canvas gesture and page key, as the help overlay (``?``) lists them; pages add their own keys.
+GESTURES = (
+    ("New mask", "Right-click, trace the outline (no button held), come back to the start (or right-click again)"),
+    ("Delete a mask", "Ctrl+click"),
+    ("Select", "Click a mask, or drag a rectangle (Select tool); Esc clears"),
+    ("Assign the current class", "Shift+click (the whole selection if the clicked mask is selected)"),
+    ("Delete many", "Lasso delete tool: masks with at least half their area inside are deleted"),
+    ("Erase", "Eraser tool, drag; , and . change the brush size"),
+    ("Split", "Split tool: drag a line across a mask"),
+    ("Zoom / pan / fit", "Wheel / middle-drag, Space+drag or the Pan tool / F"),
+    ("Previous / next image or frame", "← / →"),
+    ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z"),
+    ("This help", "?"),
+)
 AUTOSAVE_DELAY_S = 0.3
 
 
@@ -42,6 +57,7 @@ class Workspace:
         self.canvas: LabelCanvas | None = None
         self._save_task: asyncio.Task | None = None
         self.on_open: list[Callable[[], None]] = []
+        self.on_edit: list[Callable[[], None]] = []  # called after each edit that changed something
         self.on_history: list[Callable[[], None]] = []  # after each undo or redo step (a class may come back)
         self.status: ui.label | None = None
         self.unreadable: dict[int, str] = {}  # item index -> why it could not be opened
@@ -70,36 +86,68 @@ class Workspace:
                     ui.item_section(item.name).classes("text-xs")
 
     def build_toolbar(self) -> None:
-        with ui.row().classes("items-center gap-2 w-full flex-wrap"):
+        """One row of tools (it fits beside both drawers from 1024 px up); the mask and channel display
+        settings are in the Display menu, the image title and save status in the page header."""
+        with ui.row().classes("items-center gap-0.5 w-full no-wrap").props("data-mcp=toolbar"):
             ui.button(icon="chevron_left", on_click=lambda: self.step(-1)).props("flat dense").tooltip("Previous (←)").mark("prev")
-            self.title = ui.label("").classes("text-sm font-medium").mark("title")
             ui.button(icon="chevron_right", on_click=lambda: self.step(1)).props("flat dense").tooltip("Next (→)").mark("next")
-            ui.separator().props("vertical")
             self.tool = ui.toggle(TOOLS, value="select", on_change=lambda e: self.canvas.set_prop("tool", e.value)
-                                  ).props("dense no-caps size=sm")
+                                  ).props("dense no-caps no-wrap size=sm")
             self.brush = ui.number("Brush", value=6, min=1, max=200, step=1,
                                    on_change=lambda e: self.canvas.set_prop("brush", int(e.value or 1))
-                                   ).props("dense").classes("w-20")
+                                   ).props("dense").classes("w-12").tooltip("Eraser brush radius (, and .)")
             ui.button(icon="undo", on_click=self.undo).props("flat dense").tooltip("Undo (Ctrl+Z)").mark("undo")
             ui.button(icon="redo", on_click=self.redo).props("flat dense").tooltip("Redo (Ctrl+Shift+Z)").mark("redo")
             ui.button(icon="fit_screen", on_click=lambda: self.canvas.fit()).props("flat dense").tooltip("Fit (F)")
-            ui.separator().props("vertical")
-            ui.toggle({"class": "By class", "instance": "By instance"}, value="class",
-                      on_change=lambda e: self.canvas.set_prop("colorMode", e.value)).props("dense no-caps size=sm")
-            ui.switch("Overlay", value=True, on_change=lambda e: self.canvas.set_prop("overlay", e.value)).props("dense")
-            with ui.button("Channels", icon="tune").props("flat dense no-caps"):
+            with ui.button(icon="tune").props("flat dense data-mcp=display").tooltip("Display: masks and channels"):
                 with ui.menu():  # a menu inside the button opens on the button only
-                    self.channel_box = ui.column().classes("p-3 gap-1 w-72")
-            ui.space()
-            # a fixed width, cut with an ellipsis: a longer status never re-wraps the toolbar and moves the canvas
-            self.status = ui.label("").classes("text-xs text-gray-500 truncate").style(
-                "width: 12rem; flex: none").mark("save-status")
+                    self.build_display_menu()
+            ui.button(icon="help_outline", on_click=lambda: self.help.open()).props("flat dense").tooltip(
+                "Shortcuts and gestures (?)").props("data-mcp=help")
         with ui.dialog().props("persistent") as self.conflict, ui.card().classes("max-w-lg"):
             self.conflict_text = ui.label("").mark("conflict-text")
             with ui.row():
                 ui.button("Reload theirs", on_click=self.reload_theirs).props("no-caps").mark("reload-theirs")
                 ui.button("Keep mine (save as the newer version)", on_click=self.keep_mine
                           ).props("no-caps color=negative").mark("keep-mine")
+
+    def build_display_menu(self) -> None:
+        """How masks are drawn (colouring, fill or outline, opacity) and the channels' colours and contrast."""
+        with ui.column().classes("p-3 gap-1 w-96"):
+            ui.label("Masks").classes("text-xs font-bold")
+            with ui.row().classes("items-center gap-2"):
+                ui.toggle({"class": "By class", "instance": "By instance"}, value="class",
+                          on_change=lambda e: self.canvas.set_prop("colorMode", e.value)).props("dense no-caps size=sm")
+                ui.toggle({"fill": "Fill", "outline": "Outline"}, value="fill",
+                          on_change=lambda e: self.canvas.set_prop("outline", e.value == "outline")
+                          ).props("dense no-caps size=sm").props("data-mcp=mask-style")
+                ui.switch("Show", value=True, on_change=lambda e: self.canvas.set_prop("overlay", e.value)
+                          ).props("dense").tooltip("Show the masks")
+            with ui.row().classes("items-center w-full no-wrap"):
+                ui.label("Opacity").classes("text-xs")
+                ui.slider(min=0, max=100, value=100, on_change=lambda e: self.canvas.set_prop("opacity", e.value / 100)
+                          ).props("dense label").classes("flex-grow").props("data-mcp=opacity")
+            ui.separator()
+            ui.label("Channels").classes("text-xs font-bold")
+            self.channel_box = ui.column().classes("w-full gap-1")
+
+    def build_help(self, keys: Sequence[tuple[str, str]] = ()) -> None:
+        """The shortcuts overlay (``?`` or the toolbar's help button): every gesture, and the page's *keys*."""
+        with ui.dialog() as self.help, ui.card().classes("max-w-3xl").props("data-mcp=help-overlay"):
+            ui.label("Shortcuts and gestures").classes("text-lg font-bold")
+            rows = [{"action": a, "how": h} for a, h in (*GESTURES, *keys)]
+            ui.table(columns=[{"name": "action", "label": "Action", "field": "action", "align": "left"},
+                              {"name": "how", "label": "How", "field": "how", "align": "left"}],
+                     rows=rows).props("dense flat wrap-cells hide-pagination").classes("w-full")
+            ui.button("Close", on_click=self.help.close).props("flat")
+
+    def build_canvas_box(self) -> None:
+        """The canvas, and over it the message an empty folder shows."""
+        with ui.element("div").classes("w-full h-full relative"):
+            self.build_canvas()
+            self.empty = ui.label("").classes("absolute inset-0 m-auto h-fit max-w-lg p-4 rounded bg-white "
+                                              "text-center").props("data-mcp=empty-folder")
+            self.empty.visible = False
 
     def build_canvas(self) -> LabelCanvas:
         self.canvas = LabelCanvas(self.editor).mark("canvas")
@@ -117,7 +165,8 @@ class Workspace:
         return self.canvas
 
     def bind_keys(self, extra: dict[str, Callable] | None = None) -> None:
-        """Page-wide keys: ←/→ navigate, Ctrl+Z / Ctrl+Shift+Z undo/redo, plus *extra* ("ctrl+t": fn)."""
+        """Page-wide keys: ←/→ navigate, Ctrl+Z / Ctrl+Shift+Z undo/redo, ``?`` help, plus *extra*
+        (``{"ctrl+t": fn, "shift+t": fn}``: modifiers in the order ctrl, alt, shift, then the key in lower case)."""
         extra = extra or {}
 
         async def on_key(e) -> None:
@@ -125,10 +174,13 @@ class Workspace:
                 return
             ctrl = e.modifiers.ctrl or e.modifiers.meta
             name = str(e.key.name).lower()
+            combo = "ctrl+" * ctrl + "alt+" * e.modifiers.alt + "shift+" * e.modifiers.shift + name
             if ctrl and name == "z":
                 await (self.redo() if e.modifiers.shift else self.undo())
-            elif ctrl and f"ctrl+{name}" in extra:
-                result = extra[f"ctrl+{name}"]()
+            elif name == "?":
+                self.help.open()
+            elif combo in extra:
+                result = extra[combo]()
                 if asyncio.iscoroutine(result):
                     await result
             elif not ctrl and e.key.arrow_left:
@@ -138,24 +190,78 @@ class Workspace:
 
         ui.keyboard(on_key=on_key, ignore=["input", "select", "button", "textarea"])
 
-    def build_layout(self, side_panel, side_width: int = 300) -> None:
-        """The page body: image list on the left, *side_panel()* on the right, toolbar and canvas between."""
-        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=230"):
+    def build_layout(self, header: ui.header, side_panel, side_width: int = 300,
+                     keys: Sequence[tuple[str, str]] = (), bottom_panel: Callable[[], None] | None = None) -> None:
+        """The page body: image list on the left, *side_panel()* on the right, toolbar and canvas between.
+
+        The page's *header* gets a toggle for each drawer (they come back at any window width), the open
+        image's title and the save status; *keys* are the page's own shortcuts for the help overlay;
+        *bottom_panel()* fills a panel under the canvas, its height dragged at the bar between them.
+        """
+        with ui.left_drawer(value=True).classes("p-2 bg-slate-50").props("width=190") as left:
             ui.label("Images").classes("font-bold")
             self.build_list()
-        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props(f"width={side_width}"):
+        with ui.right_drawer(value=True).classes("p-3 bg-slate-50").props(f"width={side_width}") as right:
             side_panel()
-        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 64px)"):
+        with header:
+            ui.button(icon="menu", on_click=left.toggle).props("flat dense color=white").tooltip(
+                "Show or hide the image list").props("data-mcp=toggle-left").move(target_index=0)
+            links = [e for e in header.default_slot.children if isinstance(e, ui.link)]
+            self.title = ui.label("").classes("text-sm text-white font-medium truncate").style(
+                "max-width: 16rem").mark("title").move(target_index=header.default_slot.children.index(links[-1]) + 1)
+            # a fixed width, cut with an ellipsis: a longer status never moves anything
+            self.status = ui.label("").classes("text-xs text-slate-300 truncate").style(
+                "width: 12rem; flex: none").mark("save-status").move(
+                target_index=header.default_slot.children.index(self.title) + 1)
+            ui.button(icon="view_sidebar", on_click=right.toggle).props("flat dense color=white").tooltip(
+                "Show or hide the side panel").props("data-mcp=toggle-right")
+        with ui.column().classes("w-full gap-1").style("height: calc(100vh - 80px)"):
             self.build_toolbar()
-            with ui.element("div").classes("w-full flex-grow").style("min-height: 300px"):
-                self.build_canvas()
+            if bottom_panel is None:
+                with ui.element("div").classes("w-full flex-grow").style("min-height: 240px"):
+                    self.build_canvas_box()
+            else:
+                with ui.splitter(horizontal=True, value=62, limits=(15, 95)).classes("w-full flex-grow").style(
+                        "min-height: 240px").props("data-mcp=splitter") as split:
+                    with split.before:
+                        self.build_canvas_box()
+                    with split.after, ui.column().classes("w-full p-2 gap-1").props("data-mcp=bottom-panel"):
+                        bottom_panel()
+        self.build_help(keys)
+        dropzone.install(self.canvas.key, self.files_dropped)
         ui.context.client.on_disconnect(self.flush_sync)
 
-    async def start(self) -> None:
-        """Load the folder and open its first item that can be opened."""
+    async def files_dropped(self, added: list[str], refused: list[str]) -> None:
+        """Image files dropped onto the page were copied into the project (*added*) or not (*refused*, why)."""
+        if refused:  # one summary for the whole drop
+            ui.notify(f"{len(refused)} file(s) not added: " + " ".join(refused), type="warning", multi_line=True,
+                      timeout=0, close_button=True)
+        if not added:
+            return
+        ui.notify(f"Added {', '.join(added)} to {self.project.folder.name}.", type="positive")
         await self.load_items()
-        if self.items:
+        if self.editor.item is not None:  # the open item may have moved in the list
+            self.index = self.items.index(self.editor.item)
+            self.refresh_list()
+        self.empty.visible = False
+        if self.index < 0:
             await self.step(1)
+
+    async def start(self, first: Path | None = None) -> None:
+        """Load the folder and open *first* (an image file of it) or its first item that can be opened;
+        say how to add images when there are none."""
+        await self.load_items()
+        chosen = [i for i, item in enumerate(self.items) if first is not None and item.path == first]
+        if chosen:
+            await self.goto(chosen[0])
+        if self.items:
+            if self.index < 0:
+                await self.step(1)
+            return
+        self.empty.text = (f"This folder has no images yet: {self.project.folder}. Copy image files (TIFF, PNG, JPEG, "
+                           "ND2, LIF, ...) into it, or drop them onto this page, or open another folder or image "
+                           "on the Home page (Browse...).")
+        self.empty.visible = True
 
     # --------------------------------------------------------------- navigation
     async def load_items(self) -> None:
@@ -211,6 +317,8 @@ class Workspace:
         if patch is not None:
             self.canvas.apply(patch)
             self.schedule_save()
+            for callback in self.on_edit:
+                callback()
         return patch
 
     async def undo(self) -> None:
@@ -326,6 +434,11 @@ class Workspace:
 
     # ----------------------------------------------------------------- channels
     def build_channel_controls(self) -> None:
+        """Red/green/blue channel choice and, per channel, contrast limits as numbers and as a range slider.
+
+        The browser holds the raw channels: a slider move redraws there at once (no server round trip),
+        and the limits are kept here for the next image.
+        """
         img = self.editor.image
         if img is None:
             return
@@ -334,27 +447,56 @@ class Workspace:
         options = {None: "off", **{c: f"channel {c}" for c in range(n)}}
         self.channel_box.clear()
         with self.channel_box:
-            for k, colour in enumerate(("Red", "Green", "Blue")):
-                ui.select(options, value=d.rgb[k] if d.rgb[k] is not None and d.rgb[k] < n else None, label=colour,
-                          on_change=lambda e, k=k: self._set_rgb(k, e.value)).props("dense").classes("w-full")
+            with ui.row().classes("w-full no-wrap gap-1"):
+                for k, colour in enumerate(("Red", "Green", "Blue")):
+                    ui.select(options, value=d.rgb[k] if d.rgb[k] is not None and d.rgb[k] < n else None, label=colour,
+                              on_change=lambda e, k=k: self._set_rgb(k, e.value)).props("dense").classes("flex-grow")
             top = float(img.max()) if img.dtype.kind == "f" else float(255 if img.dtype.itemsize == 1 else img.max())
+            self.limits = []
             for c in range(n):
-                ui.label(f"Channel {c} contrast").classes("text-xs mt-2")
-                ui.range(min=float(min(img[..., c].min(), 0)), max=max(top, d.high[c]), step=max(top / 500, 1e-3),
-                         value={"min": d.low[c], "max": d.high[c]},
-                         on_change=lambda e, c=c: self._set_contrast(c, e.value)).props("dense")
-            ui.button("Auto contrast", on_click=self._auto).props("flat dense no-caps")
+                lowest, highest = float(min(img[..., c].min(), 0)), max(top, d.high[c])
+                with ui.row().classes("items-center w-full no-wrap gap-1"):
+                    ui.label(f"ch {c}").classes("text-xs w-8")
+                    low = ui.number(value=round(d.low[c], 4), on_change=lambda e, c=c: self._typed_limit(c)
+                                    ).props("dense").classes("w-20").props(f"data-mcp=low-{c}")
+                    slider = ui.range(min=lowest, max=highest, step=max((highest - lowest) / 1000, 1e-3),
+                                      value={"min": d.low[c], "max": d.high[c]},
+                                      on_change=lambda e, c=c: self._slid_limit(c, e.value)
+                                      ).props("dense").classes("flex-grow").props(f"data-mcp=contrast-{c}")
+                    slider.on("update:modelValue", js_handler=f"(v) => getElement({self.canvas.id})"
+                                                              f".setLimits({c}, v.min, v.max)")
+                    high = ui.number(value=round(d.high[c], 4), on_change=lambda e, c=c: self._typed_limit(c)
+                                     ).props("dense").classes("w-20").props(f"data-mcp=high-{c}")
+                self.limits.append((low, slider, high))
+            ui.button("Auto contrast", on_click=self._auto).props("flat dense no-caps").tooltip(
+                "Each channel from its 1st to its 99.8th percentile").props("data-mcp=auto-contrast")
 
-    async def _set_rgb(self, k: int, channel: int | None) -> None:
-        self.editor.display.rgb[k] = channel
-        await self.canvas.refresh_image()
-
-    async def _set_contrast(self, c: int, value: dict) -> None:
-        lo, hi = float(value["min"]), float(value["max"])
+    def _set_limits(self, c: int, lo: float, hi: float) -> None:
         self.editor.display.low[c], self.editor.display.high[c] = lo, max(hi, lo + 1e-6)
-        await self.canvas.refresh_image()
 
-    async def _auto(self) -> None:
+    def _slid_limit(self, c: int, value: dict) -> None:
+        """The slider moved (the browser has redrawn already): keep the limits and show them as numbers."""
+        low, _, high = self.limits[c]
+        self._set_limits(c, float(value["min"]), float(value["max"]))
+        low.set_value(round(self.editor.display.low[c], 4))
+        high.set_value(round(self.editor.display.high[c], 4))
+
+    def _typed_limit(self, c: int) -> None:
+        """A limit was typed: move the slider and redraw."""
+        low, slider, high = self.limits[c]
+        if low.value is None or high.value is None:
+            return
+        if (float(low.value), float(high.value)) == (self.editor.display.low[c], self.editor.display.high[c]):
+            return  # the numbers only followed the slider
+        self._set_limits(c, float(low.value), float(high.value))
+        slider.set_value({"min": self.editor.display.low[c], "max": self.editor.display.high[c]})
+        self.canvas.show_display()
+
+    def _set_rgb(self, k: int, channel: int | None) -> None:
+        self.editor.display.rgb[k] = channel
+        self.canvas.show_display()
+
+    def _auto(self) -> None:
         self.editor.auto_contrast()
         self.build_channel_controls()
-        await self.canvas.refresh_image()
+        self.canvas.show_display()

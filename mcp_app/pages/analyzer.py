@@ -29,7 +29,7 @@ from .trainer import ClassPanel
 def register(state: AppState) -> None:
     @ui.page("/analyzer")
     async def analyzer() -> None:
-        header(state, "Analyzer")
+        bar = header(state, "Analyzer")
         ws = Workspace(state.project, kind="pred")
         history = JobHistory(state.folder)
         use_history(history)  # its job panels record there
@@ -56,9 +56,9 @@ def register(state: AppState) -> None:
             JobHistoryView(history)
             ui.separator()
             ReviewPanel(ws)
-            MeasurePanel(ws)
+            panel["measure"] = MeasurePanel(ws)
 
-        ws.build_layout(side, side_width=330)
+        ws.build_layout(bar, side, bottom_panel=lambda: panel["measure"].build_results())
         ws.on_open.append(panel["form"].inputs["channels"].refresh)  # the picker names the open image's channels
         model, form, jobs_box = panel["model"], panel["form"], panel["jobs"]
         run_image, run_frames, run_folder, promote = (panel[k] for k in ("image", "frames", "folder", "promote"))
@@ -145,7 +145,7 @@ def register(state: AppState) -> None:
         await model.refresh()
         with jobs_box:
             await reattach_jobs(state, "batch", history)
-        await ws.start()
+        await ws.start(state.focus)
 
 
 def confirm_promote(ws: Workspace, action: Callable[[bool], Awaitable[None]]) -> None:

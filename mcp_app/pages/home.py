@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 from nicegui import ui
 
 from ..compute import call
+from ..file_browser import FileBrowser, native_window, system_folder_dialog
 from ..remote_panel import RemotePanel
 from ..state import AppState
 from ..weights_panel import weights_notice
@@ -30,18 +32,35 @@ def register(state: AppState) -> None:
                         ui.label(text).classes("text-gray-600")
             with ui.card().classes("w-full"):
                 ui.label("Project").classes("text-lg font-bold")
-                folder = ui.input("Folder", value=str(state.folder)).classes("w-full")
+                folder = ui.input("Folder or image file", value=str(state.folder)).classes("w-full").props(
+                    "data-mcp=open-path")
 
-                def open_folder(path: str) -> None:
+                def open_folder(path: str | Path) -> None:
                     try:
-                        state.open_folder(path)
+                        state.open_path(path)
                     except ValueError as exc:
-                        ui.notify(str(exc), type="negative")
+                        ui.notify(str(exc), type="negative", multi_line=True)
                         return
-                    ui.notify(f"Opened {state.folder}")
-                    ui.navigate.reload()
+                    ui.notify(f"Opened {state.focus or state.folder}")
+                    if state.focus is not None:  # a single image: straight to labelling it
+                        ui.navigate.to("/trainer")
+                    else:
+                        ui.navigate.reload()
 
-                ui.button("Open", icon="folder_open", on_click=lambda: open_folder(folder.value))
+                browser = FileBrowser(state.folder, open_folder)
+
+                async def browse() -> None:
+                    if native_window():  # the desktop window has the system's folder dialog
+                        chosen = await system_folder_dialog(state.folder)
+                        if chosen is not None:
+                            open_folder(chosen)
+                    else:
+                        browser.open()
+
+                with ui.row():
+                    ui.button("Open", icon="folder_open", on_click=lambda: open_folder(folder.value))
+                    ui.button("Browse…", icon="travel_explore", on_click=browse).props("data-mcp=browse").mark(
+                        "browse").tooltip("Folders and images of the machine the app runs on")
                 recent = state.recent.list()
                 if recent:
                     ui.label("Recent folders").classes("text-sm text-gray-600 mt-2")

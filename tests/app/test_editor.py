@@ -79,7 +79,16 @@ def test_label_bytes_are_gzip_uint32(project):
     ed.open(Item(project.folder / "demo_01.tif"))
     raw = np.frombuffer(gzip.decompress(ed.label_bytes()), "<u4").reshape(ed.labels.shape)
     np.testing.assert_array_equal(raw, ed.labels.masks)
-    assert ed.render()[:2] == b"\xff\xd8"  # JPEG
+
+
+def test_pixel_bytes_are_the_raw_channels_planar(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_01.tif"))
+    info = ed.pixel_info()
+    raw = np.frombuffer(gzip.decompress(ed.pixel_bytes()), np.dtype(info["dtype"]).newbyteorder("<"))
+    planar = raw.reshape(info["channels"], info["height"], info["width"])
+    np.testing.assert_array_equal(np.moveaxis(planar, 0, -1), ed.image)
+    assert info["display"]["low"] == ed.display.low and len(info["display"]["rgb"]) == 3
 
 
 def test_shape_mismatch_is_reported_and_file_untouched(project):
