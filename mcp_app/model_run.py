@@ -5,6 +5,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from mcp_core.backend import Backend
+from mcp_core.labels.files import gui_flows
 from mcp_core.params import SegmentParams
 
 from . import compute
@@ -44,6 +45,8 @@ async def run_on_open_image(backend: Backend, ws: Workspace, params: SegmentPara
         labels = ws.editor.labels
         labels.flow_threshold, labels.cellprob_threshold = params.flow_threshold, params.cellprob_threshold
         labels.confidence = dict(result.confidence) or None
+        if result.flows is not None and result.cellprob is not None:  # for upstream cellpose's GUI
+            labels.flows = gui_flows(result.flows, result.cellprob)
         return patch
 
     ws.editor.action = f"model run with {params.model}"
