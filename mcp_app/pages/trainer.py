@@ -22,6 +22,9 @@ from ..suggest_panel import SuggestPanel
 from ..workspace import Workspace
 from .layout import header
 
+#: Ctrl+T opens a new tab in a browser before the page sees it; the desktop window (--native) gets it.
+TRAIN_KEYS = "Shift+T (Ctrl+T in the desktop window)"
+
 
 class ClassPanel:
     """Current-class picker and class management (add, rename, recolour, remove)."""
@@ -31,6 +34,8 @@ class ClassPanel:
         self.removed: list[ClassRemoval] = []  # removals an undo in the open image can take back ...
         self.restored: list[ClassRemoval] = []  # ... and those it took back, for redo
         ws.on_history.append(self.after_history)
+        ws.on_edit.append(self.show_counts)
+        ws.on_open.append(self.show_counts)
         ui.label("Classes").classes("font-bold")
         self.box = ui.column().classes("w-full gap-1")
         with ui.row().classes("items-center w-full no-wrap"):
@@ -65,14 +70,20 @@ class ClassPanel:
 
     def refresh(self) -> None:
         proj = self.state.project
+        self.counts: dict[int, ui.label] = {}
         self.box.clear()
         with self.box:
             for cid, (name, color) in enumerate(zip(proj.class_names, proj.class_colors)):
                 with ui.row().classes("items-center w-full no-wrap gap-1"):
                     ui.radio({cid: ""}, value=self.ws.current_class if self.ws.current_class == cid else None,
                              on_change=lambda e, cid=cid: self.pick(cid)).props("dense")
-                    ui.color_input(value=color, on_change=lambda e, cid=cid: self.recolor(cid, e.value)
-                                   ).props("dense borderless").classes("w-8").style("max-width:2rem")
+                    with ui.button().props(f"flat dense data-mcp=swatch-{cid}").style(
+                            f"background:{color}; width:1.25rem; height:1.25rem; min-height:0; padding:0").tooltip(
+                            "Change the colour"):
+                        ui.color_picker(on_pick=lambda e, cid=cid: self.recolor(cid, e.color))
+                    count = ui.label("").classes("text-xs text-gray-600 w-6 text-right").props(
+                        f"data-mcp=count-{cid}").tooltip("Masks of this class in this image")
+                    self.counts[cid] = count
                     if cid == 0:
                         ui.label(name).classes("text-sm text-gray-500 flex-grow")
                         continue
@@ -80,6 +91,13 @@ class ClassPanel:
                     for event in ("keydown.enter", "blur"):  # Enter or leaving the field commits the name
                         field.on(event, lambda e, cid=cid: self.rename(cid, e.sender.value))
                     ui.button(icon="delete", on_click=lambda cid=cid: self.confirm_remove(cid)).props("flat dense size=sm")
+        self.show_counts()
+
+    def show_counts(self) -> None:
+        """How many masks of each class the open image has, beside the class."""
+        counts = self.ws.editor.class_counts() if self.ws.editor.labels is not None else []
+        for cid, label in self.counts.items():
+            label.text = str(counts[cid]) if cid < len(counts) else ""
 
     def pick(self, cid: int) -> None:
         self.ws.set_current_class(cid)
@@ -129,6 +147,7 @@ class ClassPanel:
             self.changed_elsewhere(exc)
             return
         self._sync()
+        self.refresh()  # the swatch shows the new colour
 
     def confirm_remove(self, cid: int) -> None:
         name = self.state.project.class_names[cid]
@@ -179,7 +198,7 @@ class ClassPanel:
 def register(state: AppState) -> None:
     @ui.page("/trainer")
     async def trainer() -> None:
-        header(state, "Trainer")
+        bar = header(state, "Trainer")
         ws = Workspace(state.project, kind="seg")
         history = JobHistory(state.folder)
         use_history(history)  # its job panels record there
@@ -198,16 +217,17 @@ def register(state: AppState) -> None:
             panel["run"] = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps").mark("run-model")
             SuggestPanel(ws, panel["model"])
             ui.separator()
-            panel["train"] = ui.button("Train… (Ctrl+T)", icon="model_training").props("no-caps").mark("train")
+            panel["train"] = ui.button("Train… (Shift+T)", icon="model_training").props("no-caps").mark("train")
+            panel["train"].tooltip(f"Train a model on this folder's labels: {TRAIN_KEYS}")
             panel["jobs"] = ui.column().classes("w-full")
             JobHistoryView(history)
             ui.separator()
             HistoryPanel(ws)
 
-        ws.build_layout(side)
+        ws.build_layout(bar, side, keys=[("Train a model", TRAIN_KEYS)])
         ws.on_open.append(panel["channels"].refresh)  # the picker names the open image's channels
         model, keep, run_button, train_button, jobs_box = (panel[k] for k in ("model", "keep", "run", "train", "jobs"))
-        ws.bind_keys({"ctrl+t": lambda: open_train_dialog()})
+        ws.bind_keys({"shift+t": lambda: open_train_dialog(), "ctrl+t": lambda: open_train_dialog()})
 
         async def run_model() -> None:
             # with flows: the _seg.npy then carries them, as upstream cellpose's GUI writes and reads it
@@ -223,7 +243,7 @@ def register(state: AppState) -> None:
         await model.refresh()
         with jobs_box:
             await reattach_jobs(state, "train", history)
-        await ws.start()
+        await ws.start(state.focus)
 
 
 def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) -> None:
