@@ -95,13 +95,23 @@ class JobPanel:
             self.metrics = ui.column().classes("w-full")
         self.timer = ui.timer(POLL_S, self.poll)
 
-    async def poll(self) -> None:
+    async def record_start(self) -> None:
+        """Put the job in the project's history, once (its kind and model as the backend tells them)."""
+        self.recorded = True  # whatever happens here, the panel goes on following the job
         try:
-            if self.history is not None and not self.recorded:
-                info = await call(self.backend.job, self.job_id)
-                model = info.params.get("model_name") or info.params.get("model") or ""
-                await call(self.history.start, self.job_id, info.kind, self.title, str(model))
-                self.recorded = True
+            info = await call(self.backend.job, self.job_id)
+            kind, model = info.kind, str(info.params.get("model_name") or info.params.get("model") or "")
+        except Exception:  # the backend cannot say now: the history keeps the title
+            kind, model = "", ""
+        try:
+            await call(self.history.start, self.job_id, kind, self.title, model)
+        except OSError as exc:
+            ui.notify(f"The project's job history could not be written: {exc}", type="warning")
+
+    async def poll(self) -> None:
+        if self.history is not None and not self.recorded:
+            await self.record_start()
+        try:
             events: list[JobEvent] = await call(self.backend.events, self.job_id, self.seq)
         except Exception as exc:
             self.state_label.text = f"connection problem: {exc}"
@@ -146,7 +156,10 @@ class JobPanel:
         self.state_label.text = state
         self.eta.text = ""
         if self.history is not None:
-            self.history.finish(self.job_id, state, str(data.get("model") or ""), data.get("metrics") or {})
+            try:
+                self.history.finish(self.job_id, state, str(data.get("model") or ""), data.get("metrics") or {})
+            except OSError as exc:
+                ui.notify(f"The project's job history could not be written: {exc}", type="warning")
         if state == "done":
             self.progress.value = 1.0
             self.result = data
