@@ -177,8 +177,10 @@ class RemoteBackend:
 
     def download(self, sha256: str, dest: str | os.PathLike, progress: Progress | None = None) -> Path:
         """Download one of this user's files by sha256 into *dest* (resumed after a dropped link; verified)."""
-        return self._receive(lambda have: self._transfer.Download(pb.DownloadRequest(sha256=sha256, offset=have),
-                                                                  metadata=self._metadata), Path(dest), progress, sha256)
+        def stream(have: int) -> Iterator[Any]:
+            return self._transfer.Download(pb.DownloadRequest(sha256=sha256, offset=have), metadata=self._metadata)
+
+        return self._receive(stream, Path(dest), progress, sha256)
 
     def download_model(self, name: str, folder: str | os.PathLike | None = None, progress: Progress | None = None
                        ) -> Path:

@@ -274,7 +274,8 @@ class ModelsService(_Service, pbg.ModelsServicer):
         with self.site.stream(user):
             sha = sha256_of(path)  # the client checks the whole file against it (a resumed one too)
             for offset, size, data in _file_chunks(path, request.offset):
-                yield pb.ModelFileChunk(offset=offset, size=size, data=data, sha256=sha if offset == request.offset else "")
+                first = offset == request.offset
+                yield pb.ModelFileChunk(offset=offset, size=size, data=data, sha256=sha if first else "")
 
 
     @rpc

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from .browser import App, wait
-from .test_browser_jobs import click_text
+from .browser import wait
+from .test_browser_jobs import app_with_model, click_text  # noqa: F401 (app_with_model is a fixture)
 
 
 # Click the Channels select once it is shown (the Advanced section unfolds first); true once clicked.
@@ -16,29 +16,19 @@ OPEN_CHANNELS = ("(() => { const label = Array.from(document.querySelectorAll('.
                  " field.querySelector('.q-field__control').click(); return true; })()")
 
 
-def test_analyzer_segments_with_the_channels_picked(browser, demo, tmp_path):
-    from mcp_core.model import build_model
-
-    home = tmp_path / "home"
-    build_model("tiny", ["unassigned", "round", "elongated"], device="cpu", seed=0, bsize=128).save(
-        home / "models" / "demo_tiny.pth")
-    app = App(demo, home)
-    try:
-        app.login(browser)
-        browser.get(app.url + "/analyzer")
-        wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
-        wait(browser, "document.body.innerText.includes('demo_tiny (user)')")
-        click_text(browser, "Advanced")  # the segmentation form's advanced fields
-        wait(browser, OPEN_CHANNELS)
-        wait(browser, "document.querySelectorAll('.q-menu .q-item').length === 2")  # the demo images' 2 channels
-        names = browser.execute_script("return Array.from(document.querySelectorAll('.q-menu .q-item'), e => e.innerText.trim())")
-        assert names == ["channel 0", "channel 1"]
-        browser.find_element("xpath", "//div[contains(@class, 'q-menu')]//*[normalize-space(text())='channel 1']").click()
-        browser.find_element("tag name", "body").send_keys("\ue00c")  # Escape closes the list
-        wait(browser, "!document.querySelector('.q-menu')")
-        click_text(browser, "Whole folder")
-        wait(browser, "document.body.innerText.includes('Segmentation finished')")
-        [record] = [json.loads(p.read_text()) for p in (home / "jobs").glob("*/job.json")]
-        assert record["kind"] == "batch" and record["params"]["channels"] == [1]
-    finally:
-        app.stop()
+def test_analyzer_segments_with_the_channels_picked(browser, app_with_model, tmp_path):
+    browser.get(app_with_model.url + "/analyzer")
+    wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
+    wait(browser, "document.body.innerText.includes('demo_tiny (user)')")
+    click_text(browser, "Advanced")  # the segmentation form's advanced fields
+    wait(browser, OPEN_CHANNELS)
+    wait(browser, "document.querySelectorAll('.q-menu .q-item').length === 2")  # the demo images' 2 channels
+    names = browser.execute_script("return Array.from(document.querySelectorAll('.q-menu .q-item'), e => e.innerText.trim())")
+    assert names == ["channel 0", "channel 1"]
+    browser.find_element("xpath", "//div[contains(@class, 'q-menu')]//*[normalize-space(text())='channel 1']").click()
+    browser.find_element("tag name", "body").send_keys("\ue00c")  # Escape closes the list
+    wait(browser, "!document.querySelector('.q-menu')")
+    click_text(browser, "Whole folder")
+    wait(browser, "document.body.innerText.includes('Segmentation finished')")
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "home" / "jobs").glob("*/job.json")]
+    assert record["kind"] == "batch" and record["params"]["channels"] == [1]

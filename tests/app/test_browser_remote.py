@@ -3,7 +3,9 @@ downloads the server's model to this computer."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import pytest
 from selenium.webdriver.common.keys import Keys
@@ -47,12 +49,21 @@ def press(driver, text: str) -> None:
                           driver.find_element("xpath", f"//button[.//*[normalize-space(text())={text!r}]]"))
 
 
-def test_connect_by_address_with_a_token(browser, demo, tmp_path, server):
-    app = App(demo, tmp_path / "home")
+@contextlib.contextmanager
+def app_at_home(browser, demo, home) -> Iterator[App]:
+    """The app, started now (with this test's environment), open on Home in *browser*."""
+    app = App(demo, home)
     try:
         app.login(browser)
         browser.get(app.url + "/")
         wait(browser, "document.body.innerText.includes('local ·')")
+        yield app
+    finally:
+        app.stop()
+
+
+def test_connect_by_address_with_a_token(browser, demo, tmp_path, server):
+    with app_at_home(browser, demo, tmp_path / "home"):
         click_text(browser, "Connect to a remote GPU server")
         address = field(browser, "Server address (host:port)")
         assert address.get_attribute("value") == server.address  # pre-filled from server_address
@@ -74,5 +85,3 @@ def test_connect_by_address_with_a_token(browser, demo, tmp_path, server):
         local = tmp_path / "home" / "models" / "tinym.pth"
         wait(browser, "document.body.innerText.includes('Downloaded tinym to')")
         assert local.read_bytes() == server.model.read_bytes() and local.with_suffix(".json").is_file()
-    finally:
-        app.stop()

@@ -12,8 +12,8 @@ import pytest
 
 from mcp_core.weights import URL_ENV
 
-from .browser import App, wait
-from .test_browser_remote import press
+from .browser import wait
+from .test_browser_remote import app_at_home, press
 
 SIZE = 1 << 20
 
@@ -51,10 +51,7 @@ def mirror(tmp_path, monkeypatch):
 
 
 def test_home_offers_the_missing_weights_and_downloads_them_with_progress(browser, demo, tmp_path, mirror):
-    app = App(demo, tmp_path / "home")
-    try:
-        app.login(browser)
-        browser.get(app.url + "/")
+    with app_at_home(browser, demo, tmp_path / "home"):
         wait(browser, "document.body.innerText.includes('The CellposeSAM weights (cpsam) are not on this computer')")
         assert "cpsam (weights missing)" in browser.find_element("tag name", "body").text
         press(browser, "Download the cpsam weights")
@@ -64,5 +61,3 @@ def test_home_offers_the_missing_weights_and_downloads_them_with_progress(browse
         wait(browser, "!document.body.innerText.includes('cpsam (weights missing)')")  # listed as available now
         assert mirror.read_bytes() == SlowWeights.body
         assert "are not on this computer" not in browser.find_element("tag name", "body").text
-    finally:
-        app.stop()
