@@ -1,5 +1,6 @@
 """Home in Chromium: the missing cpsam weights are said, downloaded with a progress bar from a mirror on
-127.0.0.1 (cellpose's own download path, in the backend), and the model is then available."""
+127.0.0.1 (cellpose's own download path, in the backend), and the model is then available; offline, Home says
+where to copy the file."""
 
 from __future__ import annotations
 
@@ -61,3 +62,14 @@ def test_home_offers_the_missing_weights_and_downloads_them_with_progress(browse
         wait(browser, "!document.body.innerText.includes('cpsam (weights missing)')")  # listed as available now
         assert mirror.read_bytes() == SlowWeights.body
         assert "are not on this computer" not in browser.find_element("tag name", "body").text
+
+
+def test_offline_home_says_where_to_copy_the_weights(browser, demo, tmp_path, monkeypatch):
+    monkeypatch.setenv(URL_ENV, "http://127.0.0.1:9/")  # the discard port: nothing answers, as offline
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path / "cellpose_models"))
+    with app_at_home(browser, demo, tmp_path / "home"):
+        press(browser, "Download the cpsam weights")
+        wait(browser, "document.body.innerText.includes('Could not download the cpsam weights')")
+        text = browser.find_element("tag name", "body").text
+        assert f"copy the file 'cpsam' from a machine with cellpose into {tmp_path / 'cellpose_models'}" in text
+        assert "cpsam (weights missing)" in text  # and the app works on without them
