@@ -597,11 +597,20 @@ export default {
       const x = Math.floor(p[0]), y = Math.floor(p[1]);
       if (x < 0 || y < 0 || x >= this.W || y >= this.H || !this.raw) { this.$refs.readout.textContent = ""; return; }
       const i = y * this.W + x, id = this.labels[i];
-      const r = Math.floor((y * this.rawH) / this.H) * this.rawW + Math.floor((x * this.rawW) / this.W); // overview
       const fmt = (v) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
-      const values = this.raw.map((ch, c) => `ch${c} ${fmt(ch[r])}`).join("  ");
+      const [raw, exact] = this.valuesAt(x, y);
+      const values = raw.map((v, c) => `ch${c} ${exact ? "" : "~"}${fmt(v)}`).join("  ");
       const cls = id ? this.classNames[id < this.classes.length ? this.classes[id] : 0] || "unassigned" : "";
       this.$refs.readout.textContent = `x ${x}  y ${y}  ${values}` + (id ? `  mask ${id}  ${cls}` : "  background");
+    },
+    valuesAt(x, y) {
+      // [each channel's value at full-resolution pixel (x, y), whether exact]: from a full-resolution tile when
+      // one holds it, else from the overview's pixel that covers it (exact when the overview is full resolution).
+      const pyr = this.pyramid, T = pyr ? pyr.tile : 0;
+      const tile = pyr && pyr.level > 0 ? pyr.tiles.get(`0/${Math.floor(y / T)}/${Math.floor(x / T)}`) : null;
+      if (tile && tile.raw) return [tile.raw.map((ch) => ch[(y % T) * tile.w + (x % T)]), true];
+      const r = Math.floor((y * this.rawH) / this.H) * this.rawW + Math.floor((x * this.rawW) / this.W);
+      return [this.raw.map((ch) => ch[r]), this.rawW === this.W && this.rawH === this.H];
     },
     onWheel(e) {
       e.preventDefault();

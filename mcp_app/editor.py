@@ -55,8 +55,9 @@ class Frame:
     label_blob: bytes
 
 
-#: Longest side of the level the browser gets first; finer levels of a larger image come as tiles where zoomed in.
-OVERVIEW_SIDE = 2048
+#: Longest side of the level the browser gets first (about a screen's width); finer levels of a larger image come
+#: as tiles where the view needs them, when zoomed in.
+OVERVIEW_SIDE = 1024
 
 
 @dataclass
