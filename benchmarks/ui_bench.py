@@ -2,8 +2,8 @@
 
 Prints, per action, the time from the input that makes it (mouse-up; for a contour the right-click
 that closes it; for the next image the key press) to the first animation frame that shows the
-result, median of several repeats: new contour, delete, class assignment, lasso, and next image,
-each next to its target (issue 17, on a 2-core machine). The times are taken in the page: input
+result, median of several repeats: new contour, delete, class assignment, lasso, and next image
+(after the autosave of the edits has finished), each next to its target (issue 17, on a 2-core machine). The times are taken in the page: input
 listeners note when the browser got the input, and a ``requestAnimationFrame`` loop notes the first
 frame after the canvas drew the patch (``window.mcpLatency`` grew) or the new image
 (``window.mcpLoadedAt`` changed), so the server's work, the transfers and the drawing all count.
@@ -136,6 +136,10 @@ def main() -> None:
             drag(driver, [(x0 + 100 * math.cos(a), y0 + 100 * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 30)])
             results["lasso"].append(frame_after(driver, "benchUp", updates))
             updates += 1
+        # Next image is timed from a saved state: the autosave of the edits above has finished (a key pressed
+        # while a save runs waits for it).
+        wait(driver, "!document.body.innerText.includes('Unsaved changes') && "
+                     "!document.body.innerText.includes('Saving')", timeout=300)
         driver.execute_script("document.activeElement.blur()")  # the page's keys ignore a focused button
         for r in range(REPEAT):
             key(driver, "ARROW_RIGHT" if r % 2 == 0 else "ARROW_LEFT")
