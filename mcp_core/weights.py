@@ -3,9 +3,9 @@
 :func:`fetch_weights` runs ``python -m mcp_core.weights NAME`` in a child process: the child imports
 cellpose (and with it torch) and calls ``cellpose.models.cache_model_path``, which downloads the file
 into cellpose's model folder (``CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``) with
-``cellpose.utils.download_url_to_file``; the child reports that function's progress as JSON lines. The
-caller (the app, the server) never imports torch. ``$MULTICELLPOSE_WEIGHTS_URL`` replaces cellpose's
-download address (a mirror of ``https://huggingface.co/mouseland/cellpose-sam/resolve/main/``).
+``cellpose.utils.download_url_to_file``; the child reports that function's progress as JSON lines
+(:data:`REPORT_PREFIX`). The caller (the app, the server) never imports torch. ``$MULTICELLPOSE_WEIGHTS_URL``
+replaces cellpose's download address (a mirror of ``https://huggingface.co/mouseland/cellpose-sam/resolve/main/``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from .errors import ModelError
 
 #: Base address of the weight files instead of cellpose's (the file name is appended).
 URL_ENV = "MULTICELLPOSE_WEIGHTS_URL"
-#: The child reports progress at most this often.
+#: The child reports progress at most this often, on lines starting with this.
 REPORT_EVERY_S = 0.2
+REPORT_PREFIX = "mcp-progress "
 
 
 def fetch_weights(name: str = "cpsam", progress: Callable[[int, int], None] | None = None) -> Path:
@@ -59,8 +60,8 @@ def fetch_weights(name: str = "cpsam", progress: Callable[[int, int], None] | No
                                 stderr=log, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
-            report = json.loads(line)
-            if progress is not None:
+            if progress is not None and line.startswith(REPORT_PREFIX):  # anything else cellpose may print is not ours
+                report = json.loads(line[len(REPORT_PREFIX):])
                 progress(int(report["done"]), int(report["total"]))
         if proc.wait() != 0:
             log.seek(0)
@@ -83,7 +84,7 @@ def _download(name: str) -> None:
             now = time.monotonic()
             if now - self.last >= REPORT_EVERY_S or (self.total and self.n >= self.total):
                 self.last = now
-                print(json.dumps({"done": int(self.n), "total": int(self.total or 0)}), flush=True)
+                print(REPORT_PREFIX + json.dumps({"done": int(self.n), "total": int(self.total or 0)}), flush=True)
             return shown
 
     if os.environ.get(URL_ENV):
