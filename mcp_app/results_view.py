@@ -30,17 +30,17 @@ class ResultsView:
         self.df = pd.DataFrame()
         self.on_pick = on_pick
         self.class_colors = class_colors
-        with ui.row().classes("w-full no-wrap gap-3 items-start") as self.box:
-            with ui.column().classes("gap-1 min-w-0").style("flex: 3 1 0"):
+        with ui.row().classes("w-full gap-3 items-start") as self.box:  # plots go under the table when narrow
+            with ui.column().classes("gap-1 min-w-0").style("flex: 3 1 24rem"):
                 with ui.row().classes("items-center w-full no-wrap"):
-                    self.summary = ui.label("No measurements yet.").classes("text-sm")
+                    self.summary = ui.label("No measurements yet.").classes("text-sm whitespace-nowrap")
                     ui.space()
                     self.columns = ui.select([], multiple=True, label="Columns", on_change=self.show_columns
                                              ).props("dense options-dense data-mcp=columns").classes("w-56")
                     self.download_button = ui.button("CSV", icon="download", on_click=self.download
                                                      ).props("dense flat no-caps").mark("download-csv")
                 self.table = ui.table(columns=[], rows=[], pagination=10).props("dense flat").classes("w-full text-xs")
-            with ui.column().classes("gap-1 min-w-0").style("flex: 2 1 0"):
+            with ui.column().classes("gap-1 min-w-0").style("flex: 2 1 20rem"):
                 with ui.row().classes("items-center w-full no-wrap"):
                     self.x = ui.select([], label="X", on_change=self.plot).props("dense").classes("w-1/2")
                     self.y = ui.select([], label="Y (scatter)", on_change=self.plot).props("dense").classes("w-1/2")
