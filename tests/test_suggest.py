@@ -36,6 +36,25 @@ def test_a_clearly_uncertain_prediction_ranks_first():
     assert [i for i, _, _ in rank(doubts, emb, diversity=0.0)] == list(np.argsort(doubts)[::-1])
 
 
+def test_a_few_puzzling_objects_among_many_easy_ones_make_a_frame_doubtful():
+    masks = np.zeros((40, 80), np.uint16)
+    for i in range(8):
+        masks[5:15, 2 + 10 * i:9 + 10 * i] = i + 1
+    logit = np.array([-6.0] + [6.0] * 6 + [-0.5] * 2)  # objects 7 and 8 barely above the threshold
+    conf = object_confidence(masks, logit[masks])
+    pred = SegmentResult(masks=masks, classes=np.zeros(9, np.uint16), class_names=["unassigned"], confidence=conf)
+    u = 1.0 - conf["confidence"][1:]
+    assert prediction_doubt(pred) == pytest.approx(u[6:].mean(), rel=1e-6)  # the top quarter: 2 of 8 objects
+    assert prediction_doubt(pred) > 2 * u.mean() and prediction_doubt(pred, top=1.0) == pytest.approx(u.mean())
+
+
+def test_the_ranking_depends_on_the_doubts_order_and_spacing_not_their_level():
+    emb = np.random.default_rng(1).normal(size=(6, 8))
+    doubts = np.array([0.2, 0.25, 0.21, 0.3, 0.22, 0.23])
+    order = [i for i, _, _ in rank(doubts, emb)]
+    assert [i for i, _, _ in rank(0.1 + 0.5 * doubts, emb)] == order and order[0] == 3
+
+
 def test_no_objects_is_full_doubt():
     empty = SegmentResult(masks=np.zeros((8, 8), np.uint16), classes=np.zeros(1, np.uint16), class_names=["x"])
     assert prediction_doubt(empty) == 1.0
