@@ -41,7 +41,7 @@ def test_run_model_then_train_and_cancel(browser, app_with_model, demo, tmp_path
     assert (load_labels(seg).masks == hand.masks).all()
     browser.save_screenshot(str(tmp_path / "trainer_model_run.png"))
     # the training dialog: tiny is the base when the CellposeSAM weights are absent
-    click_text(browser, "Train… (Ctrl+T)")
+    click_text(browser, "Train… (Shift+T)")
     wait(browser, "document.body.innerText.toLowerCase().includes('start training')")
     browser.save_screenshot(str(tmp_path / "train_dialog.png"))
     click_text(browser, "Start training")

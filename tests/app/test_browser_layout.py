@@ -62,8 +62,15 @@ def test_drawers_come_back_at_800_px(browser, app):
 def test_help_overlay_lists_every_gesture_and_shift_t_trains(browser, app):
     from mcp_app.workspace import GESTURES
 
+    from selenium.webdriver.common.action_chains import ActionChains
+
     browser.get(f"{app.url}/trainer")
     wait(browser, LOADED)
+    train = browser.find_element("xpath", "//button[.//*[normalize-space(text())='Train… (Shift+T)']]")
+    ActionChains(browser).move_to_element(train).perform()  # its tooltip names both keys
+    wait(browser, "[...document.querySelectorAll('.q-tooltip')].some((t) => t.innerText.includes("
+                  "'Shift+T (Ctrl+T in the desktop window)'))")
+    ActionChains(browser).move_by_offset(-400, 0).perform()
     overlay = "document.querySelector('[data-mcp=\"help-overlay\"]')"
     key(browser, "?")
     wait(browser, f"{overlay} && {overlay}.innerText.includes('Shift+T (Ctrl+T in the desktop window)')")
