@@ -84,11 +84,11 @@ def test_colour_mode_toggle_redraws_at_once(browser, app, demo):
     shown = ("var v = window.mcpCanvas.$refs.view, r = v.getBoundingClientRect();"
              f"return Array.from(v.getContext('2d').getImageData({sx} - r.left, {sy} - r.top, 1, 1).data)")
     before, scale = browser.execute_script(shown), browser.execute_script("return window.mcpCanvas.scale")
-    toggle = browser.find_element("xpath", "//*[normalize-space(text())='By instance']")
-    if not toggle.is_displayed():  # in the toolbar's display menu
+    by_instance = "//*[normalize-space(text())='By instance']"
+    if not any(t.is_displayed() for t in browser.find_elements("xpath", by_instance)):  # in the Display menu
         browser.find_element("xpath", "//button[.//i[normalize-space(text())='tune']]").click()
-        poll(toggle.is_displayed, "the display menu to open")
-    toggle.click()
+    poll(lambda: [t for t in browser.find_elements("xpath", by_instance) if t.is_displayed()],
+         "the By instance toggle")[0].click()
     wait(browser, "window.mcpCanvas.colorMode === 'instance'")
     poll(lambda: browser.execute_script(shown) != before, "the canvas to show the instance colours")
     assert browser.execute_script("return window.mcpCanvas.scale") == scale  # no zoom was needed
