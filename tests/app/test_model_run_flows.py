@@ -1,4 +1,5 @@
-"""A model run in the Trainer keeps the model's flows in the _seg.npy, in upstream cellpose's GUI layout."""
+"""Model runs in the Trainer: the model's flows kept in the _seg.npy (upstream cellpose's GUI layout), and the
+channels picked beside "Run model" sent with the run."""
 
 from __future__ import annotations
 
@@ -33,3 +34,23 @@ async def test_trainer_model_run_writes_flows_and_thresholds(app_user, demo, fak
     assert len(dat["flows"]) == 5 and dat["flows"][4].shape == (3, 96, 96)
     assert dat["flows"][4][1, 15, 15] == 2.0 and dat["flows"][4][2, 15, 15] == 3.0
     assert (dat["flow_threshold"], dat["cellprob_threshold"]) == (params.flow_threshold, params.cellprob_threshold)
+
+
+async def test_trainer_model_run_uses_the_channels_picked(app_user, demo, fake_model, monkeypatch):  # noqa: F811
+    from nicegui import ui
+
+    seen: list = []
+
+    async def segment(backend, images, params):
+        seen.append(params)
+        return [SegmentResult(np.zeros(images[0].shape[:2], np.uint16), np.zeros(1, np.uint16), ["unassigned"])]
+
+    await open_with_model(app_user, demo, monkeypatch, "/trainer", segment)
+    [picker] = [s for s in app_user.find(ui.select).elements if s.props.get("label") == "Channels"]
+    assert picker.options == {0: "channel 0", 1: "channel 1"}  # the open demo image's two channels
+    app_user.find(marker="run-model").click()
+    await app_user.should_see("0 objects found")
+    picker.value = [1]
+    app_user.find(marker="run-model").click()
+    await apoll(lambda: len(seen) == 2, "the second model run")
+    assert [p.channels for p in seen] == [None, [1]]  # none picked: the model's own; then channel 1
