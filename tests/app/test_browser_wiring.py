@@ -202,3 +202,26 @@ def test_analyzer_class_picker_per_class_summary_and_scatter_pick(browser, app, 
     picked = poll(lambda: browser.execute_script("return window.mcpCanvas.viewState().selection"),
                   "the picked object selected on the canvas")
     assert picked == [1]
+
+
+def test_a_job_for_another_folder_stays_out_of_this_projects_trainer(browser, app, demo, tmp_path):
+    from mcp_core.backend import LocalBackend
+    from mcp_core.params import TrainParams
+    from mcp_core.synthetic import write_demo_project
+
+    from .test_browser import open_page
+
+    other = tmp_path / "other"
+    write_demo_project(other, n_images=2, n_labelled=2, shape=(96, 96))
+    backend = LocalBackend(tmp_path / "home")  # the app's own job store
+    job = backend.submit_training(other, TrainParams(model_name="elsewhere", base_model="tiny", epochs=500,
+                                                     class_names=["unassigned", "round", "elongated"]))
+    try:
+        poll(lambda: backend.job(job.job_id).state == "running", "the other folder's training to run")
+        open_page(browser, app.url + "/trainer")  # its jobs are re-attached before the image opens
+        wait(browser, "document.body.innerText.includes('No jobs for this project yet.')")
+        assert not browser.find_elements("xpath", "//button[.//*[normalize-space(text())='Cancel']]")
+        assert "elsewhere" not in browser.find_element("tag name", "body").text
+    finally:
+        backend.cancel(job.job_id)
+        backend.job_store.wait(job.job_id, timeout=120)
