@@ -7,6 +7,7 @@ come back as events and are answered with small patches.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib.resources import files
 
@@ -78,33 +79,31 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         self.run_method("fit")
 
 
-@app.get("/mcp/media/{key}/pixels.bin")
-def _pixels(key: str) -> Response:
+def _gzipped(key: str, encode: Callable[[Editor], bytes]) -> Response:
+    """The gzip bytes *encode* makes from the canvas's editor; 404 when the canvas is gone, has no item open, or the
+    part asked for does not exist (a tile outside the image)."""
     editor = _SOURCES.get(key)
-    if editor is None or editor.pyramid is None:
-        return Response(status_code=404)
-    return Response(editor.pixel_bytes(), media_type="application/octet-stream",
-                    headers={"Content-Encoding": "gzip", "Cache-Control": "no-store"})
-
-
-@app.get("/mcp/media/{key}/tile/{level}/{ty}/{tx}.bin")
-def _tile(key: str, level: int, ty: int, tx: int) -> Response:
-    """One tile of a level of a large image, for where the browser is zoomed in (encoded as ``pixels.bin``)."""
-    editor = _SOURCES.get(key)
-    if editor is None or editor.pyramid is None:
+    if editor is None or editor.labels is None:
         return Response(status_code=404)
     try:
-        data = editor.tile_bytes(level, ty, tx)
+        data = encode(editor)
     except IndexError:
         return Response(status_code=404)
     return Response(data, media_type="application/octet-stream",
                     headers={"Content-Encoding": "gzip", "Cache-Control": "no-store"})
 
 
+@app.get("/mcp/media/{key}/pixels.bin")
+def _pixels(key: str) -> Response:
+    return _gzipped(key, Editor.pixel_bytes)
+
+
+@app.get("/mcp/media/{key}/tile/{level}/{ty}/{tx}.bin")
+def _tile(key: str, level: int, ty: int, tx: int) -> Response:
+    """One tile of a level of a large image, for where the browser is zoomed in (encoded as ``pixels.bin``)."""
+    return _gzipped(key, lambda editor: editor.tile_bytes(level, ty, tx))
+
+
 @app.get("/mcp/media/{key}/labels.bin")
 def _labels(key: str) -> Response:
-    editor = _SOURCES.get(key)
-    if editor is None or editor.labels is None:
-        return Response(status_code=404)
-    return Response(editor.label_bytes(), media_type="application/octet-stream",
-                    headers={"Content-Encoding": "gzip", "Cache-Control": "no-store"})
+    return _gzipped(key, Editor.label_bytes)
