@@ -14,10 +14,10 @@ from nicegui import ui
 
 from mcp_core.errors import MCPError
 from mcp_core.io import open_image
+from mcp_core.params import SegmentParams, json_schema, schema_fields
 
-#: The network reads this many channels (mcp_core.preprocess.NET_CHANNELS; that module imports cellpose,
-#: which the app must not).
-MAX_CHANNELS = 3
+#: The network reads this many channels: the bound of the parameter schema's ``channels``.
+MAX_CHANNELS = schema_fields(json_schema(SegmentParams))["channels"]["maxItems"]
 
 
 class ChannelPicker:

@@ -49,8 +49,9 @@ class SegmentParams:
                           description="Masks smaller than this many pixels are removed.", **_in("basic"))
     normalize: tuple[float, float] = Field((1.0, 99.0), title="Normalisation percentiles",
                                            description="Lower and upper intensity percentiles mapped to 0 and 1.")
-    channels: list[int] | None = Field(None, title="Channels",
-                                       description="Image channels fed to the model (up to 3); empty: the model's own.")
+    channels: list[int] | None = Field(None, max_length=3, title="Channels",
+                                       description="Image channels fed to the model (up to 3); empty: the model's own.",
+                                       **_in("basic"))
     bsize: int | None = Field(None, ge=32, le=2048, title="Tile size",
                               description="Tile size in pixels; empty: the model's own (the size it was trained at).")
     batch_size: int = Field(8, ge=1, le=512, title="Tiles per batch", description="Tiles per forward pass.")
@@ -128,7 +129,7 @@ class TrainParams:
                                **_in("hidden"))
     train_debug_steps: int = Field(0, ge=0, title="Debug steps per epoch",
                                    description="Stop each epoch after N steps (debugging).", **_in("hidden"))
-    channels: list[int] | None = Field(None, title="Channels",
+    channels: list[int] | None = Field(None, max_length=3, title="Channels",
                                        description="Image channels fed to the model (up to 3); the first three by default.")
 
 

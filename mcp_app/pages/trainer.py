@@ -262,7 +262,8 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
              **train_defaults(default_base, architectures.get(default_base))}
     with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
         ui.label("Train a model on this folder's labels").classes("text-lg font-bold")
-        form = SchemaForm(json_schema(TrainParams), values=start, choices={"base_model": bases}, grouped=True)
+        form = SchemaForm(json_schema(TrainParams), values=start, choices={"base_model": bases}, grouped=True,
+                          channel_names=lambda: channel_names_of(ws.editor.item.path if ws.editor.item else None))
         if default_base == OFFLINE_BASE:
             ui.label("The CellposeSAM weights are not on this machine (offline?): only the from-scratch bases "
                      "(unet, tiny) and your own models can be trained.").classes("text-xs text-gray-600")
