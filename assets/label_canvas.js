@@ -499,6 +499,7 @@ export default {
       const p = this.toImage(e);
       this.cursor = p;
       if (e.target === this.$refs.view) this.showReadout(p);
+      else if (this.$refs.readout.textContent) this.$refs.readout.textContent = ""; // the cursor left the image
       if (this.mode === "pan") {
         this.fitted = false;
         this.tx = e.clientX - this.panFrom[0];

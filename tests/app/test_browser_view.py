@@ -96,6 +96,9 @@ def test_masks_stand_out_and_their_display_is_adjustable(browser, app, demo):
     name = truth.class_names[truth.classes[mask_id]]
     readout = f"x {x}  y {y}  {values}  mask {mask_id}  {name}"
     wait(browser, f"document.querySelector('.mcp-readout').textContent === {readout!r}")
+    header = browser.find_element("css selector", ".q-header").rect
+    mouse(browser, "mouseMoved", (header["x"] + 5, header["y"] + 5), "none")  # off the canvas: nothing to read
+    wait(browser, "document.querySelector('.mcp-readout').textContent === ''")
 
 
 def test_analyzer_results_have_their_own_panel(browser, app, demo):
