@@ -26,6 +26,120 @@ from .layout import header
 from .trainer import ClassPanel
 
 
+class AnalyzerSide:
+    """The Analyzer's side panel: model and parameters, runs (image, frames, folder), classes, promotion, jobs,
+    review and measurements.
+
+    :meth:`build` fills the drawer the workspace gives it; the handlers are methods, so the page only wires.
+    """
+
+    def __init__(self, state: AppState, ws: Workspace, history: JobHistory) -> None:
+        self.state, self.ws, self.history = state, ws, history
+
+    def build(self) -> None:
+        ws = self.ws
+        with ui.expansion("Model and parameters", icon="psychology", value=True).classes("w-full"):
+            with ui.row().classes("items-center w-full no-wrap"):
+                self.model = ModelPicker(self.state)
+                ui.button(icon="add", on_click=self.add_model_dialog).props("flat dense").tooltip(
+                    "Add a model file (.pth with its .json)")
+            self.form = schema_form(json_schema(SegmentParams), grouped=True, channel_names=lambda:
+                                    channel_names_of(ws.editor.item.path if ws.editor.item else None))
+            with ui.row():
+                self.run_image = ui.button("This image", icon="image", on_click=self.segment_current
+                                           ).props("no-caps dense").mark("run-image")
+                ui.button("All frames", icon="burst_mode", on_click=lambda: self.segment_batch("frames")
+                          ).props("no-caps dense")
+                ui.button("Whole folder", icon="folder", on_click=lambda: self.segment_batch("folder")
+                          ).props("no-caps dense").mark("run-folder")
+        with ui.expansion("Classes", icon="category", value=True).classes("w-full"):
+            ClassPanel(self.state, ws)
+        with ui.expansion("Predictions", icon="fact_check", value=True).classes("w-full"):
+            ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
+            ui.button("Promote to labels", icon="upgrade", on_click=lambda: confirm_promote(ws, self.promote)
+                      ).props("no-caps dense")
+        self.jobs = ui.column().classes("w-full")
+        JobHistoryView(self.history)
+        ui.separator()
+        ReviewPanel(ws)
+        self.measure = MeasurePanel(ws)
+
+    def params(self) -> SegmentParams:
+        return SegmentParams(model=self.model.value, **self.form.values())
+
+    async def segment_current(self) -> None:
+        try:
+            params = self.params()
+        except Exception as exc:
+            ui.notify(f"Segmentation failed: {exc}", type="negative", multi_line=True)
+            return
+        await run_on_open_image(self.state.backend, self.ws, params, False, self.run_image)
+
+    async def segment_batch(self, scope: str) -> None:
+        ws, backend = self.ws, self.state.backend
+        if not self.model.value:
+            ui.notify("Pick a model first.", type="warning")
+            return
+        await ws.flush()
+        if scope == "frames":
+            if ws.editor.item is None:
+                return
+            paths = [str(ws.editor.item.path)]
+        else:
+            paths = sorted({str(i.path) for i in ws.items})
+        try:
+            job = await compute.call(backend.submit_batch, paths, self.params())
+        except Exception as exc:
+            ui.notify(f"Could not start: {exc}", type="negative", multi_line=True)
+            return
+
+        async def done(_data: dict) -> None:
+            with self.jobs:  # a background task has no slot: its toasts belong to the page
+                try:
+                    written = await compute.call(backend.fetch_predictions, job.job_id)  # remote: kept there
+                except Exception as exc:
+                    ui.notify(f"Could not fetch the predictions: {exc}", type="negative", multi_line=True)
+                    return
+                ui.notify(f"Segmentation finished: {len(written)} prediction file(s) written.", type="positive")
+                ws.refresh_list()
+                if ws.index >= 0:
+                    await ws.goto(ws.index)  # reload the open image: its file now holds the job's prediction
+
+        with self.jobs:
+            JobPanel(backend, job.job_id, f"Segmenting {len(paths)} file(s)",
+                     on_done=lambda d: background_tasks.create(done(d)))
+
+    async def promote(self, replace: bool) -> None:
+        ws = self.ws
+        with self.jobs:  # run as a background task, which has no slot: its toast belongs to the page
+            await ws.flush()
+            result = await run.io_bound(promote_predictions, [(i.path, i.frame) for i in ws.items], replace)
+            ui.notify(result.summary(), type="positive" if result.copied else "warning", multi_line=True)
+            ws.refresh_list()
+
+    def add_model_dialog(self) -> None:
+        with ui.dialog() as dialog, ui.card().classes("w-[32rem]"):
+            ui.label("Add a model file").classes("font-bold")
+            path = ui.input("Path to the .pth file (its .json sidecar beside it)").classes("w-full")
+            with ui.row():
+                ui.button("Add", on_click=lambda: dialog.submit(path.value))
+                ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
+
+        async def go() -> None:
+            chosen = await dialog
+            if not chosen:
+                return
+            try:
+                info = await call_with_progress(self.state.backend.add_model, chosen, title="Adding the model")
+            except Exception as exc:
+                ui.notify(f"Could not add the model: {exc}", type="negative", multi_line=True)
+                return
+            await self.model.refresh(prefer=info.name)
+            ui.notify(f"Added {info.name}.")
+
+        background_tasks.create(go())
+
+
 def register(state: AppState) -> None:
     @ui.page("/analyzer")
     async def analyzer() -> None:
@@ -33,117 +147,12 @@ def register(state: AppState) -> None:
         ws = Workspace(state.project, kind="pred")
         history = JobHistory(state.folder)
         use_history(history)  # its job panels record there
-        panel: dict = {}
-
-        def side() -> None:
-            with ui.expansion("Model and parameters", icon="psychology", value=True).classes("w-full"):
-                with ui.row().classes("items-center w-full no-wrap"):
-                    panel["model"] = ModelPicker(state)
-                    ui.button(icon="add", on_click=lambda: add_model_dialog()).props("flat dense").tooltip(
-                        "Add a model file (.pth with its .json)")
-                panel["form"] = schema_form(json_schema(SegmentParams), grouped=True, channel_names=lambda:
-                                            channel_names_of(ws.editor.item.path if ws.editor.item else None))
-                with ui.row():
-                    panel["image"] = ui.button("This image", icon="image").props("no-caps dense").mark("run-image")
-                    panel["frames"] = ui.button("All frames", icon="burst_mode").props("no-caps dense")
-                    panel["folder"] = ui.button("Whole folder", icon="folder").props("no-caps dense").mark("run-folder")
-            with ui.expansion("Classes", icon="category", value=True).classes("w-full"):
-                ClassPanel(state, ws)
-            with ui.expansion("Predictions", icon="fact_check", value=True).classes("w-full"):
-                ui.label("Edits here change the _pred.npy file.").classes("text-xs text-gray-500")
-                panel["promote"] = ui.button("Promote to labels", icon="upgrade").props("no-caps dense")
-            panel["jobs"] = ui.column().classes("w-full")
-            JobHistoryView(history)
-            ui.separator()
-            ReviewPanel(ws)
-            panel["measure"] = MeasurePanel(ws)
-
-        ws.build_layout(bar, side, bottom_panel=lambda: panel["measure"].build_results())
-        ws.on_open.append(panel["form"].inputs["channels"].refresh)  # the picker names the open image's channels
-        model, form, jobs_box = panel["model"], panel["form"], panel["jobs"]
-        run_image, run_frames, run_folder, promote = (panel[k] for k in ("image", "frames", "folder", "promote"))
+        side = AnalyzerSide(state, ws, history)
+        ws.build_layout(bar, side.build, bottom_panel=lambda: side.measure.build_results())
+        ws.on_open.append(side.form.inputs["channels"].refresh)  # the picker names the open image's channels
         ws.bind_keys()
-
-        def params() -> SegmentParams:
-            return SegmentParams(model=model.value, **form.values())
-
-        async def segment_current() -> None:
-            try:
-                p = params()
-            except Exception as exc:
-                ui.notify(f"Segmentation failed: {exc}", type="negative", multi_line=True)
-                return
-            await run_on_open_image(state.backend, ws, p, False, run_image)
-
-        async def segment_batch(scope: str) -> None:
-            if not model.value:
-                ui.notify("Pick a model first.", type="warning")
-                return
-            await ws.flush()
-            if scope == "frames":
-                if ws.editor.item is None:
-                    return
-                paths = [str(ws.editor.item.path)]
-            else:
-                paths = sorted({str(i.path) for i in ws.items})
-            try:
-                job = await compute.call(state.backend.submit_batch, paths, params())
-            except Exception as exc:
-                ui.notify(f"Could not start: {exc}", type="negative", multi_line=True)
-                return
-
-            async def done(_data: dict) -> None:
-                with jobs_box:  # a background task has no slot: its toasts belong to the page
-                    try:
-                        written = await compute.call(state.backend.fetch_predictions, job.job_id)  # remote: kept there
-                    except Exception as exc:
-                        ui.notify(f"Could not fetch the predictions: {exc}", type="negative", multi_line=True)
-                        return
-                    ui.notify(f"Segmentation finished: {len(written)} prediction file(s) written.", type="positive")
-                    ws.refresh_list()
-                    if ws.index >= 0:
-                        await ws.goto(ws.index)  # reload the open image: its file now holds the job's prediction
-
-            with jobs_box:
-                JobPanel(state.backend, job.job_id, f"Segmenting {len(paths)} file(s)",
-                         on_done=lambda d: background_tasks.create(done(d)))
-
-        async def do_promote(replace: bool) -> None:
-            with jobs_box:  # run as a background task, which has no slot: its toast belongs to the page
-                await ws.flush()
-                result = await run.io_bound(promote_predictions, [(i.path, i.frame) for i in ws.items], replace)
-                ui.notify(result.summary(), type="positive" if result.copied else "warning", multi_line=True)
-                ws.refresh_list()
-
-        run_image.on_click(segment_current)
-        run_frames.on_click(lambda: segment_batch("frames"))
-        run_folder.on_click(lambda: segment_batch("folder"))
-        promote.on_click(lambda: confirm_promote(ws, do_promote))
-
-        def add_model_dialog() -> None:
-            with ui.dialog() as dialog, ui.card().classes("w-[32rem]"):
-                ui.label("Add a model file").classes("font-bold")
-                path = ui.input("Path to the .pth file (its .json sidecar beside it)").classes("w-full")
-                with ui.row():
-                    ui.button("Add", on_click=lambda: dialog.submit(path.value))
-                    ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
-
-            async def go() -> None:
-                chosen = await dialog
-                if not chosen:
-                    return
-                try:
-                    info = await call_with_progress(state.backend.add_model, chosen, title="Adding the model")
-                except Exception as exc:
-                    ui.notify(f"Could not add the model: {exc}", type="negative", multi_line=True)
-                    return
-                await model.refresh(prefer=info.name)
-                ui.notify(f"Added {info.name}.")
-
-            background_tasks.create(go())
-
-        await model.refresh()
-        with jobs_box:
+        await side.model.refresh()
+        with side.jobs:
             await reattach_jobs(state, "batch", history)
         await ws.start(state.focus)
 

@@ -195,6 +195,46 @@ class ClassPanel:
             self.refresh()
 
 
+class TrainerSide:
+    """The Trainer's side panel: classes, a model to pre-fill the open image, suggestions, training, jobs, history.
+
+    :meth:`build` fills the drawer the workspace gives it; the handlers are methods, so the page only wires.
+    """
+
+    def __init__(self, state: AppState, ws: Workspace, history: JobHistory) -> None:
+        self.state, self.ws, self.history = state, ws, history
+
+    def build(self) -> None:
+        ws = self.ws
+        ClassPanel(self.state, ws)
+        ui.separator()
+        ui.label("Model").classes("font-bold")
+        self.model = ModelPicker(self.state)
+        self.keep = ui.toggle({"keep": "Keep my masks", "replace": "Replace"}, value="keep").props("dense no-caps size=sm")
+        self.channels = ChannelPicker(hint="Image channels fed to the model, in order; none: the model's own "
+                                      "(those it was trained on).", names_of=lambda: channel_names_of(
+                                          ws.editor.item.path if ws.editor.item else None))
+        self.run = ui.button("Run model on this image", icon="auto_fix_high", on_click=self.run_model
+                             ).props("no-caps").mark("run-model")
+        SuggestPanel(ws, self.model)
+        ui.separator()
+        self.train = ui.button("Train… (Shift+T)", icon="model_training", on_click=self.open_train_dialog
+                               ).props("no-caps").mark("train")
+        self.train.tooltip(f"Train a model on this folder's labels: {TRAIN_KEYS}")
+        self.jobs = ui.column().classes("w-full")
+        JobHistoryView(self.history)
+        ui.separator()
+        HistoryPanel(ws)
+
+    async def run_model(self) -> None:
+        # with flows: the _seg.npy then carries them, as upstream cellpose's GUI writes and reads it
+        params = SegmentParams(model=self.model.value, channels=self.channels.value, return_flows=True)
+        await run_on_open_image(self.state.backend, self.ws, params, self.keep.value == "keep", self.run)
+
+    def open_train_dialog(self) -> None:
+        train_dialog(self.state, self.ws, self.jobs, self.model)
+
+
 def register(state: AppState) -> None:
     @ui.page("/trainer")
     async def trainer() -> None:
@@ -202,46 +242,12 @@ def register(state: AppState) -> None:
         ws = Workspace(state.project, kind="seg")
         history = JobHistory(state.folder)
         use_history(history)  # its job panels record there
-        panel: dict = {}
-
-        def side() -> None:
-            ClassPanel(state, ws)
-            ui.separator()
-            ui.label("Model").classes("font-bold")
-            panel["model"] = ModelPicker(state)
-            panel["keep"] = ui.toggle({"keep": "Keep my masks", "replace": "Replace"}, value="keep"
-                                      ).props("dense no-caps size=sm")
-            panel["channels"] = ChannelPicker(hint="Image channels fed to the model, in order; none: the model's own "
-                                              "(those it was trained on).", names_of=lambda: channel_names_of(
-                                                  ws.editor.item.path if ws.editor.item else None))
-            panel["run"] = ui.button("Run model on this image", icon="auto_fix_high").props("no-caps").mark("run-model")
-            SuggestPanel(ws, panel["model"])
-            ui.separator()
-            panel["train"] = ui.button("Train… (Shift+T)", icon="model_training").props("no-caps").mark("train")
-            panel["train"].tooltip(f"Train a model on this folder's labels: {TRAIN_KEYS}")
-            panel["jobs"] = ui.column().classes("w-full")
-            JobHistoryView(history)
-            ui.separator()
-            HistoryPanel(ws)
-
-        ws.build_layout(bar, side, keys=[("Train a model", TRAIN_KEYS)])
-        ws.on_open.append(panel["channels"].refresh)  # the picker names the open image's channels
-        model, keep, run_button, train_button, jobs_box = (panel[k] for k in ("model", "keep", "run", "train", "jobs"))
-        ws.bind_keys({"shift+t": lambda: open_train_dialog(), "ctrl+t": lambda: open_train_dialog()})
-
-        async def run_model() -> None:
-            # with flows: the _seg.npy then carries them, as upstream cellpose's GUI writes and reads it
-            params = SegmentParams(model=model.value, channels=panel["channels"].value, return_flows=True)
-            await run_on_open_image(state.backend, ws, params, keep.value == "keep", run_button)
-
-        run_button.on_click(run_model)
-
-        def open_train_dialog() -> None:
-            train_dialog(state, ws, jobs_box, model)
-
-        train_button.on_click(open_train_dialog)
-        await model.refresh()
-        with jobs_box:
+        side = TrainerSide(state, ws, history)
+        ws.build_layout(bar, side.build, keys=[("Train a model", TRAIN_KEYS)])
+        ws.on_open.append(side.channels.refresh)  # the picker names the open image's channels
+        ws.bind_keys({"shift+t": side.open_train_dialog, "ctrl+t": side.open_train_dialog})
+        await side.model.refresh()
+        with side.jobs:
             await reattach_jobs(state, "train", history)
         await ws.start(state.focus)
 
