@@ -3,7 +3,8 @@
 Prints, per action, the time from the input that makes it (mouse-up; for a contour the right-click
 that closes it; for the next image the key press) to the first animation frame that shows the
 result, median of several repeats: new contour, delete, class assignment, lasso, and next image
-(after the autosave of the edits has finished), each next to its target (issue 17, on a 2-core machine). The times are taken in the page: input
+(after the autosave of the edits has finished, and ``--work`` seconds on each image before the next key,
+while the app reads the neighbours ahead), each next to its target (issue 17, on a 2-core machine). The times are taken in the page: input
 listeners note when the browser got the input, and a ``requestAnimationFrame`` loop notes the first
 frame after the canvas drew the patch (``window.mcpLatency`` grew) or the new image
 (``window.mcpLoadedAt`` changed), so the server's work, the transfers and the drawing all count.
@@ -103,6 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", type=int, default=2048)
     ap.add_argument("--masks", type=int, default=3000)
+    ap.add_argument("--work", type=float, default=2.0,
+                    help="seconds spent on each image before the next (0: the next key as soon as it is shown)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     (tmp / "proj").mkdir()
@@ -110,6 +113,7 @@ def main() -> None:
     app = App(tmp / "proj", tmp / "home")
     driver = make_driver(tmp / "downloads")
     results: dict[str, list[float]] = {k: [] for k in ("contour", "delete", "assign", "lasso", "next image")}
+    phases: list[tuple[float, float, float]] = []  # next image: until the page asks for it, fetching, drawing
     try:
         app.login(driver)
         driver.get(app.url + "/trainer")
@@ -142,18 +146,28 @@ def main() -> None:
                      "!document.body.innerText.includes('Saving')", timeout=300)
         driver.execute_script("document.activeElement.blur()")  # the page's keys ignore a focused button
         for r in range(REPEAT):
+            time.sleep(args.work)  # the user looks at the image: the neighbours are read meanwhile
+            driver.execute_script("performance.clearResourceTimings()")
             key(driver, "ARROW_RIGHT" if r % 2 == 0 else "ARROW_LEFT")
             results["next image"].append(frame_after(driver, "benchKey", updates, timeout=120))
             updates += 1
             wait(driver, "window.mcpCanvas.loaded")
+            asked, fetched = driver.execute_script(
+                "const e = performance.getEntriesByType('resource').filter((e) => e.name.includes('/mcp/media/'));"
+                "return [Math.min(...e.map((x) => x.startTime)) - window.benchKey,"
+                "        Math.max(...e.map((x) => x.responseEnd)) - window.benchKey]")
+            phases.append((asked, fetched - asked, results["next image"][-1] - fetched))
     finally:
         driver.quit()
         app.stop()
     print(f"UI latency, {args.side}x{args.side} image with {labels.count} masks, input to first frame showing the "
-          f"result, median of {REPEAT} (min-max), ms:")
+          f"result, median of {REPEAT} (min-max), ms ({args.work:g} s on each image before the next):")
     for name, values in results.items():
         print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   "
               f"target <= {TARGET_MS[name]}")
+    server, transfer, page = (statistics.median(p) for p in zip(*phases))
+    print(f"  next image, medians of its phases: {server:.0f} ms until the page asks for the pixels and labels "
+          f"(server: save check, open, send), {transfer:.0f} ms fetching them, {page:.0f} ms decoding and drawing")
 
 
 if __name__ == "__main__":
