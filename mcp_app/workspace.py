@@ -113,7 +113,7 @@ class Workspace:
 
     def build_display_menu(self) -> None:
         """How masks are drawn (colouring, fill or outline, opacity) and the channels' colours and contrast."""
-        with ui.column().classes("p-3 gap-1 w-96"):
+        with ui.column().classes("p-3 gap-1 w-[30rem] max-w-[95vw]"):
             ui.label("Masks").classes("text-xs font-bold")
             with ui.row().classes("items-center gap-2"):
                 ui.toggle({"class": "By class", "instance": "By instance"}, value="class",
@@ -126,7 +126,7 @@ class Workspace:
             with ui.row().classes("items-center w-full no-wrap"):
                 ui.label("Opacity").classes("text-xs")
                 ui.slider(min=0, max=100, value=100, on_change=lambda e: self.canvas.set_prop("opacity", e.value / 100)
-                          ).props("dense label").classes("flex-grow").props("data-mcp=opacity")
+                          ).props("dense label").classes("flex-grow min-w-0 px-2").props("data-mcp=opacity")
             ui.separator()
             ui.label("Channels").classes("text-xs font-bold")
             self.channel_box = ui.column().classes("w-full gap-1")
@@ -456,13 +456,13 @@ class Workspace:
             for c in range(n):
                 lowest, highest = float(min(img[..., c].min(), 0)), max(top, d.high[c])
                 with ui.row().classes("items-center w-full no-wrap gap-1"):
-                    ui.label(f"ch {c}").classes("text-xs w-8")
+                    ui.label(f"ch {c}").classes("text-xs whitespace-nowrap")
                     low = ui.number(value=round(d.low[c], 4), on_change=lambda e, c=c: self._typed_limit(c)
                                     ).props("dense").classes("w-20").props(f"data-mcp=low-{c}")
                     slider = ui.range(min=lowest, max=highest, step=max((highest - lowest) / 1000, 1e-3),
                                       value={"min": d.low[c], "max": d.high[c]},
                                       on_change=lambda e, c=c: self._slid_limit(c, e.value)
-                                      ).props("dense").classes("flex-grow").props(f"data-mcp=contrast-{c}")
+                                      ).props(f"dense data-mcp=contrast-{c}").classes("flex-grow min-w-0 px-2")
                     slider.on("update:modelValue", js_handler=f"(v) => getElement({self.canvas.id})"
                                                               f".setLimits({c}, v.min, v.max)")
                     high = ui.number(value=round(d.high[c], 4), on_change=lambda e, c=c: self._typed_limit(c)

@@ -69,7 +69,7 @@ def test_masks_stand_out_and_their_display_is_adjustable(browser, app, demo):
     slider = marked(browser, "opacity")
     from selenium.webdriver.common.action_chains import ActionChains
 
-    ActionChains(browser).move_to_element_with_offset(slider, -slider.size["width"] // 2 + 1, 0).click().perform()
+    ActionChains(browser).move_to_element_with_offset(slider, -slider.size["width"] // 2 + 10, 0).click().perform()
     wait(browser, "window.mcpCanvas.opacity < 0.1")
 
     # contrast limits typed as numbers are applied by the browser to the raw channel (no image refetch)
