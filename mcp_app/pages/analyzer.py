@@ -13,8 +13,7 @@ from mcp_core.params import SegmentParams, json_schema
 from .. import compute
 from ..channel_picker import channel_names_of
 from ..forms import schema_form
-from ..job_history import JobHistory
-from ..job_panel import JobHistoryView, JobPanel, reattach_jobs, use_history
+from ..job_panel import JobHistoryView, JobPanel
 from ..measure_panel import MeasurePanel
 from ..model_picker import ModelPicker
 from ..model_run import run_on_open_image
@@ -22,19 +21,18 @@ from ..review_panel import ReviewPanel
 from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..workspace import Workspace
-from .layout import header
+from .side import SidePanel, workspace_page
 from .trainer import ClassPanel
 
 
-class AnalyzerSide:
+class AnalyzerSide(SidePanel):
     """The Analyzer's side panel: model and parameters, runs (image, frames, folder), classes, promotion, jobs,
-    review and measurements.
+    review and measurements (their results in the panel under the canvas)."""
 
-    :meth:`build` fills the drawer the workspace gives it; the handlers are methods, so the page only wires.
-    """
+    title, kind, job_kind = "Analyzer", "pred", "batch"
 
-    def __init__(self, state: AppState, ws: Workspace, history: JobHistory) -> None:
-        self.state, self.ws, self.history = state, ws, history
+    def layout(self) -> dict:
+        return {"bottom_panel": lambda: self.measure.build_results()}
 
     def build(self) -> None:
         ws = self.ws
@@ -45,6 +43,7 @@ class AnalyzerSide:
                     "Add a model file (.pth with its .json)")
             self.form = schema_form(json_schema(SegmentParams), grouped=True, channel_names=lambda:
                                     channel_names_of(ws.editor.item.path if ws.editor.item else None))
+            self.channels = self.form.inputs["channels"]
             with ui.row():
                 self.run_image = ui.button("This image", icon="image", on_click=self.segment_current
                                            ).props("no-caps dense").mark("run-image")
@@ -143,18 +142,7 @@ class AnalyzerSide:
 def register(state: AppState) -> None:
     @ui.page("/analyzer")
     async def analyzer() -> None:
-        bar = header(state, "Analyzer")
-        ws = Workspace(state.project, kind="pred")
-        history = JobHistory(state.folder)
-        use_history(history)  # its job panels record there
-        side = AnalyzerSide(state, ws, history)
-        ws.build_layout(bar, side.build, bottom_panel=lambda: side.measure.build_results())
-        ws.on_open.append(side.form.inputs["channels"].refresh)  # the picker names the open image's channels
-        ws.bind_keys()
-        await side.model.refresh()
-        with side.jobs:
-            await reattach_jobs(state, "batch", history)
-        await ws.start(state.focus)
+        await workspace_page(state, AnalyzerSide)
 
 
 def confirm_promote(ws: Workspace, action: Callable[[bool], Awaitable[None]]) -> None:

@@ -11,8 +11,7 @@ from mcp_core.params import SegmentParams, TrainParams, json_schema, train_defau
 from ..channel_picker import ChannelPicker, channel_names_of
 from ..forms import SchemaForm
 from ..history_panel import HistoryPanel
-from ..job_history import JobHistory
-from ..job_panel import JobHistoryView, JobPanel, reattach_jobs, use_history
+from ..job_panel import JobHistoryView, JobPanel
 from ..model_run import run_on_open_image
 from ..model_picker import ModelPicker
 from ..project import ClassRemoval
@@ -20,7 +19,7 @@ from ..transfer_view import call_with_progress
 from ..state import AppState
 from ..suggest_panel import SuggestPanel
 from ..workspace import Workspace
-from .layout import header
+from .side import SidePanel, workspace_page
 
 #: Ctrl+T opens a new tab in a browser before the page sees it; the desktop window (--native) gets it.
 TRAIN_KEYS = "Shift+T (Ctrl+T in the desktop window)"
@@ -195,14 +194,16 @@ class ClassPanel:
             self.refresh()
 
 
-class TrainerSide:
-    """The Trainer's side panel: classes, a model to pre-fill the open image, suggestions, training, jobs, history.
+class TrainerSide(SidePanel):
+    """The Trainer's side panel: classes, a model to pre-fill the open image, suggestions, training, jobs, history."""
 
-    :meth:`build` fills the drawer the workspace gives it; the handlers are methods, so the page only wires.
-    """
+    title, kind, job_kind = "Trainer", "seg", "train"
 
-    def __init__(self, state: AppState, ws: Workspace, history: JobHistory) -> None:
-        self.state, self.ws, self.history = state, ws, history
+    def layout(self) -> dict:
+        return {"keys": [("Train a model", TRAIN_KEYS)]}
+
+    def keys(self) -> dict:
+        return {"shift+t": self.open_train_dialog, "ctrl+t": self.open_train_dialog}
 
     def build(self) -> None:
         ws = self.ws
@@ -238,18 +239,7 @@ class TrainerSide:
 def register(state: AppState) -> None:
     @ui.page("/trainer")
     async def trainer() -> None:
-        bar = header(state, "Trainer")
-        ws = Workspace(state.project, kind="seg")
-        history = JobHistory(state.folder)
-        use_history(history)  # its job panels record there
-        side = TrainerSide(state, ws, history)
-        ws.build_layout(bar, side.build, keys=[("Train a model", TRAIN_KEYS)])
-        ws.on_open.append(side.channels.refresh)  # the picker names the open image's channels
-        ws.bind_keys({"shift+t": side.open_train_dialog, "ctrl+t": side.open_train_dialog})
-        await side.model.refresh()
-        with side.jobs:
-            await reattach_jobs(state, "train", history)
-        await ws.start(state.focus)
+        await workspace_page(state, TrainerSide)
 
 
 def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) -> None:
