@@ -182,7 +182,7 @@ export default {
       // each colour is a lookup table over its channel's values, and each pixel one 32-bit RGBA write.
       if (!this.raw || !this.imgData) return;
       const t0 = performance.now();
-      const n = this.W * this.H, { rgb, low, high } = this.display;
+      const n = this.rawW * this.rawH, { rgb, low, high } = this.display; // the level held (the overview)
       const used = rgb.filter((c) => c !== null && c !== undefined && c < this.raw.length);
       const pick = used.length === 1 ? [used[0], used[0], used[0]] : rgb; // one channel: grey
       const [[sr, lr], [sg, lg], [sb, lb]] = pick.map((c) => this.channelLut(c, low[c], high[c]));
@@ -194,7 +194,7 @@ export default {
     channelLut(c, lo, hi) {
       // [values, lut] with lut[values[i]] the 0..255 shade of pixel i for channel c between lo and hi (an absent
       // channel is black); float channels are scaled into 8 bits first.
-      const n = this.W * this.H;
+      const n = this.rawW * this.rawH;
       if (c === null || c === undefined || c >= this.raw.length) {
         if (!this.black || this.black.length !== n) this.black = new Uint8Array(n);
         return [this.black, new Uint8Array(1)];
