@@ -36,6 +36,7 @@ from mcp_core.labels import LabelSet, save_labels  # noqa: E402
 
 REPEAT = 5
 TARGET_MS = {"contour": 20, "delete": 20, "assign": 20, "lasso": 60, "next image": 200}
+LASSO_R = 280  # image pixels: a lasso of about 200 masks
 #: Notes in the page when inputs arrive and the first frame after each canvas update.
 FRAME_CLOCK = """
 window.benchDown = window.benchUp = window.benchKey = 0;
@@ -114,6 +115,8 @@ def main() -> None:
     driver = make_driver(tmp / "downloads")
     results: dict[str, list[float]] = {k: [] for k in ("contour", "delete", "assign", "lasso", "next image")}
     phases: list[tuple[float, float, float]] = []  # next image: until the page asks for it, fetching, drawing
+    lassoed: list[int] = []  # masks at least partly inside each lasso
+    yy, xx = np.ogrid[: args.side, : args.side]
     try:
         app.login(driver)
         driver.get(app.url + "/trainer")
@@ -135,9 +138,12 @@ def main() -> None:
             results["assign"].append(frame_after(driver, "benchUp", updates))
             updates += 1
         pick_tool(driver, "Lasso delete", "lasso")
-        for r in range(REPEAT):
-            x0, y0 = 300 + 250 * r, 1200
-            drag(driver, [(x0 + 100 * math.cos(a), y0 + 100 * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 30)])
+        for r in range(REPEAT):  # circles of 280 pixels apart from each other: about 200 masks each (the target's)
+            x0, y0 = 300 + 600 * (r % 3), 800 + 600 * (r // 3)
+            inside = (yy - y0) ** 2 + (xx - x0) ** 2 <= LASSO_R ** 2
+            lassoed.append(len(np.unique(labels.masks[inside])) - 1)
+            drag(driver, [(x0 + LASSO_R * math.cos(a), y0 + LASSO_R * math.sin(a))
+                          for a in np.linspace(0, 2 * math.pi, 60)])
             results["lasso"].append(frame_after(driver, "benchUp", updates))
             updates += 1
         # Next image is timed from a saved state: the autosave of the edits above has finished (a key pressed
@@ -165,6 +171,7 @@ def main() -> None:
     for name, values in results.items():
         print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   "
               f"target <= {TARGET_MS[name]}")
+    print(f"  (each lasso touched {min(lassoed)}-{max(lassoed)} masks)")
     server, transfer, page = (statistics.median(p) for p in zip(*phases))
     print(f"  next image, medians of its phases: {server:.0f} ms until the page asks for the pixels and labels "
           f"(server: save check, open, send), {transfer:.0f} ms fetching them, {page:.0f} ms decoding and drawing")
