@@ -285,7 +285,8 @@ export default {
       if (render) this.renderBox(0, 0, this.W, this.H);
     },
     applyPatch(patch) {
-      // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, classes?: [...], colors?: [...]}
+      // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, or cleared: ids whose pixels in the box
+      // became background; classes?: [...], colors?: [...]}
       if (patch.classes) {
         this.classes = Uint32Array.from(patch.classes);
         if (patch.colors) this.palette = patch.colors.map(hexToRgb);
@@ -295,6 +296,11 @@ export default {
           const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
           for (let r = 0; r < patch.h; r++) {
             this.labels.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (patch.y + r) * this.W + patch.x);
+          }
+        } else if (patch.cleared) {
+          const gone = new Set(patch.cleared), L = this.labels;
+          for (let r = 0; r < patch.h; r++) {
+            for (let i = (patch.y + r) * this.W + patch.x, end = i + patch.w; i < end; i++) if (gone.has(L[i])) L[i] = 0;
           }
         }
         for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);

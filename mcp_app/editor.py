@@ -28,7 +28,8 @@ from .project import Item, Project
 
 @dataclass
 class Patch:
-    """What the browser must redraw: the box's label ids (raw uint32, base64) and maybe the class table."""
+    """What the browser must redraw: the box's label ids (raw uint32, base64), or the ids whose pixels in the box
+    became background (a deletion: no pixels sent), and maybe the class table."""
 
     x: int
     y: int
@@ -37,6 +38,7 @@ class Patch:
     data: str = ""
     classes: list[int] | None = None
     colors: list[str] | None = None
+    cleared: list[int] | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -235,7 +237,9 @@ class Editor:
         box = self._box_of(ids)
         if box is None or not self.labels.delete(ids):
             return None
-        return self._patch(box, classes=True)
+        patch = self._patch(box, classes=True, data=False)
+        patch.cleared = [int(i) for i in ids]
+        return patch
 
     def assign(self, ids: Sequence[int], class_id: int) -> Patch | None:
         box = self._box_of(ids)
