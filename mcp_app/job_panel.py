@@ -61,11 +61,12 @@ def zero_ap_advice(result: dict) -> str | None:
 class JobPanel:
     """Follows one job through ``backend.events(job_id, since)`` and shows it."""
 
-    def __init__(self, backend: Backend, job_id: str, title: str, on_done: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, backend: Backend, job_id: str, title: str, on_done: Callable[[dict], None] | None = None,
+                 on_end: Callable[[str, dict], None] | None = None) -> None:
         self.backend = backend
         self.job_id = job_id
         self.seq = 0
-        self.on_done = on_done
+        self.on_done, self.on_end = on_done, on_end
         self.state = "running"
         self.train_loss: list[list[float]] = []
         self.test_loss: list[list[float]] = []
@@ -169,6 +170,8 @@ class JobPanel:
         elif state == "failed":
             ui.notify(f"The job failed: {data.get('error', 'unknown error')}", type="negative", multi_line=True)
             self.log.push(f"FAILED: {data.get('error', '')}", style=LOG_LINE_STYLE)
+        if self.on_end:
+            self.on_end(state, data)
 
     def show_metrics(self, metrics: dict, advice: str | None = None) -> None:
         self.metrics.clear()

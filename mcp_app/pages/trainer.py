@@ -288,10 +288,11 @@ def train_dialog(state: AppState, ws: Workspace, jobs_box, picker: ModelPicker) 
                 ui.notify(f"Training could not start: {exc}", type="negative", multi_line=True)
                 return
 
-            def done(_data: dict) -> None:
-                ui.notify(f"Model {params.model_name} is trained and registered.")
-                background_tasks.create(picker.refresh(prefer=_data.get("model")))
+            def ended(job_state: str, data: dict) -> None:  # a cancelled run's checkpoint is a model too
+                if job_state == "done":
+                    ui.notify(f"Model {params.model_name} is trained and registered.")
+                background_tasks.create(picker.refresh(prefer=data.get("model")))
 
-            JobPanel(state.backend, job.job_id, f"Training {params.model_name}", on_done=done)
+            JobPanel(state.backend, job.job_id, f"Training {params.model_name}", on_end=ended)
 
     background_tasks.create(go())

@@ -50,6 +50,8 @@ def test_run_model_then_train_and_cancel(browser, app_with_model, demo, tmp_path
     wait(browser, "document.querySelector('.nicegui-log .q-scrollarea__content > *')")  # the job logs
     click_text(browser, "Cancel")
     wait(browser, "document.body.innerText.includes('cancelled')")
+    # the cancelled run's checkpoint is picked at once, marked as such (no reload)
+    wait(browser, "document.body.innerText.includes('(user) · cancelled')")
     browser.save_screenshot(str(tmp_path / "train_cancelled.png"))
     models = list((tmp_path / "home" / "models").glob("*.pth"))
     assert len(models) == 2  # the demo model and the cancelled run's checkpoint
