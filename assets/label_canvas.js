@@ -178,28 +178,31 @@ export default {
       this.draw();
     },
     renderImage() {
-      // Map the raw channels through the display's channel choice and contrast limits into the image canvas:
-      // each colour is a lookup table over its channel's values, and each pixel one 32-bit RGBA write.
+      // The level held (the overview of a large image) through the display into the image canvas.
       if (!this.raw || !this.imgData) return;
       const t0 = performance.now();
-      const n = this.rawW * this.rawH, { rgb, low, high } = this.display; // the level held (the overview)
-      const used = rgb.filter((c) => c !== null && c !== undefined && c < this.raw.length);
-      const pick = used.length === 1 ? [used[0], used[0], used[0]] : rgb; // one channel: grey
-      const [[sr, lr], [sg, lg], [sb, lb]] = pick.map((c) => this.channelLut(c, low[c], high[c]));
-      const out = new Uint32Array(this.imgData.data.buffer);
-      for (let i = 0; i < n; i++) out[i] = 0xff000000 | (lb[sb[i]] << 16) | (lg[sg[i]] << 8) | lr[sr[i]];
+      this.paint(this.raw, this.imgData);
       this.imgCtx.putImageData(this.imgData, 0, 0);
       (window.mcpDisplayMs = window.mcpDisplayMs || []).push(performance.now() - t0);
     },
-    channelLut(c, lo, hi) {
-      // [values, lut] with lut[values[i]] the 0..255 shade of pixel i for channel c between lo and hi (an absent
-      // channel is black); float channels are scaled into 8 bits first.
-      const n = this.rawW * this.rawH;
-      if (c === null || c === undefined || c >= this.raw.length) {
+    paint(raw, imgData) {
+      // Raw channels (one typed array each, of imgData's size) through the display's channel choice and contrast
+      // limits into RGBA pixels: each colour is a lookup table over its channel's values, each pixel one 32-bit write.
+      const n = imgData.width * imgData.height, { rgb, low, high } = this.display;
+      const used = rgb.filter((c) => c !== null && c !== undefined && c < raw.length);
+      const pick = used.length === 1 ? [used[0], used[0], used[0]] : rgb; // one channel: grey
+      const [[sr, lr], [sg, lg], [sb, lb]] = pick.map((c) => this.channelLut(raw, n, c, low[c], high[c]));
+      const out = new Uint32Array(imgData.data.buffer);
+      for (let i = 0; i < n; i++) out[i] = 0xff000000 | (lb[sb[i]] << 16) | (lg[sg[i]] << 8) | lr[sr[i]];
+    },
+    channelLut(raw, n, c, lo, hi) {
+      // [values, lut] with lut[values[i]] the 0..255 shade of pixel i (of n) for channel c between lo and hi (an
+      // absent channel is black); float channels are scaled into 8 bits first.
+      if (c === null || c === undefined || c >= raw.length) {
         if (!this.black || this.black.length !== n) this.black = new Uint8Array(n);
         return [this.black, new Uint8Array(1)];
       }
-      const src = this.raw[c], f = 255 / (hi - lo);
+      const src = raw[c], f = 255 / (hi - lo);
       if (src instanceof Float32Array) {
         const shade = new Uint8ClampedArray(n);
         for (let i = 0; i < n; i++) shade[i] = (src[i] - lo) * f;
@@ -208,22 +211,6 @@ export default {
       const lut = new Uint8ClampedArray(src instanceof Uint8Array ? 256 : 65536);
       for (let v = 0; v < lut.length; v++) lut[v] = (v - lo) * f;
       return [src, lut];
-    },
-    paint(raw, imgData) {
-      // Raw channels (one typed array each) through the display's channel choice and contrast into RGBA pixels.
-      const n = imgData.width * imgData.height, d = imgData.data, { rgb, low, high } = this.display;
-      const used = rgb.filter((c) => c !== null && c < raw.length);
-      const grey = used.length === 1;
-      for (let k = 0; k < 3; k++) {
-        const c = grey ? used[0] : rgb[k];
-        if (c === null || c === undefined || c >= raw.length) {
-          for (let i = 0; i < n; i++) d[i * 4 + k] = 0;
-          continue;
-        }
-        const src = raw[c], lo = low[c], f = 255 / (high[c] - lo);
-        for (let i = 0; i < n; i++) d[i * 4 + k] = (src[i] - lo) * f; // Uint8ClampedArray clips to 0..255
-      }
-      for (let i = 3; i < 4 * n; i += 4) d[i] = 255;
     },
     // --------------------------------------------------------- large images: tiles of finer levels
     levelFor(scale) {
