@@ -11,12 +11,9 @@ each mask's confidence scores come from :func:`mcp_core.confidence.object_confid
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +61,8 @@ def segment(model: MultiClassModel | str | os.PathLike, images: Sequence[np.ndar
     params = params or SegmentParams()
     model = model if isinstance(model, MultiClassModel) else open_model(model)
     channels = params.channels if params.channels is not None else model.meta.get("channels")
-    normalize = tuple(params.normalize)
-    return _segment(model, images, lambda img: prepare_image(img, channels, normalize), params, progress)
+    prepared = [prepare_image(img, channels, tuple(params.normalize)) for img in images]
+    return segment_prepared(model, prepared, params, progress)
 
 
 def _rescale(model: MultiClassModel, diameter: float) -> tuple[float, float]:
@@ -77,13 +74,6 @@ def _rescale(model: MultiClassModel, diameter: float) -> tuple[float, float]:
 def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], params: SegmentParams,
                      progress: Callable[[int, int], None] | None = None) -> list[SegmentResult]:
     """:func:`segment` for images already made ``(Y, X, 3)`` by :func:`mcp_core.preprocess.prepare_image`."""
-    return _segment(model, images, lambda img: img, params, progress)
-
-
-def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Callable[[np.ndarray], np.ndarray],
-             params: SegmentParams, progress: Callable[[int, int], None] | None) -> list[SegmentResult]:
-    """Segment *images*; a thread prepares and tiles the next images while the network runs on the current tiles,
-    and another computes the masks of each image whose tiles are done (images finish in order)."""
     bsize = model.bsize if params.bsize is None else int(params.bsize)
     if bsize != model.bsize:
         raise ParameterError(f"This model works on {model.bsize}-pixel tiles; set bsize to {model.bsize} (got {bsize}).")
@@ -96,7 +86,6 @@ def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Call
 
     def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
         for i, img in enumerate(images):
-            img = prepare(img)
             shape = img.shape[:2]
             if rsz != 1.0:
                 img = transforms.resize_image(img, rsz=rsz)
@@ -112,81 +101,32 @@ def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Call
             for t in range(len(tiled)):
                 yield i, t, tiled[t]
 
+    done = 0
     batch: list[tuple[int, int, np.ndarray]] = []
-    stream = _ahead(tiles(), 2 * params.batch_size)
-    finishing: dict[int, Future] = {}  # masks of finished images are computed while the network runs on the next
-    reported = 0
-
-    def report(wait: bool) -> None:
-        nonlocal reported
-        while reported < len(images) and reported in finishing and (wait or finishing[reported].done()):
-            results[reported] = finishing.pop(reported).result()
-            reported += 1
-            if progress:
-                progress(reported, len(images))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-finish") as finisher:
-        while True:
-            item = next(stream, None)
-            if item is not None:
-                batch.append(item)
-                if len(batch) < params.batch_size:
-                    continue
-            if batch:
-                out = _forward(net, np.stack([b[2] for b in batch]), device)
-                for (i, t, _), y in zip(batch, out):
-                    entry = pending[i]
-                    if entry["out"] is None:
-                        entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
-                    entry["out"][t] = y
-                    entry["left"] -= 1
-                    if entry["left"] == 0:
-                        finishing[i] = finisher.submit(_finish, model, pending.pop(i), params, rsz, diameter, k)
-                batch = []
-                report(wait=False)
-            if item is None:
-                break
-        report(wait=True)
-    return results  # type: ignore[return-value]
-
-
-def _ahead(items: Iterator, depth: int) -> Iterator:
-    """Yield *items* produced by a background thread up to *depth* ahead; its exceptions are raised here."""
-    ready: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(entry: tuple) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
+    stream = tiles()
+    while True:
+        item = next(stream, None)
+        if item is not None:
+            batch.append(item)
+            if len(batch) < params.batch_size:
                 continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((end, None))
-        except BaseException as exc:  # handed to the consumer
-            put((end, exc))
-
-    worker = threading.Thread(target=produce, name="segment-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, exc = ready.get()
-            if exc is not None:
-                raise exc
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+        if batch:
+            out = _forward(net, np.stack([b[2] for b in batch]), device)
+            for (i, t, _), y in zip(batch, out):
+                entry = pending[i]
+                if entry["out"] is None:
+                    entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
+                entry["out"][t] = y
+                entry["left"] -= 1
+                if entry["left"] == 0:
+                    results[i] = _finish(model, pending.pop(i), params, rsz, diameter, k)
+                    done += 1
+                    if progress:
+                        progress(done, len(images))
+            batch = []
+        if item is None:
+            break
+    return results  # type: ignore[return-value]
 
 
 def _forward(net: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:

@@ -46,8 +46,8 @@ def test_tiles_batched_across_images_give_the_per_image_results(model):
         assert a.masks.max() > 0 and len(a.classes) == a.masks.max() + 1
 
 
-def test_a_bad_image_prepared_ahead_raises_in_the_caller(model):
-    """Images are prepared by a prefetch thread while the network runs; its errors reach the caller."""
+def test_a_bad_image_among_good_ones_raises_a_clear_error(model):
+    """An image that cannot be prepared stops the batch with a parameter error naming the problem."""
     images = [make_sample(1, shape=(128, 128))[0], np.zeros((4, 4, 4, 4))]
     with pytest.raises(ParameterError, match="must be"):
         segment(model, images, SegmentParams(bsize=128, batch_size=1, **LOOSE))
