@@ -50,8 +50,11 @@ Progress = Callable[[str, dict], None]
 CHECKPOINT_EVERY_S = 120.0
 #: Fraction of all steps spent warming the learning rate up.
 WARMUP_FRACTION = 0.05
-#: Test crops scored per epoch for the test loss (a seeded, fixed selection).
+#: Test crops scored for a test loss (a seeded, fixed selection, the same each time).
 MAX_TEST_CROPS = 32
+#: Epochs between two test losses (cellpose scores every 10th epoch: a forward pass over the test crops each epoch
+#: costs about a sixth of a small CPU training).
+TEST_LOSS_EVERY = 10
 
 
 def loss_fn(y: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, seg_weight: float = 1.0,
@@ -210,12 +213,13 @@ def train(dataset: str | os.PathLike, params: TrainParams, progress: Progress | 
         if cancelled:
             break
         train_losses.append(total / max(count, 1))
-        test_losses.append(_test_loss(model, test_set, params, scale_to, weights, device) if test_set else float("nan"))
+        scored = test_set and _scores_test_loss(epoch + 1, params.epochs)
+        test_losses.append(_test_loss(model, test_set, params, scale_to, weights, device) if scored else float("nan"))
         elapsed = time.time() - t0
         per = (time.time() - t_train) / (epoch + 1)
         eta = per * (params.epochs - epoch - 1)
         emit("loss", {"epoch": epoch + 1, "train_loss": train_losses[-1],
-                      "test_loss": test_losses[-1] if test_set else None, "lr": optimizer.param_groups[0]["lr"]})
+                      "test_loss": test_losses[-1] if scored else None, "lr": optimizer.param_groups[0]["lr"]})
         emit("progress", {"stage": "training", "epoch": epoch + 1, "epochs": params.epochs,
                           "fraction": (epoch + 1) / params.epochs, "elapsed": elapsed, "eta": eta,
                           "message": f"epoch {epoch + 1}/{params.epochs}"})
@@ -264,6 +268,12 @@ def _step(model: MultiClassModel, batch: Sequence[Sample], params: TrainParams, 
     loss.backward()
     optimizer.step()
     return float(loss.item())
+
+
+def _scores_test_loss(epoch: int, epochs: int) -> bool:
+    """Whether epoch *epoch* (from 1) gets a test loss: as upstream cellpose, at epoch 5 and every
+    :data:`TEST_LOSS_EVERY` epochs, and here also at the first and the last (a short run still has a curve)."""
+    return epoch in (1, 5, epochs) or epoch % TEST_LOSS_EVERY == 0
 
 
 def _test_loss(model: MultiClassModel, test_set: Sequence[Sample], params: TrainParams, scale_to: float,

@@ -32,10 +32,12 @@ async def export_package(model_path: str, out: Path) -> tuple[bool, str]:
 
 
 def loss_curves(train: list[float | None], test: list[float | None]) -> dict:
-    """ECharts options of the training and test loss per epoch (``None``: no test loss that epoch, a gap)."""
-    series = [{"name": name, "type": "line", "showSymbol": len(values) < 30,
-               "data": [[epoch, value] for epoch, value in enumerate(values, start=1)]}
-              for name, values in (("train loss", train), ("test loss", test)) if any(v is not None for v in values)]
+    """ECharts options of the training and test loss per epoch (``None``: not scored that epoch; the line joins
+    the epochs that were)."""
+    points = {name: [[epoch, value] for epoch, value in enumerate(values, start=1) if value is not None]
+              for name, values in (("train loss", train), ("test loss", test))}
+    series = [{"name": name, "type": "line", "showSymbol": len(data) < 30, "data": data}
+              for name, data in points.items() if data]
     return {"animation": False, "tooltip": {"trigger": "axis"}, "legend": {"top": 0},
             "grid": {"left": 50, "right": 20, "top": 30, "bottom": 40},
             "xAxis": {"type": "value", "name": "epoch", "nameLocation": "middle", "nameGap": 25, "minInterval": 1},
