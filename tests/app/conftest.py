@@ -55,3 +55,19 @@ def app(demo, tmp_path, browser):
     server.login(browser)
     yield server
     server.stop()
+
+
+async def measure_folder_labels(app_user, plugins=(), done: str = "objects in 1 image(s)") -> None:
+    """In the Analyzer, measure the folder's labels (``_seg.npy``) with "basic" and the *plugins* (their titles)
+    ticked, and wait for *done*."""
+    from nicegui import ui
+
+    await app_user.open("/analyzer")
+    await app_user.should_see("Measurements")
+    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
+    for title in plugins:
+        boxes[title].value = True
+    [source] = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"]
+    source.value = "seg"
+    app_user.find(marker="measure-folder").click()
+    await app_user.should_see(done, retries=50)

@@ -14,6 +14,8 @@ from mcp_app.overlays import LABEL_ALPHA, LABEL_COLORS, canvas_layers, label_png
 from mcp_core.measure import Overlay
 from waiting import apoll
 
+from .conftest import measure_folder_labels
+
 
 def test_label_layer_is_a_translucent_png():
     url = label_png(np.array([[0, 1], [2, 9]]))
@@ -45,7 +47,7 @@ async def test_this_image_draws_plugin_overlays_and_toggles_them(app_user, demo)
 
     app_user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["']setPluginLayers["'].*""")] = layers_call
     await app_user.open("/analyzer")
-    await app_user.should_see("Measurements")
+    await app_user.should_see("demo_01.tif (1/3)")  # the image is open: the polygon has somewhere to go
     app_user.find(LabelCanvas).trigger("polygon", {"points": [[10, 10], [40, 10], [40, 40], [10, 40]], "class_id": 1})
     boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
     boxes["Perimeter intensity"].value = True
@@ -61,19 +63,11 @@ async def test_this_image_draws_plugin_overlays_and_toggles_them(app_user, demo)
 
 async def test_extra_tables_are_offered_for_download(app_user, demo):
     import pandas as pd
-    from nicegui import ui
 
     from mcp_core.filenames import label_path
     from mcp_core.labels import load_labels
 
-    await app_user.open("/analyzer")
-    await app_user.should_see("Measurements")
-    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
-    boxes["Object clusters"].value = True
-    source = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"][0]
-    source.value = "seg"
-    app_user.find(marker="measure-folder").click()
-    await app_user.should_see("clusters (CSV)", retries=50)
+    await measure_folder_labels(app_user, ["Object clusters"], "clusters (CSV)")
     app_user.find(marker="table-clusters").click()
     response = await app_user.download.next(timeout=5)
     table = pd.read_csv(io.BytesIO(response.content))
@@ -86,19 +80,11 @@ async def test_extra_tables_are_offered_for_download(app_user, demo):
 
 
 async def test_folder_run_keeps_trails_for_each_frame(app_user, demo):
-    from nicegui import ui
-
     sent: list[str] = []
     app_user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["']setPluginLayers["'].*""")] = (
         lambda m: sent.append(m.group(0)) or 1)
-    await app_user.open("/analyzer")
-    await app_user.should_see("Measurements")
-    boxes = {e.text: e for e in app_user.find(ui.checkbox).elements}
-    boxes["Object tracking"].value = True
-    source = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"][0]
-    source.value = "seg"
-    app_user.find(marker="measure-folder").click()  # the three images form three one-frame series
-    await app_user.should_see("Overlays:", retries=50)
+    # the three images form three one-frame series
+    await measure_folder_labels(app_user, ["Object tracking"], "Overlays:")
     await apoll(lambda: sent, "the trails sent to the canvas")
     assert '"lines"' in sent[-1]  # one trail (a single point) per object of demo_01
     app_user.find(marker="next").click()  # demo_02 has no labels: no layers, the toggles go
@@ -121,7 +107,7 @@ async def test_association_on_this_image_with_the_labels_as_children(app_user, d
 
     app_user.javascript_rules[re.compile(r"""(?s).*runMethod\(.*["']setPluginLayers["'].*""")] = lambda m: 1
     await app_user.open("/analyzer")
-    await app_user.should_see("Measurements")
+    await app_user.should_see("demo_01.tif (1/3)")  # the image is open: the polygon has somewhere to go
     app_user.find(LabelCanvas).trigger("polygon", {"points": [[0, 0], [95, 0], [95, 47], [0, 47]], "class_id": 1})
     pred = label_path(demo / "demo_01.tif", kind="pred")
     await apoll(pred.exists, "the prediction file")

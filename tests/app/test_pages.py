@@ -7,6 +7,8 @@ from mcp_core.filenames import label_path
 from mcp_core.labels import load_labels
 from waiting import apoll
 
+from .conftest import measure_folder_labels
+
 
 async def test_home_shows_project_and_backend(app_user, demo):
     await app_user.open("/")
@@ -74,14 +76,7 @@ async def test_measure_folder_table_and_csv(app_user, demo):
 
     import pandas as pd
 
-    await app_user.open("/analyzer")
-    await app_user.should_see("Measurements")
-    from nicegui import ui
-
-    source = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"][0]
-    source.value = "seg"
-    app_user.find(marker="measure-folder").click()
-    await app_user.should_see("objects in 1 image(s)", retries=50)
+    await measure_folder_labels(app_user)
     app_user.find(marker="download-csv").click()
     response = await app_user.download.next(timeout=5)
     table = pd.read_csv(io.BytesIO(response.content))

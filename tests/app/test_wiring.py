@@ -13,6 +13,8 @@ from mcp_core.labels.files import save_labels
 from mcp_core.params import JobEvent, JobInfo, ModelInfo, SegmentResult
 from waiting import apoll
 
+from .conftest import measure_folder_labels
+
 
 @pytest.fixture
 def fake_model(state, monkeypatch):
@@ -98,14 +100,7 @@ async def test_analyzer_class_picker_sets_the_class_of_new_masks(app_user, state
 
 async def measured_folder(app_user) -> None:
     """Run "basic" and "Per-class summary" over the folder's labels."""
-    await app_user.open("/analyzer")
-    await app_user.should_see("Measurements")
-    [source] = [e for e in app_user.find(ui.select).elements if e.props.get("label") == "Measure"]
-    source.value = "seg"
-    [summary] = [e for e in app_user.find(ui.checkbox).elements if e.text == "Per-class summary"]
-    summary.value = True
-    app_user.find(marker="measure-folder").click()
-    await app_user.should_see("objects in 1 image(s)", retries=50)
+    await measure_folder_labels(app_user, ["Per-class summary"])
 
 
 async def test_extra_tables_are_shown_and_written_to_the_project(app_user, demo):
