@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from .contract import (check_declaration, frame_output, overlays_output, parse_p
                        series_overlays, split_output, table_output, tables_output)
 from .plugin import ID_COLUMNS, FrameData, Overlay, Plugin, PluginError
 from .registry import get_plugin
+
+if TYPE_CHECKING:
+    from ..labels import LabelSet
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +407,18 @@ def _skip(skipped: list[str], message: str) -> None:
     skipped.append(message)
 
 
+def _read_labels(load: Callable[[], LabelSet | None], skipped: list[str], where: str, missing: str) -> LabelSet | None:
+    """``load()``, or ``None`` with the reason in *skipped* (*missing* when there is no label file)."""
+    try:
+        labels = load()
+    except MCPError as exc:
+        _skip(skipped, f"{exc} Skipped {where}.")
+        return None
+    if labels is None:
+        _skip(skipped, missing)
+    return labels
+
+
 def _where(data: FrameData) -> str:
     return data.image_name + (f" frame {data.frame}" if data.frame else "")
 
@@ -446,14 +461,10 @@ def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[],
                 return
             where = path.name + (f" frame {frame}" if frame else "")
             lpath = label_path(path, frame, source)  # type: ignore[arg-type]
-            try:
-                labels = load_labels_for(path, frame, source)
-            except MCPError as exc:
-                _skip(skipped, f"{exc} Skipped {where}.")
-                continue
+            what = "predictions" if source == "pred" else "labels"
+            labels = _read_labels(lambda: load_labels_for(path, frame, source), skipped, where,
+                                  f"{where} has no {what} ({lpath.name} not found); skipped.")
             if labels is None:
-                what = "predictions" if source == "pred" else "labels"
-                _skip(skipped, f"{where} has no {what} ({lpath.name} not found); skipped.")
                 continue
             try:
                 pixels = src.read(frame)
@@ -466,13 +477,9 @@ def _frames_of(path: Path, source: str, skipped: list[str], cancel: Callable[[],
                 continue
             second = None
             if second_source:
-                try:
-                    second = second_labels_for(path, frame, second_source)
-                except MCPError as exc:
-                    _skip(skipped, f"{exc} Skipped {where}.")
-                    continue
+                second = _read_labels(lambda: second_labels_for(path, frame, second_source), skipped, where,
+                                      f"{where} has no second label set ({second_source}); skipped.")
                 if second is None:
-                    _skip(skipped, f"{where} has no second label set ({second_source}); skipped.")
                     continue
             try:
                 data = FrameData.build(labels.masks, pixels, labels.classes, tuple(labels.class_names), pixel_size,
