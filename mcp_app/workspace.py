@@ -22,6 +22,7 @@ from mcp_core.labels import save_labels
 
 from . import dropzone
 from .canvas import LabelCanvas
+from .conflict import ConflictDialog
 from .editor import Editor, Patch
 from .project import Item, Project
 
@@ -104,12 +105,7 @@ class Workspace:
                     self.build_display_menu()
             ui.button(icon="help_outline", on_click=lambda: self.help.open()).props("flat dense").tooltip(
                 "Shortcuts and gestures (?)").props("data-mcp=help")
-        with ui.dialog().props("persistent") as self.conflict, ui.card().classes("max-w-lg"):
-            self.conflict_text = ui.label("").mark("conflict-text")
-            with ui.row():
-                ui.button("Reload theirs", on_click=self.reload_theirs).props("no-caps").mark("reload-theirs")
-                ui.button("Keep mine (save as the newer version)", on_click=self.keep_mine
-                          ).props("no-caps color=negative").mark("keep-mine")
+        self.conflict = ConflictDialog(self.reload_theirs, self.keep_mine)
 
     def build_display_menu(self) -> None:
         """How masks are drawn (colouring, fill or outline, opacity) and the channels' colours and contrast."""
@@ -370,8 +366,7 @@ class Workspace:
             path = await run.io_bound(self.editor.save, force)
         except FileChangedError as exc:
             self.set_status("Not saved: the file changed on disk")
-            self.conflict_text.text = f"{exc} Reload theirs (your unsaved edits are dropped) or keep yours?"
-            self.conflict.open()
+            self.conflict.ask(f"{exc} Reload theirs (your unsaved edits are dropped) or keep yours?")
             return False
         except Exception as exc:
             self.set_status("Not saved!")

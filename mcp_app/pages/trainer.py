@@ -9,6 +9,7 @@ from mcp_core.file_version import FileChangedError
 from mcp_core.params import SegmentParams, TrainParams, json_schema, train_defaults
 
 from ..channel_picker import ChannelPicker, channel_names_of
+from ..conflict import ConflictDialog
 from ..forms import SchemaForm
 from ..history_panel import HistoryPanel
 from ..job_panel import JobHistoryView, JobPanel
@@ -42,18 +43,12 @@ class ClassPanel:
             ui.button(icon="add", on_click=self.add).props("flat dense").tooltip("Add class").mark("add-class")
         ui.label("Removing a class keeps its masks; they become unassigned in every label file.").classes(
             "text-xs text-gray-500")
-        with ui.dialog().props("persistent") as self.conflict, ui.card().classes("max-w-lg"):
-            self.conflict_text = ui.label("").mark("class-conflict-text")
-            with ui.row():
-                ui.button("Reload theirs", on_click=self.reload_theirs).props("no-caps").mark("classes-reload-theirs")
-                ui.button("Keep mine (save as the newer version)", on_click=self.keep_mine
-                          ).props("no-caps color=negative").mark("classes-keep-mine")
+        self.conflict = ConflictDialog(self.reload_theirs, self.keep_mine, prefix="classes-")
         self.refresh()
 
     def changed_elsewhere(self, exc: FileChangedError) -> None:
         """Another app changed the class list on disk: nothing was changed; ask which list to keep."""
-        self.conflict_text.text = f"{exc} Your change was not made. Reload theirs, or keep yours, then try again."
-        self.conflict.open()
+        self.conflict.ask(f"{exc} Your change was not made. Reload theirs, or keep yours, then try again.")
         self.refresh()
 
     def reload_theirs(self) -> None:
