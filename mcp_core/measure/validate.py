@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,13 @@ def _attempt(report: ValidationReport, what: str, run: Callable[[], object]) -> 
         report.passed.append(f"dry run on {what}")
 
 
+def _extra_tables_checked(plugin: Plugin, out: Any, n_channels: int) -> Any:
+    """Check the extra tables of a dry run's output; returns its overlays for the caller to check."""
+    _, tables, overlays = split_output(plugin, out)
+    tables_output(plugin, tables, n_channels, "the dry run")
+    return overlays
+
+
 def validate_plugin(plugin: Plugin) -> ValidationReport:
     """Check the declaration, then dry-run the plugin with default parameters on tiny synthetic cases."""
     report = ValidationReport(plugin.name if isinstance(plugin.name, str) else repr(plugin.name))
@@ -120,9 +128,7 @@ def validate_plugin(plugin: Plugin) -> ValidationReport:
             def run(data=data) -> None:
                 out = plugin.compute(data, params)
                 frame_output(plugin, out, data)
-                _, tables, overlays = split_output(plugin, out)
-                tables_output(plugin, tables, data.n_channels, "the dry run")
-                overlays_output(plugin, overlays, data)
+                overlays_output(plugin, _extra_tables_checked(plugin, out, data.n_channels), data)
                 if plugin.review is not None:
                     review_output(plugin, plugin.review(data, params), data)
             _attempt(report, what, run)
@@ -131,9 +137,7 @@ def validate_plugin(plugin: Plugin) -> ValidationReport:
             def run_series(frames=frames) -> None:
                 out = plugin.compute(frames, params)
                 series_output(plugin, out, frames)
-                _, tables, overlays = split_output(plugin, out)
-                tables_output(plugin, tables, frames[0].n_channels, "the dry run")
-                series_overlays(plugin, overlays, frames)
+                series_overlays(plugin, _extra_tables_checked(plugin, out, frames[0].n_channels), frames)
             _attempt(report, what, run_series)
     else:
         for what, objects, frames in table_cases():
