@@ -12,7 +12,7 @@ from typing import Any
 
 from nicegui import ui
 
-from mcp_core.params import schema_fields
+from mcp_core.params import PYTHON_TYPES, schema_fields
 
 from .channel_picker import ChannelPicker
 
@@ -91,7 +91,7 @@ def _parsed(spec: dict, value: Any) -> Any:
         return None
     if kind == "array":
         item = (spec.get("prefixItems") or [spec.get("items", {})])[0].get("type")
-        cast = {"integer": int, "number": float}.get(item, str)
+        cast = PYTHON_TYPES.get(item, str)
         return [cast(v.strip()) for v in str(value).split(",") if v.strip()]
     if kind == "integer":
         return int(value)

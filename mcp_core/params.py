@@ -268,6 +268,10 @@ def json_schema(cls: type) -> dict:
     return TypeAdapter(cls).json_schema()
 
 
+#: The Python type of a JSON schema ``type`` (for values typed as text: CLI options, form inputs).
+PYTHON_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+
+
 def schema_fields(schema: dict) -> dict[str, dict]:
     """The properties of a JSON schema, each resolved to one plain spec.
 

@@ -14,9 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ParameterError
-from .params import json_schema, schema_fields
-
-_TYPES = {"integer": int, "number": float, "string": str}
+from .params import PYTHON_TYPES, json_schema, schema_fields
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] = (),
@@ -51,13 +49,13 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] 
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind == "array" and "prefixItems" in spec:  # a fixed-length tuple
             items = spec["prefixItems"]
-            kwargs.update(type=_TYPES[items[0].get("type", "string")], nargs=len(items))
+            kwargs.update(type=PYTHON_TYPES[items[0].get("type", "string")], nargs=len(items))
         elif kind == "array":
-            kwargs.update(type=_TYPES[spec.get("items", {}).get("type", "string")], nargs="+")
+            kwargs.update(type=PYTHON_TYPES[spec.get("items", {}).get("type", "string")], nargs="+")
         elif "enum" in spec:
             kwargs.update(choices=spec["enum"])
         else:
-            kwargs["type"] = _TYPES.get(kind, str)
+            kwargs["type"] = PYTHON_TYPES.get(kind, str)
         default = spec.get("default")
         shown = default_text.get(name) or ("none" if default is None else _show(default))
         text = spec.get("description") or spec.get("title") or ""
