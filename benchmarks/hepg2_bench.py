@@ -102,7 +102,7 @@ def main() -> None:
         t_train, c_train = time.time() - t0, time.process_time() - c0
         model = MultiClassModel.load(result.model_path, device="cpu")
         t0 = time.time()
-        found = segment(model, images, SegmentParams(bsize=model.bsize, channels=[0]))
+        found = segment(model, images, SegmentParams(channels=[0]))  # tile size: the model's own
         t_seg = time.time() - t0
     ap_model, tp, fp, fn = metrics.average_precision(truth, [r.masks for r in found], threshold=[0.5])
     ap_base, tpb, fpb, fnb = metrics.average_precision(truth, baseline, threshold=[0.5])
