@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from skimage.draw import disk, line as draw_line, polygon as draw_polygon
+from skimage.draw import disk, line as draw_line
 
 from ..errors import LabelFileError, ParameterError
+from .polygon import polygon_box
 
 #: Class colours by id. The first ones stay clear of pure red, green and blue, the colours the channels are shown
 #: in, so masks stand out on a 2- or 3-channel image (1: cyan on red, 2: magenta on green, 3: yellow on blue).
@@ -220,27 +221,32 @@ class LabelSet:
         pts = np.asarray(points, float)
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
             raise ParameterError("A polygon needs at least three (x, y) points.")
-        rr, cc = draw_polygon(pts[:, 1], pts[:, 0], shape=self.shape)
+        filled = polygon_box(pts[:, 1], pts[:, 0], self.shape)
         er, ec = _outline_pixels(pts, self.shape)
-        rr, cc = np.concatenate([rr, er]), np.concatenate([cc, ec])
-        free = self.masks[rr, cc] == 0
-        rr, cc = rr[free], cc[free]
-        if rr.size == 0:
+        ys = [int(er.min()), int(er.max()) + 1] if er.size else []  # the box of the fill and the edges
+        xs = [int(ec.min()), int(ec.max()) + 1] if ec.size else []
+        if filled is not None:
+            ys += [filled[0][0].start, filled[0][0].stop]
+            xs += [filled[0][1].start, filled[0][1].stop]
+        if not ys:
             return 0
-        new_id = self.max_id + 1
-        self._check_class(class_id)
-        return self._paint(rr, cc, new_id, class_id)
+        y0, x0 = min(ys), min(xs)
+        box = (slice(y0, max(ys)), slice(x0, max(xs)))
+        hit = np.zeros((max(ys) - y0, max(xs) - x0), bool)
+        if filled is not None:
+            (fy, fx), inside = filled
+            hit[fy.start - y0:fy.stop - y0, fx.start - x0:fx.stop - x0] = inside
+        hit[er - y0, ec - x0] = True
+        hit &= self.masks[box] == 0  # only pixels no mask owns
+        return self._paint(box, hit, self.max_id + 1, class_id)
 
     def add_mask(self, region: np.ndarray, class_id: int = 0) -> int:
         """Add a boolean ``(Y, X)`` region as a new mask on pixels no mask owns yet; returns its id or 0."""
         region = np.asarray(region, bool)
         if region.shape != self.shape:
             raise ParameterError(f"Region shape {region.shape} differs from the masks' {self.shape}.")
-        rr, cc = np.nonzero(region & (self.masks == 0))
-        if rr.size == 0:
-            return 0
-        self._check_class(class_id)
-        return self._paint(rr, cc, self.max_id + 1, class_id)
+        free = region & (self.masks == 0)
+        return self._paint((slice(0, self.shape[0]), slice(0, self.shape[1])), free, self.max_id + 1, class_id)
 
     def delete(self, ids: Iterable[int]) -> int:
         """Delete masks; returns how many pixels were cleared."""
@@ -470,11 +476,15 @@ class LabelSet:
         arr = np.unique(np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), np.int64))
         return arr[(arr > 0) & (arr < len(self.classes))]
 
-    def _paint(self, rr: np.ndarray, cc: np.ndarray, new_id: int, class_id: int) -> int:
-        box = (slice(int(rr.min()), int(rr.max()) + 1), slice(int(cc.min()), int(cc.max()) + 1))
-        hit = np.zeros((box[0].stop - box[0].start, box[1].stop - box[1].start), bool)
-        hit[rr - box[0].start, cc - box[1].start] = True
-        flat = np.flatnonzero(hit)  # each pixel once, in order
+    def _paint(self, box: tuple[slice, slice], hit: np.ndarray, new_id: int, class_id: int) -> int:
+        """Make the *hit* pixels of *box* a new mask *new_id* of *class_id*; returns it, or 0 when none is hit."""
+        tight = bbox_of(hit)
+        if tight is None:
+            return 0
+        self._check_class(class_id)
+        box = (slice(box[0].start + tight[0].start, box[0].start + tight[0].stop),
+               slice(box[1].start + tight[1].start, box[1].start + tight[1].stop))
+        flat = np.flatnonzero(hit[tight])  # each pixel once, in order
         new_classes = np.concatenate([self.classes, np.zeros(new_id + 1 - len(self.classes), np.uint16)])
         new_classes[new_id] = class_id
         self._apply(box, flat, np.full(len(flat), new_id, np.int64), new_classes)
