@@ -273,7 +273,8 @@ export default {
     },
     applyPatch(patch) {
       // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, or cleared: ids whose pixels in the box
-      // became background; classes?: [...], colors?: [...]}
+      // became background; classes?: [...], colors?: [...], ms?: the server's time on the edit}
+      const t0 = performance.now();
       if (patch.classes) {
         this.classes = Uint32Array.from(patch.classes);
         if (patch.colors) this.palette = patch.colors.map(hexToRgb);
@@ -295,7 +296,10 @@ export default {
       }
       this.draw();
       if (this.pending !== null) {
-        window.mcpLatency.push(performance.now() - this.pending);
+        const now = performance.now();
+        window.mcpLatency.push(now - this.pending);
+        // where the time went: the server's edit, this drawing, the rest (transfers, queues)
+        (window.mcpPhases = window.mcpPhases || []).push({ server: patch.ms || 0, page: now - t0, total: now - this.pending });
         this.pending = null;
       }
       return true;
@@ -559,11 +563,11 @@ export default {
       const path = this.path;
       this.mode = null;
       this.path = null;
-      this.draw();
-      if (path && path.length > 2) {
+      if (path && path.length > 2) { // sent before the redraw: the server works meanwhile
         this.pending = performance.now();
         this.$emit("polygon", { points: path, class_id: this.currentClass });
       }
+      this.draw();
     },
     idsInRect(a, b) {
       const x0 = Math.max(0, Math.floor(Math.min(a[0], b[0]))), x1 = Math.min(this.W, Math.ceil(Math.max(a[0], b[0])));

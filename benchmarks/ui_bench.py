@@ -87,6 +87,14 @@ def frame_after(driver, since: str, before: int, timeout: float = 30) -> float:
     raise TimeoutError("no canvas update")
 
 
+def note(driver, results, phases, name: str, since: str, before: int) -> None:
+    """Time an edit (see :func:`frame_after`) and split it into the server's edit, the page's drawing and the rest."""
+    total = frame_after(driver, since, before)
+    results[name].append(total)
+    p = driver.execute_script("return window.mcpPhases.at(-1)")
+    phases[name].append((p["server"], p["page"], total - p["server"] - p["page"]))
+
+
 def contour_closed_by_right_click(driver, cx: float, cy: float, r: float, n: int = 40) -> None:
     """Right-click, trace most of a circle without holding a button, right-click again to close it."""
     start = screen_xy(driver, cx + r, cy)
@@ -114,6 +122,7 @@ def main() -> None:
     app = App(tmp / "proj", tmp / "home")
     driver = make_driver(tmp / "downloads")
     results: dict[str, list[float]] = {k: [] for k in ("contour", "delete", "assign", "lasso", "next image")}
+    edit_phases: dict[str, list[tuple[float, float, float]]] = {k: [] for k in TARGET_MS if k != "next image"}
     phases: list[tuple[float, float, float]] = []  # next image: until the page asks for it, fetching, drawing
     lassoed: list[int] = []  # masks at least partly inside each lasso
     yy, xx = np.ogrid[: args.side, : args.side]
@@ -127,15 +136,15 @@ def main() -> None:
         updates = 0
         for r in range(REPEAT):
             contour_closed_by_right_click(driver, 130 + 220 * r, 125, 100)
-            results["contour"].append(frame_after(driver, "benchDown", updates))
+            note(driver, results, edit_phases, "contour", "benchDown", updates)
             updates += 1
             y, x = centres[2 * r]
             click(driver, x, y, CTRL)
-            results["delete"].append(frame_after(driver, "benchUp", updates))
+            note(driver, results, edit_phases, "delete", "benchUp", updates)
             updates += 1
             y, x = centres[2 * r + 1]
             click(driver, x, y, SHIFT)
-            results["assign"].append(frame_after(driver, "benchUp", updates))
+            note(driver, results, edit_phases, "assign", "benchUp", updates)
             updates += 1
         pick_tool(driver, "Lasso delete", "lasso")
         for r in range(REPEAT):  # circles of 280 pixels apart from each other: about 200 masks each (the target's)
@@ -144,7 +153,7 @@ def main() -> None:
             lassoed.append(len(np.unique(labels.masks[inside])) - 1)
             drag(driver, [(x0 + LASSO_R * math.cos(a), y0 + LASSO_R * math.sin(a))
                           for a in np.linspace(0, 2 * math.pi, 60)])
-            results["lasso"].append(frame_after(driver, "benchUp", updates))
+            note(driver, results, edit_phases, "lasso", "benchUp", updates)
             updates += 1
         # Next image is timed from a saved state: the autosave of the edits above has finished (a key pressed
         # while a save runs waits for it).
@@ -172,6 +181,9 @@ def main() -> None:
         print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   "
               f"target <= {TARGET_MS[name]}")
     print(f"  (each lasso touched {min(lassoed)}-{max(lassoed)} masks)")
+    print("  edits, medians of their phases (ms): server's edit / page's drawing / the rest (input, transfers, queues)")
+    for name, values in edit_phases.items():
+        print(f"  {name:11s} " + " / ".join(f"{statistics.median(v):.1f}" for v in zip(*values)))
     server, transfer, page = (statistics.median(p) for p in zip(*phases))
     print(f"  next image, medians of its phases: {server:.0f} ms until the page asks for the pixels and labels "
           f"(server: save check, open, send), {transfer:.0f} ms fetching them, {page:.0f} ms decoding and drawing")

@@ -29,7 +29,8 @@ from .project import Item, Project
 @dataclass
 class Patch:
     """What the browser must redraw: the box's label ids (raw uint32, base64), or the ids whose pixels in the box
-    became background (a deletion: no pixels sent), and maybe the class table."""
+    became background (a deletion: no pixels sent), and maybe the class table; ``ms``: the server's time on the edit
+    (the page notes it beside its own, to show where an edit's time goes)."""
 
     x: int
     y: int
@@ -39,6 +40,7 @@ class Patch:
     classes: list[int] | None = None
     colors: list[str] | None = None
     cleared: list[int] | None = None
+    ms: float | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}

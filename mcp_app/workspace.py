@@ -305,12 +305,14 @@ class Workspace:
         """Run one edit, send its patch, schedule the autosave; errors become notifications."""
         if self.editor.labels is None:
             return None
+        started = time.perf_counter()
         try:
             patch = action()
         except Exception as exc:
             ui.notify(str(exc), type="negative")
             return None
         if patch is not None:
+            patch.ms = round((time.perf_counter() - started) * 1e3, 2)
             self.canvas.apply(patch)
             self.schedule_save()
             for callback in self.on_edit:
