@@ -204,7 +204,7 @@ def _state(ls: LabelSet) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([list(ls.shape), str(ls.masks.dtype), ls.classes.tolist(), ls.class_names,
                          ls.class_colors]).encode())
-    h.update(np.ascontiguousarray(ls.masks).tobytes())
+    h.update(memoryview(np.ascontiguousarray(ls.masks)).cast("B"))  # no copy; hashlib lets other threads run
     return h.hexdigest()
 
 

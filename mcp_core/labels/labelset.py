@@ -180,10 +180,12 @@ class LabelSet:
         return int(self.classes[mask_id]) if 0 < mask_id < len(self.classes) else 0
 
     def copy(self) -> LabelSet:
-        """A copy without undo history."""
-        return LabelSet(self.masks.copy(), self.classes.copy(), list(self.class_names), list(self.class_colors),
-                        self.flows, self.diameter, self.flow_threshold, self.cellprob_threshold, self.max_undo,
-                        {k: v.copy() for k, v in self.confidence.items()} if self.confidence else None)
+        """A copy without undo history (with the masks' boxes, when found already)."""
+        copied = LabelSet(self.masks.copy(), self.classes.copy(), list(self.class_names), list(self.class_colors),
+                          self.flows, self.diameter, self.flow_threshold, self.cellprob_threshold, self.max_undo,
+                          {k: v.copy() for k, v in self.confidence.items()} if self.confidence else None)
+        copied._boxes = None if self._boxes is None else self._boxes.copy()
+        return copied
 
     # ------------------------------------------------------------------ classes
     def add_class(self, name: str, color: str | None = None) -> int:
