@@ -89,7 +89,7 @@ def compute(data: FrameData, params: BasicParams) -> dict[str, np.ndarray]:
     l1, l2 = half_trace + spread, np.maximum(half_trace - spread, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1 - l2 / np.where(l1 > 0, l1, 1), 0, 1)), 0.0)
-    perimeter = _perimeter(labels, g, flat, n)
+    perimeter = _perimeter(labels, flat, yy, n)
     boxes = ndimage.find_objects(labels)
     bbox = np.array([[boxes[i - 1][0].start, boxes[i - 1][1].start, boxes[i - 1][0].stop, boxes[i - 1][1].stop]
                      for i in ids], dtype=np.int64).reshape(-1, 4)
@@ -117,23 +117,30 @@ def compute(data: FrameData, params: BasicParams) -> dict[str, np.ndarray]:
     return out
 
 
-def _perimeter(labels: np.ndarray, g: np.ndarray, flat: np.ndarray, n: int) -> np.ndarray:
-    """Boundary length per label, from the codes of 4-connected border pixels (gathers at object pixels only)."""
-    pad = np.pad(labels, 1).ravel()
+def _perimeter(labels: np.ndarray, flat: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
+    """Boundary length per label, from the codes of 4-connected border pixels.
+
+    The border (object pixels with a 4-neighbour of another label) comes from whole-image
+    comparisons of shifted views; the codes from gathers at the border pixels only.
+    """
+    pad = np.pad(labels, 1)
+    inner = pad[1:-1, 1:-1]
+    interior = inner == pad[:-2, 1:-1]
+    for neighbour in (pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]):
+        interior &= inner == neighbour
+    on_border = ~interior.ravel()[flat]
     w = labels.shape[1] + 2
-    at = (flat // labels.shape[1] + 1) * w + flat % labels.shape[1] + 1  # object pixels in the padded image
-    interior = np.ones(len(at), bool)
-    for dy, dx in _STRAIGHT:
-        interior &= pad[at + dy * w + dx] == g
-    border_at, border_g = at[~interior], g[~interior]
+    border_at = flat[on_border] + 2 * row[on_border] + w + 1  # the border pixels in the padded image
+    pad = pad.ravel()
+    border_label = pad[border_at]
     is_border = np.zeros(pad.size, bool)
     is_border[border_at] = True
-    code = np.ones(len(border_at), np.int64)
+    code = np.ones(len(border_at), np.uint8)
     for weight, offsets in ((2, _STRAIGHT), (10, _DIAGONAL)):
         for dy, dx in offsets:
             nb = border_at + dy * w + dx
-            code += weight * (is_border[nb] & (pad[nb] == border_g))
-    return grouped.sums(border_g, _PERIMETER_WEIGHTS[code], n)
+            code += np.uint8(weight) * (is_border[nb] & (pad[nb] == border_label))
+    return grouped.sums(border_label.astype(np.int64), _PERIMETER_WEIGHTS[code], n)
 
 
 def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
