@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import ndimage
 
 from mcp_core.measure import FrameData, Plugin, grouped, hookimpl, regions
 
@@ -90,16 +89,15 @@ def compute(data: FrameData, params: BasicParams) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1 - l2 / np.where(l1 > 0, l1, 1), 0, 1)), 0.0)
     perimeter = _perimeter(labels, flat, yy, n)
-    boxes = ndimage.find_objects(labels)
-    bbox = np.array([[boxes[i - 1][0].start, boxes[i - 1][1].start, boxes[i - 1][0].stop, boxes[i - 1][1].stop]
-                     for i in ids], dtype=np.int64).reshape(-1, 4)
+    rows = _row_extents(g, flat, yy, xx, labels.shape[0])
+    bbox = _boxes(*rows, n)[ids]
     with np.errstate(invalid="ignore", divide="ignore"):
         circularity = np.where(perimeter > 0, 4 * np.pi * area / np.where(perimeter > 0, perimeter, 1) ** 2, np.nan)
     out = {
         "area": area[ids], "perimeter": perimeter[ids], "centroid_y": cy[ids], "centroid_x": cx[ids],
         "bbox_y0": bbox[:, 0], "bbox_x0": bbox[:, 1], "bbox_y1": bbox[:, 2], "bbox_x1": bbox[:, 3],
         "major_axis_length": 4 * np.sqrt(l1[ids]), "minor_axis_length": 4 * np.sqrt(l2[ids]),
-        "eccentricity": ecc[ids], "solidity": area[ids] / _hull_areas(g, flat, ids, labels.shape),
+        "eccentricity": ecc[ids], "solidity": area[ids] / _hull_areas(*rows, ids),
         "circularity": circularity[ids],
     }
     ring_g, ring_px = regions.annulus(labels, params.annulus_gap, params.annulus_width)
@@ -143,8 +141,40 @@ def _perimeter(labels: np.ndarray, flat: np.ndarray, row: np.ndarray, n: int) ->
     return grouped.sums(border_label.astype(np.int64), _PERIMETER_WEIGHTS[code], n)
 
 
-def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Convex-hull area of each object's pixel squares, for all objects at once.
+def _row_extents(g: np.ndarray, flat: np.ndarray, row: np.ndarray, col: np.ndarray,
+                 height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each object's rows with their first and last column: ``(label, row, left, right)``, by label, then row."""
+    if g.size == 0:
+        return (np.zeros(0, np.int64),) * 4
+    # Runs of one label along a row (pixels come in row-major order): far fewer than pixels, so only they are sorted.
+    cut = np.flatnonzero((g[1:] != g[:-1]) | (flat[1:] != flat[:-1] + 1) | (row[1:] != row[:-1])) + 1
+    run_first, run_last = np.r_[0, cut], np.r_[cut - 1, len(g) - 1]
+    run_key = g[run_first] * height + row[run_first]
+    order = np.argsort(run_key, kind="stable")
+    run_key = run_key[order]
+    first = np.flatnonzero(np.r_[True, run_key[1:] != run_key[:-1]])
+    row_lab, row_y = np.divmod(run_key[first], height)
+    row_left = np.minimum.reduceat(col[run_first][order], first)
+    row_right = np.maximum.reduceat(col[run_last][order], first)
+    return row_lab, row_y, row_left, row_right
+
+
+def _boxes(row_lab: np.ndarray, row_y: np.ndarray, row_left: np.ndarray, row_right: np.ndarray,
+           n: int) -> np.ndarray:
+    """Bounding box ``(y0, x0, y1, x1)`` per label ``0..n-1`` from its row extents (zeros where absent)."""
+    start, end = np.flatnonzero(np.diff(row_lab, prepend=-1)), np.flatnonzero(np.diff(row_lab, append=-1))
+    box = np.zeros((n, 4), np.int64)
+    label = row_lab[start]
+    box[label, 0] = row_y[start]
+    box[label, 1] = np.minimum.reduceat(row_left, start)
+    box[label, 2] = row_y[end] + 1
+    box[label, 3] = np.maximum.reduceat(row_right, start) + 1
+    return box
+
+
+def _hull_areas(row_lab: np.ndarray, row_y: np.ndarray, row_left: np.ndarray, row_right: np.ndarray,
+                ids: np.ndarray) -> np.ndarray:
+    """Convex-hull area of each object's pixel squares, for all objects at once, from its row extents.
 
     The hull of an object's pixel squares is bounded on the left by the convex minorant of its
     rows' left ends and on the right by the concave majorant of their right ends (corners at
@@ -152,23 +182,10 @@ def _hull_areas(g: np.ndarray, flat: np.ndarray, ids: np.ndarray, shape: tuple[i
     """
     if ids.size == 0:
         return np.zeros(0)
-    height, width = shape
-    row, col = np.divmod(flat, width)
-    # Runs of one label along a row (pixels come in row-major order): far fewer than pixels, so only they are sorted.
-    cut = np.flatnonzero((g[1:] != g[:-1]) | (flat[1:] != flat[:-1] + 1) | (row[1:] != row[:-1])) + 1
-    run_first, run_last = np.r_[0, cut], np.r_[cut - 1, len(g) - 1]
-    run_key = g[run_first] * height + row[run_first]
-    order = np.argsort(run_key, kind="stable")
-    run_key = run_key[order]
-    first = np.flatnonzero(np.r_[True, run_key[1:] != run_key[:-1]])  # each label's rows, by label and row
-    row_lab, row_y = np.divmod(run_key[first], height)
-    row_left = np.minimum.reduceat(col[run_first][order], first)
-    row_right = np.maximum.reduceat(col[run_last][order], first)
     edge_label = np.repeat(row_lab, 2)  # each row's corners lie on its top and bottom edges
     edge = np.column_stack([row_y, row_y + 1]).ravel()
-    edge_key = edge_label * (height + 1) + edge
-    start = np.flatnonzero(np.r_[True, edge_key[1:] != edge_key[:-1]])  # rows sharing an edge: one point
-    label, y = edge_label[start], edge[start].astype(float)
+    start = np.flatnonzero(np.r_[True, (edge_label[1:] != edge_label[:-1]) | (edge[1:] != edge[:-1])])
+    label, y = edge_label[start], edge[start].astype(float)  # rows sharing an edge: one point
     left = np.minimum.reduceat(np.repeat(row_left - 0.5, 2), start)
     right = np.maximum.reduceat(np.repeat(row_right + 0.5, 2), start)
     n = int(ids.max()) + 1

@@ -74,6 +74,19 @@ def test_solidity_matches_qhull_on_random_shapes():
         assert solidity == pytest.approx(len(ys) / ConvexHull(corners).volume, rel=1e-12)
 
 
+def test_boxes_and_perimeters_match_regionprops_on_touching_random_shapes():
+    """Ragged objects that touch each other and the image edge, against regionprops object by object."""
+    rng = np.random.default_rng(7)
+    labels = rng.integers(1, 12, (30, 45)) * (rng.random((30, 45)) < 0.7)
+    labels[:, 20:23] = 12  # a bar across the frame, touching everything
+    out, data = run(labels)
+    ref = regionprops_table(labels, properties=("label", "bbox", "perimeter"))
+    np.testing.assert_array_equal(data.ids, ref["label"])
+    for k, name in enumerate(("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")):
+        np.testing.assert_array_equal(out[name], ref[f"bbox-{k}"])
+    np.testing.assert_allclose(out["perimeter"], ref["perimeter"], rtol=1e-12)
+
+
 def test_single_pixel_circularity_is_nan():
     out, _ = run([[0, 1]])
     assert np.isnan(out["circularity"][0])
