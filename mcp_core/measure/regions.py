@@ -37,14 +37,16 @@ def annulus(labels: np.ndarray, gap: float, width: float) -> tuple[np.ndarray, n
     if labels.all() or not labels.any():
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     reach = math.floor(gap + width)  # no offset component of a ring pixel is longer
-    # Squared distances are integers: d² > gap² ⟺ d² > ⌊gap²⌋, d² <= (gap + width)² ⟺ d² <= ⌊(gap + width)²⌋.
+    # Squared distances are integers: comparing them with ⌊gap²⌋ and ⌊(gap + width)²⌋ is exact.
     inner, outer = math.floor(gap * gap), math.floor((gap + width) ** 2)
-    nearest = _nearest_by_shifts if reach <= _MAX_SHIFT_REACH else _nearest_by_feature_transform
-    flat, nearest_flat = nearest(labels, inner, outer, reach)
+    if reach <= _MAX_SHIFT_REACH:
+        flat, nearest_flat = _nearest_by_shifts(labels, inner, outer, reach)
+    else:
+        flat, nearest_flat = _nearest_by_feature_transform(labels, inner, outer)
     return labels.ravel()[nearest_flat].astype(np.int64), flat
 
 
-def _nearest_by_feature_transform(labels: np.ndarray, inner: int, outer: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_by_feature_transform(labels: np.ndarray, inner: int, outer: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the pixels with ``inner < d² <= outer`` and of their nearest object pixel."""
     iy, ix = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
     h, w = labels.shape
