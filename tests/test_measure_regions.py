@@ -32,12 +32,13 @@ def random_labels(seed: int) -> np.ndarray:
     return rng.integers(1, rng.integers(2, 6), (h, w)) * (rng.random((h, w)) < density)
 
 
-@pytest.mark.parametrize("gap,width", [(0, 1), (2, 5), (1.5, 2.5), (0.7, 0.5), (3, 10), (0, 45)])
-@pytest.mark.parametrize("strip_pixels", [None, 37])
-def test_annulus_matches_the_brute_force_nearest_pixel(gap, width, strip_pixels, monkeypatch):
-    # (0, 45) reaches past _MAX_SHIFT_REACH (the feature-transform path); 37-pixel strips cut images into many strips
-    if strip_pixels is not None:
-        monkeypatch.setattr(regions, "_STRIP_PIXELS", strip_pixels)
+@pytest.mark.parametrize("gap,width", [(0, 1), (2, 5), (1.5, 2.5), (0.7, 0.5), (3, 10), (0, 50)])
+@pytest.mark.parametrize("path", ["shifts", "strips", "feature transform"])
+def test_annulus_matches_the_brute_force_nearest_pixel(gap, width, path, monkeypatch):
+    if path == "strips":  # 37-pixel strips cut the images into many strips of rows
+        monkeypatch.setattr(regions, "_STRIP_PIXELS", 37)
+    if path == "feature transform":
+        monkeypatch.setattr(regions, "_MAX_SHIFT_REACH", 0)
     for seed in range(40):
         labels = random_labels(seed)
         owner, flat = regions.annulus(labels, gap, width)
