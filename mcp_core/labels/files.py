@@ -9,14 +9,13 @@ A ``_seg.npy`` is a pickled dict, as upstream cellpose writes it; it is read onl
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write
 from ..errors import LabelFileError
 from ..filenames import masks_tiff_pair
 from .labelset import LabelSet, mask_dtype
@@ -135,9 +134,9 @@ def save_labels(path: str | os.PathLike, labelset: LabelSet, image_path: str | o
         When the disk is full or the folder is not writable (the old file is intact).
     """
     path = Path(path)
-    buf = io.BytesIO()
-    np.save(buf, to_seg_dict(labelset, image_path), allow_pickle=True)
-    atomic_write_bytes(path, buf.getbuffer())
+    content = to_seg_dict(labelset, image_path)
+    with atomic_write(path) as fh:  # streamed: the arrays go to the file without a copy in memory first
+        np.save(fh, content, allow_pickle=True)
     if path.name.endswith("_seg.npy"):
         from ..history import record_quietly
 
