@@ -6,6 +6,7 @@
 const FILL_ALPHA = 80;
 const EDGE_ALPHA = 230;
 const CLOSE_PX = 8; // screen pixels from the start point that close a contour
+const OV_TILE = 1024; // the mask overlay is drawn on canvases of this many pixels a side: an edit repaints only its own
 
 function hexToRgb(hex) {
   const v = parseInt(hex.replace("#", ""), 16);
@@ -58,7 +59,7 @@ export default {
     this.tx = 0;
     this.ty = 0;
     this.imgCanvas = document.createElement("canvas");
-    this.ovCanvas = document.createElement("canvas");
+    this.ovTiles = []; // {x, y, w, h, canvas, ctx} covering the image (see renderBox)
     this.path = null; // points of the stroke being drawn (image coordinates)
     this.mode = null; // contour | lasso | rect | erase | split | pan
     this.pending = null; // performance.now() of the last finished action
@@ -117,10 +118,7 @@ export default {
       this.renderImage();
       this.labels = buf;
       this.pluginLayers = [];
-      this.ovCanvas.width = this.W;
-      this.ovCanvas.height = this.H;
-      this.ovCtx = this.ovCanvas.getContext("2d");
-      this.ovData = this.ovCtx.createImageData(this.W, this.H);
+      if (sizeChanged || !this.ovData) this.makeOverlay();
       this.selection.clear();
       this.path = null;
       this.mode = null;
@@ -273,12 +271,19 @@ export default {
     },
     applyPatch(patch) {
       // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, or cleared: ids whose pixels in the box
-      // became background; classes?: [...], colors?: [...], ms?: the server's time on the edit}
+      // became background; classes?: the class of every id, or classAt, classTo, classCount: the entries that
+      // changed and the table's length; colors?: [...]; ms?: the server's time on the edit}
       const t0 = performance.now();
-      if (patch.classes) {
-        this.classes = Uint32Array.from(patch.classes);
-        if (patch.colors) this.palette = patch.colors.map(hexToRgb);
+      if (patch.classes) this.classes = Uint32Array.from(patch.classes);
+      if (patch.classAt) {
+        if (patch.classCount !== this.classes.length) {
+          const table = new Uint32Array(patch.classCount);
+          table.set(this.classes.subarray(0, Math.min(patch.classCount, this.classes.length)));
+          this.classes = table;
+        }
+        patch.classAt.forEach((id, k) => { this.classes[id] = patch.classTo[k]; });
       }
+      if (patch.colors) this.palette = patch.colors.map(hexToRgb);
       if (patch.w > 0 && patch.h > 0) {
         if (patch.data) {
           const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
@@ -286,9 +291,12 @@ export default {
             this.labels.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (patch.y + r) * this.W + patch.x);
           }
         } else if (patch.cleared) {
-          const gone = new Set(patch.cleared), L = this.labels;
+          let top = this.classes.length;
+          for (const id of patch.cleared) top = Math.max(top, id + 1);
+          const gone = new Uint8Array(top), L = this.labels; // a lookup per pixel, not a Set's hashing
+          for (const id of patch.cleared) gone[id] = 1;
           for (let r = 0; r < patch.h; r++) {
-            for (let i = (patch.y + r) * this.W + patch.x, end = i + patch.w; i < end; i++) if (gone.has(L[i])) L[i] = 0;
+            for (let i = (patch.y + r) * this.W + patch.x, end = i + patch.w; i < end; i++) if (gone[L[i]]) L[i] = 0;
           }
         }
         for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);
@@ -389,7 +397,23 @@ export default {
           out[i] = edge ? border : inner;
         }
       }
-      this.ovCtx.putImageData(this.ovData, 0, 0, x0, y0, x1 - x0, y1 - y0);
+      for (const t of this.ovTiles) { // the box's part of each overlay canvas it overlaps
+        const ax = Math.max(x0, t.x), ay = Math.max(y0, t.y), bx = Math.min(x1, t.x + t.w), by = Math.min(y1, t.y + t.h);
+        if (ax < bx && ay < by) t.ctx.putImageData(this.ovData, -t.x, -t.y, ax, ay, bx - ax, by - ay);
+      }
+    },
+    makeOverlay() {
+      // The overlay's pixels (ovData, one RGBA word per image pixel) and the canvases that show them, in tiles.
+      this.ovData = new ImageData(this.W, this.H);
+      this.ovTiles = [];
+      for (let y = 0; y < this.H; y += OV_TILE) {
+        for (let x = 0; x < this.W; x += OV_TILE) {
+          const canvas = document.createElement("canvas");
+          canvas.width = Math.min(OV_TILE, this.W - x);
+          canvas.height = Math.min(OV_TILE, this.H - y);
+          this.ovTiles.push({ x, y, w: canvas.width, h: canvas.height, canvas, ctx: canvas.getContext("2d") });
+        }
+      }
     },
     resize() {
       const rect = this.$refs.wrap.getBoundingClientRect();
@@ -412,7 +436,7 @@ export default {
       this.drawTiles(ctx);
       if (this.overlay) {
         ctx.globalAlpha = this.opacity;
-        ctx.drawImage(this.ovCanvas, 0, 0);
+        for (const t of this.ovTiles) ctx.drawImage(t.canvas, t.x, t.y);
         ctx.globalAlpha = 1;
       }
       this.drawPluginLayers(ctx);

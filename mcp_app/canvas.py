@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from importlib.resources import files
 
+import numpy as np
 from fastapi import Response
 from nicegui import app, ui
 
@@ -31,6 +32,7 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         super().__init__()
         self.editor = editor
         self.key = secrets.token_urlsafe(12)
+        self._sent: tuple[np.ndarray, list[str]] | None = None  # the class table and colours the page holds
         _SOURCES[self.key] = editor
         self._props["colorMode"] = "class"
         self._props["overlay"] = True
@@ -51,6 +53,7 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         """Send the editor's current item to the browser (raw channels and labels fetched over HTTP)."""
         v = self.editor.version
         classes, colors = self.editor.class_table()
+        self._sent = (np.asarray(classes, np.int64), list(colors))
         self._props["classNames"] = list(self.editor.labels.class_names)
         self.update()
         pixels = {**self.editor.pixel_info(), "tileUrl": f"/mcp/media/{self.key}/tile/{{level}}/{{ty}}/{{tx}}.bin?v={v}"}
@@ -67,7 +70,22 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
             if patch.classes is not None:
                 self._props["classNames"] = list(self.editor.labels.class_names)
                 self.update()
-            self.run_method("applyPatch", patch.to_dict())
+            self.run_method("applyPatch", self._wire(patch))
+
+    def _wire(self, patch: Patch) -> dict:
+        """The patch as sent: of its class table only the entries that differ from the page's (``classAt`` ids,
+        ``classTo`` classes, ``classCount`` the table's length), and the colours only when they changed."""
+        data = patch.to_dict()
+        if patch.classes is None or self._sent is None:
+            return data
+        new, (old, old_colors) = np.asarray(data.pop("classes"), np.int64), self._sent
+        n = min(len(old), len(new))
+        at = np.concatenate([np.flatnonzero(old[:n] != new[:n]), np.arange(n, len(new))])
+        data.update(classAt=at.tolist(), classTo=new[at].tolist(), classCount=len(new))
+        if patch.colors == old_colors:
+            data.pop("colors", None)
+        self._sent = (new, list(patch.colors or old_colors))
+        return data
 
     def select(self, ids: list[int]) -> None:
         self.run_method("setSelection", ids)
