@@ -44,6 +44,16 @@ GESTURES = (
     ("This help", "?"),
 )
 AUTOSAVE_DELAY_S = 0.3
+#: Images up to this many pixels are saved AUTOSAVE_DELAY_S after the last edit; a larger one waits longer in
+#: proportion, up to AUTOSAVE_MAX_S: its save takes seconds (8192x8192: 6-9 s on 2 busy cores) and holds up the
+#: page's events in parts meanwhile, so it waits for a pause in the editing rather than run between two edits.
+AUTOSAVE_PIXELS = 2048 * 2048
+AUTOSAVE_MAX_S = 5.0
+
+
+def autosave_delay(shape: tuple[int, int]) -> float:
+    """Seconds without edits before the labels of an image of *shape* are saved."""
+    return min(AUTOSAVE_MAX_S, AUTOSAVE_DELAY_S * max(1.0, shape[0] * shape[1] / AUTOSAVE_PIXELS))
 
 
 class Workspace:
@@ -352,7 +362,7 @@ class Workspace:
         self._save_task = background_tasks.create(self._save_later(), name="autosave")
 
     async def _save_later(self) -> None:
-        await asyncio.sleep(AUTOSAVE_DELAY_S)
+        await asyncio.sleep(autosave_delay(self.editor.labels.shape))
         await self.flush()
 
     async def flush(self, force: bool = False) -> bool:
