@@ -259,7 +259,7 @@ class LabelSet:
         box, flat = found
         new = self.classes.copy()
         new[ids] = 0
-        return self._apply(box, flat, np.zeros(len(flat), self.masks.dtype), new)
+        return self._apply(box, flat, np.zeros(len(flat), self.masks.dtype), new, gone=ids)
 
     def assign_class(self, ids: Iterable[int], class_id: int) -> None:
         """Set the class of masks."""
@@ -281,7 +281,7 @@ class LabelSet:
         box, flat = found
         new = self.classes.copy()
         new[others] = 0
-        self._apply(box, flat, np.full(len(flat), keep, self.masks.dtype), new)
+        self._apply(box, flat, np.full(len(flat), keep, self.masks.dtype), new, gone=others)
         return keep
 
     def split(self, mask_id: int, line: Sequence[Sequence[float]]) -> list[int]:
@@ -492,12 +492,15 @@ class LabelSet:
         self._apply(box, flat, np.full(len(flat), new_id, np.int64), new_classes)
         return new_id
 
-    def _apply(self, box, flat: np.ndarray, values: np.ndarray, new_classes: np.ndarray) -> int:
+    def _apply(self, box, flat: np.ndarray, values: np.ndarray, new_classes: np.ndarray,
+               gone: np.ndarray | None = None) -> int:
+        """Make an undoable edit: pixels *flat* of *box* become *values*, the class table *new_classes*; masks *gone*
+        lose every pixel (their boxes are emptied without a look at the pixels)."""
         top = max(len(new_classes) - 1, int(values.max(initial=0)))
         if mask_dtype(top) != self.masks.dtype and top > UINT16_MAX_ID:
             self.masks = self.masks.astype(np.uint32)
         new = values.astype(self.masks.dtype)
-        old = self._write(box, flat, new)
+        old = self._write(box, flat, new, gone)
         if self.confidence:
             self._forget_confidence(np.union1d(old, new))
         self._undo.append(Delta(box, flat.astype(np.int64), old, new, self.classes.copy(), new_classes.copy()))
@@ -551,7 +554,7 @@ class LabelSet:
             self._boxes = boxes
         return self._boxes
 
-    def _write(self, box, flat: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def _write(self, box, flat: np.ndarray, values: np.ndarray, gone: np.ndarray | None = None) -> np.ndarray:
         """Set pixels *flat* of *box* to *values* and keep the boxes current; returns the old values."""
         if flat.size == 0:
             return values[:0].copy()
@@ -564,11 +567,12 @@ class LabelSet:
             old = sub[rows, cols]
             sub[rows, cols] = values
         if self._boxes is not None:
-            self._update_boxes(box, flat, old, values)
+            self._update_boxes(box, flat, old, values, gone)
         return old
 
-    def _update_boxes(self, box, flat: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
-        """Boxes after pixels *flat* of *box* went from *old* to *new* ids."""
+    def _update_boxes(self, box, flat: np.ndarray, old: np.ndarray, new: np.ndarray,
+                      gone: np.ndarray | None = None) -> None:
+        """Boxes after pixels *flat* of *box* went from *old* to *new* ids (masks *gone* have none left)."""
         if 8 * flat.size >= self.masks.size:  # most of the image changed: find them all again on next use
             self._boxes = None
             return
@@ -578,16 +582,19 @@ class LabelSet:
             self._boxes = np.concatenate([self._boxes, np.zeros((top - len(self._boxes), 4), np.int64)])
         boxes = self._boxes
         width = box[1].stop - box[1].start
-        rows, cols = flat // width + box[0].start, flat % width + box[1].start
-        at = new > 0  # grow each gaining mask's box by its new pixels
-        gained, r, c = new[at], rows[at], cols[at]
-        fresh = gained[boxes[gained, 1] <= boxes[gained, 0]]
-        boxes[fresh] = (np.iinfo(np.int64).max, 0, np.iinfo(np.int64).max, 0)
-        np.minimum.at(boxes[:, 0], gained, r)
-        np.maximum.at(boxes[:, 1], gained, r + 1)
-        np.minimum.at(boxes[:, 2], gained, c)
-        np.maximum.at(boxes[:, 3], gained, c + 1)
+        at = np.flatnonzero(new > 0)  # grow each gaining mask's box by its new pixels
+        if at.size:
+            gained, r, c = new[at], flat[at] // width + box[0].start, flat[at] % width + box[1].start
+            fresh = gained[boxes[gained, 1] <= boxes[gained, 0]]
+            boxes[fresh] = (np.iinfo(np.int64).max, 0, np.iinfo(np.int64).max, 0)
+            np.minimum.at(boxes[:, 0], gained, r)
+            np.maximum.at(boxes[:, 1], gained, r + 1)
+            np.minimum.at(boxes[:, 2], gained, c)
+            np.maximum.at(boxes[:, 3], gained, c + 1)
         lost = np.unique(old[old > 0])  # masks that lost pixels: find their boxes again, inside the old ones
+        if gone is not None:
+            boxes[gone] = 0
+            lost = np.setdiff1d(lost, gone, assume_unique=True)
         if lost.size == 0:
             return
         b = boxes[lost]
