@@ -270,8 +270,8 @@ export default {
       if (render) this.renderBox(0, 0, this.W, this.H);
     },
     applyPatch(patch) {
-      // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, or cleared: ids whose pixels in the box
-      // became background; classes?: the class of every id, or classAt, classTo, classCount: the entries that
+      // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, or runIds and runLengths: those ids in runs
+      // along the box's rows, or cleared: ids whose pixels in the box became background; classes?: the class of every id, or classAt, classTo, classCount: the entries that
       // changed and the table's length; colors?: [...]; ms?: the server's time on the edit}
       const t0 = performance.now();
       if (patch.classes) this.classes = Uint32Array.from(patch.classes);
@@ -289,6 +289,15 @@ export default {
           const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
           for (let r = 0; r < patch.h; r++) {
             this.labels.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (patch.y + r) * this.W + patch.x);
+          }
+        } else if (patch.runIds) { // the box's ids in runs along its rows
+          const L = this.labels, ids = patch.runIds, lengths = patch.runLengths;
+          let k = 0, left = 0, id = 0;
+          for (let r = 0; r < patch.h; r++) {
+            for (let i = (patch.y + r) * this.W + patch.x, end = i + patch.w; i < end; i++, left--) {
+              if (left === 0) { id = ids[k]; left = lengths[k]; k++; }
+              L[i] = id;
+            }
           }
         } else if (patch.cleared) {
           let top = this.classes.length;

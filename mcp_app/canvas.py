@@ -6,6 +6,7 @@ come back as events and are answered with small patches.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict
@@ -73,9 +74,17 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
             self.run_method("applyPatch", self._wire(patch))
 
     def _wire(self, patch: Patch) -> dict:
-        """The patch as sent: of its class table only the entries that differ from the page's (``classAt`` ids,
-        ``classTo`` classes, ``classCount`` the table's length), and the colours only when they changed."""
+        """The patch as sent: the box's ids as runs along its rows (``runIds``, ``runLengths``) when that is much
+        shorter (a new mask's box: ~5 KB instead of ~200 KB); of its class table only the entries that differ from
+        the page's (``classAt`` ids, ``classTo`` classes, ``classCount`` the table's length), and the colours only
+        when they changed."""
         data = patch.to_dict()
+        if patch.data:
+            ids = np.frombuffer(base64.b64decode(patch.data), "<u4")
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+            if 4 * len(starts) <= ids.size:  # a run: two numbers of JSON; a pixel: 5.3 characters of base64
+                del data["data"]
+                data.update(runIds=ids[starts].tolist(), runLengths=np.diff(np.r_[starts, ids.size]).tolist())
         if patch.classes is None or self._sent is None:
             return data
         new, (old, old_colors) = np.asarray(data.pop("classes"), np.int64), self._sent

@@ -51,3 +51,29 @@ def test_the_page_clears_a_deleted_mask_as_the_file_does(browser, app, demo):
     wait(browser, f"!window.mcpCanvas.labels.includes({gone})")
     shown = np.array(browser.execute_script("return Array.from(window.mcpCanvas.labels)")).reshape(before.shape)
     np.testing.assert_array_equal(shown, load_labels(path).masks)
+
+
+def test_the_page_holds_the_saved_labels_after_a_contour_and_its_undo(browser, app, demo):
+    """A new mask's box and an undo's box go to the page as runs of ids along the rows (canvas._wire)."""
+    from mcp_core.filenames import label_path
+    from mcp_core.labels import load_labels
+
+    from .browser import until, wait
+    from .test_browser import draw_contour, key
+
+    browser.get(app.url + "/trainer")
+    wait(browser, "window.mcpCanvas && window.mcpLoadedAt")
+    path = label_path(demo / "demo_01.tif")
+    count = load_labels(path).count
+    shown = "Array.from(window.mcpCanvas.labels)"
+    draw_contour(browser, 48, 48, 30)  # around masks: the new one takes the free pixels between them
+    until(lambda: load_labels(path).count == count + 1, what="the new mask saved")
+    saved = load_labels(path).masks
+    new = int(saved.max())
+    wait(browser, f"window.mcpCanvas.labels.includes({new})")
+    np.testing.assert_array_equal(np.array(browser.execute_script(f"return {shown}")).reshape(saved.shape), saved)
+    key(browser, "z", ctrl=True)
+    until(lambda: load_labels(path).count == count, what="the undo saved")
+    saved = load_labels(path).masks
+    wait(browser, f"!window.mcpCanvas.labels.includes({new})")
+    np.testing.assert_array_equal(np.array(browser.execute_script(f"return {shown}")).reshape(saved.shape), saved)
