@@ -315,8 +315,10 @@ export default {
       if (this.pending !== null) {
         const now = performance.now();
         window.mcpLatency.push(now - this.pending);
-        // where the time went: the server's edit, this drawing, the rest (transfers, queues)
-        (window.mcpPhases = window.mcpPhases || []).push({ server: patch.ms || 0, page: now - t0, total: now - this.pending });
+        // where the time went: the server's edit, the round trip to the server besides it (transfers, queues),
+        // this drawing
+        (window.mcpPhases = window.mcpPhases || []).push({ server: patch.ms || 0, trip: t0 - this.pending - (patch.ms || 0),
+                                                           page: now - t0 });
         this.pending = null;
       }
       return true;
