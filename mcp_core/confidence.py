@@ -124,7 +124,8 @@ def object_uncertainty(scores: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def object_confidence(masks: np.ndarray, cellprob: np.ndarray, flows: np.ndarray | None = None,
-                      class_logits: np.ndarray | None = None, device=None) -> dict[str, np.ndarray]:
+                      class_logits: np.ndarray | None = None, device=None,
+                      flow_error: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every score of the module docstring that the outputs allow, per mask id (``float32``).
 
     Parameters
@@ -139,6 +140,9 @@ def object_confidence(masks: np.ndarray, cellprob: np.ndarray, flows: np.ndarray
         ``(K, Y, X)`` class logits (background first); margin and entropy need ``K >= 3``.
     device
         Torch device for the flow error.
+    flow_error
+        The :func:`flow_errors` of *masks* when already known (:func:`mcp_core.masks.masks_and_flow_errors`);
+        then *flows* are not read.
 
     Raises
     ------
@@ -152,7 +156,9 @@ def object_confidence(masks: np.ndarray, cellprob: np.ndarray, flows: np.ndarray
     n = int(masks.max(initial=0)) + 1
     prob = 1.0 / (1.0 + np.exp(-np.asarray(cellprob, np.float64)))
     out = {"cellprob_mean": _per_object_mean(masks, prob, n)}
-    if flows is not None:
+    if flow_error is not None:
+        out["flow_error"] = np.asarray(flow_error, np.float64)
+    elif flows is not None:
         out["flow_error"] = flow_errors(masks, flows, device)
     if class_logits is not None and len(class_logits) >= 3:
         out["class_margin"], out["class_entropy"] = class_scores(masks, class_logits)

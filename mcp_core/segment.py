@@ -2,10 +2,10 @@
 
 Tiles of all images go through the network together in batches of ``batch_size`` (so a
 folder of small images keeps the device busy), each image's tiles are averaged with cellpose's
-``average_tiles`` as soon as they are all back, masks come from cellpose's dynamics
-(``resize_and_compute_masks``) and each mask's class is the majority vote of the per-pixel
-class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one ``bincount``) and
-each mask's confidence scores come from :func:`mcp_core.confidence.object_confidence`.
+``average_tiles`` as soon as they are all back, masks and their flow errors come from cellpose's
+dynamics (:func:`mcp_core.masks.masks_and_flow_errors`), each mask's class is the majority vote
+of the per-pixel class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one
+``bincount``) and each mask's confidence scores come from :func:`mcp_core.confidence.object_confidence`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cellpose import dynamics, transforms
+from cellpose import transforms
 
 from .confidence import object_confidence
 from .errors import MCPError, ParameterError
 from .io import image_files, open_image
 from .labels import majority_class
+from .masks import masks_and_flow_errors
 from .model import N_SEG_CHANNELS, MultiClassModel, open_model
 from .params import SegmentParams, SegmentResult
 from .predictions import save_prediction
@@ -160,9 +161,8 @@ def _finish(model: MultiClassModel, entry: dict, params: SegmentParams, rsz: flo
     niter = params.niter or int(200 / rsz)
     with warnings.catch_warnings():  # torch's notice about sparse invariant checks, raised inside cellpose
         warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
-        masks = dynamics.resize_and_compute_masks(dp, cellprob, niter=niter, cellprob_threshold=params.cellprob_threshold,
-                                                  flow_threshold=params.flow_threshold, min_size=params.min_size,
-                                                  max_size_fraction=MAX_SIZE_FRACTION, device=model.device)
+        masks, flow_error = masks_and_flow_errors(dp, cellprob, niter, params.cellprob_threshold, params.flow_threshold,
+                                                  params.min_size, MAX_SIZE_FRACTION, model.device)
     if k > 1:
         logits = yf[:k]
         class_map = logits.argmax(axis=0).astype(np.uint16)
@@ -173,7 +173,7 @@ def _finish(model: MultiClassModel, entry: dict, params: SegmentParams, rsz: flo
         class_map = np.zeros(masks.shape, np.uint16)
         classes = np.zeros(int(masks.max(initial=0)) + 1, np.uint16)
         names, colors = ["unassigned"], []
-    confidence = object_confidence(masks, cellprob, dp, yf[:k] if k > 2 else None, device=model.device)
+    confidence = object_confidence(masks, cellprob, class_logits=yf[:k] if k > 2 else None, flow_error=flow_error)
     return SegmentResult(
         masks=masks, classes=classes, class_names=names, class_map=class_map,
         flows=dp if params.return_flows else None, cellprob=cellprob if params.return_flows else None,
