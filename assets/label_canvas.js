@@ -1,5 +1,5 @@
 // Annotation canvas: the browser holds the label image and draws it; Python owns the labels.
-// The browser fetches the label ids once (raw little-endian uint32, gzip over HTTP), colours them
+// The browser fetches the label ids once (raw little-endian uint16, or uint32 past 65535 ids, gzip over HTTP), colours them
 // itself (by class or by instance), draws contours, lassos and selections locally, and emits only
 // finished actions. Python answers an edit with a patch of the changed box.
 
@@ -101,7 +101,10 @@ export default {
       // A large image comes as a coarser level (the overview); tiles of finer levels are fetched where zoomed in.
       const levels = pixels.levels || [[pixels.height, pixels.width]], level = pixels.level || 0;
       const [rawH, rawW] = levels[level];
-      const [raw, buf] = await Promise.all([this.fetchPixels(pixelsUrl, pixels, rawW * rawH), this.fetchLabels(labelsUrl)]);
+      const t0 = performance.now();
+      const [raw, buf] = await Promise.all([this.fetchPixels(pixelsUrl, pixels, rawW * rawH),
+                                            this.fetchLabels(labelsUrl, pixels.width * pixels.height)]);
+      const t1 = performance.now();
       const sizeChanged = pixels.width !== this.W || pixels.height !== this.H;
       this.W = pixels.width;
       this.H = pixels.height;
@@ -116,6 +119,7 @@ export default {
       this.imgData = this.imgCtx.createImageData(rawW, rawH);
       this.display = pixels.display;
       this.renderImage();
+      const t2 = performance.now();
       this.labels = buf;
       this.pluginLayers = [];
       if (sizeChanged || !this.ovData) this.makeOverlay();
@@ -124,10 +128,14 @@ export default {
       this.mode = null;
       this.setClassTable(classes, colors, false);
       this.renderBox(0, 0, this.W, this.H);
+      const t3 = performance.now();
       if (sizeChanged || !keepView) this.fit();
       this.loaded = true;
       this.draw();
       window.mcpLoadedAt = performance.now();
+      // where a load's time went (ms): fetching the pixels and labels, the image's colours, the mask overlay, the view
+      (window.mcpLoadPhases = window.mcpLoadPhases || []).push({ fetch: t1 - t0, image: t2 - t1, overlay: t3 - t2,
+                                                                 view: window.mcpLoadedAt - t3 });
       return { width: this.W, height: this.H };
     },
     async setPluginLayers(layers) {
@@ -284,6 +292,8 @@ export default {
         patch.classAt.forEach((id, k) => { this.classes[id] = patch.classTo[k]; });
       }
       if (patch.colors) this.palette = patch.colors.map(hexToRgb);
+      // 16-bit ids until the class table (one entry per id) outgrows them: widened once, before the new ids land
+      if (this.labels.BYTES_PER_ELEMENT === 2 && this.classes.length > 65536) this.labels = Uint32Array.from(this.labels);
       if (patch.w > 0 && patch.h > 0) {
         if (patch.data) {
           const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
@@ -368,10 +378,12 @@ export default {
       const Type = { uint8: Uint8Array, uint16: Uint16Array, float32: Float32Array }[pixels.dtype];
       return Array.from({ length: pixels.channels }, (_, c) => new Type(buf, c * n * Type.BYTES_PER_ELEMENT, n));
     },
-    async fetchLabels(url) {
+    async fetchLabels(url, n) {
+      // n ids: 16-bit when they come as 2 bytes each (every id below 65536), else 32-bit; a view, not a copy.
       const resp = await fetch(url);
       if (!resp.ok) throw new Error("labels failed to load: " + resp.status);
-      return new Uint32Array(await resp.arrayBuffer());
+      const buf = await resp.arrayBuffer();
+      return buf.byteLength === 2 * n ? new Uint16Array(buf) : new Uint32Array(buf);
     },
     // ----------------------------------------------------------------- rendering
     colorOf(id) {

@@ -140,6 +140,7 @@ def main() -> None:
     results: dict[str, list[float]] = {k: [] for k in ("contour", "delete", "assign", "lasso", "next image")}
     edit_phases: dict[str, list[tuple[float, float, float]]] = {k: [] for k in TARGET_MS if k != "next image"}
     phases: list[tuple[float, float, float]] = []  # next image: until the page asks for it, fetching, drawing
+    load_phases: list[dict] = []  # the page's own split of a load (see label_canvas.js load)
     lassoed: list[int] = []  # masks at least partly inside each lasso
     yy, xx = np.ogrid[:REGION, :REGION]
     try:
@@ -190,6 +191,7 @@ def main() -> None:
                 "return [Math.min(...e.map((x) => x.startTime)) - window.benchKey,"
                 "        Math.max(...e.map((x) => x.responseEnd)) - window.benchKey]")
             phases.append((asked, fetched - asked, results["next image"][-1] - fetched))
+            load_phases.append(driver.execute_script("return window.mcpLoadPhases.at(-1)"))
     finally:
         driver.quit()
         app.stop()
@@ -206,6 +208,9 @@ def main() -> None:
     server, transfer, page = (statistics.median(p) for p in zip(*phases))
     print(f"  next image, medians of its phases: {server:.0f} ms until the page asks for the pixels and labels "
           f"(server: save check, open, send), {transfer:.0f} ms fetching them, {page:.0f} ms decoding and drawing")
+    print("  next image, the page's split, medians (ms): " + ", ".join(
+        f"{name} {statistics.median(p[name] for p in load_phases):.0f}" for name in load_phases[0]) +
+          " (fetch: from the call until both arrived)")
 
 
 if __name__ == "__main__":

@@ -159,9 +159,12 @@ class Editor:
         return Frame(image, pyramid, labels, file_version, stamp, encode_pixels(overview), encode_labels(labels.masks))
 
     def _fresh(self, key: tuple[Path, str], frame: Frame) -> bool:
-        """Whether the image and label files are still as they were when *frame* was read."""
+        """Whether the image and label files still have the size and modification time they had when *frame* was
+        read (no hash of the labels while the user waits: a save still compares their contents, see :meth:`save`)."""
         path, name = key
-        return _stamp(path) == frame.image_stamp and FileVersion.of(label_path(path, name, self.kind)) == frame.file_version
+        version = frame.file_version
+        return _stamp(path) == frame.image_stamp and _stamp_or_none(label_path(path, name, self.kind)) == (
+            None if version is None else (version.size, version.mtime_ns))
 
     # ------------------------------------------------------------------ display
     @property
@@ -211,7 +214,7 @@ class Editor:
         return encode_pixels(self.pyramid.tile(level, ty, tx))
 
     def label_bytes(self) -> bytes:
-        """All label ids as gzip-compressed little-endian uint32 (the browser's label buffer)."""
+        """All label ids, gzip-compressed, as :func:`encode_labels` (the browser's label buffer)."""
         return self._blob("labels", lambda: encode_labels(self.labels.masks))
 
     def _blob(self, name: str, encode) -> bytes:
@@ -387,10 +390,19 @@ def encode_pixels(image: np.ndarray) -> bytes:
 
 
 def encode_labels(masks: np.ndarray) -> bytes:
-    """Label ids as gzip-compressed little-endian uint32."""
-    return gzip.compress(masks.astype("<u4").tobytes(), compresslevel=1)
+    """Label ids as gzip-compressed little-endian uint16 when *masks* holds them as 16-bit ids (every id below 65536,
+    see :func:`~mcp_core.labels.labelset.mask_dtype`), else uint32; the browser tells the two apart by the length."""
+    ids = np.ascontiguousarray(masks, "<u2" if masks.dtype.itemsize <= 2 else "<u4")
+    return gzip.compress(ids.reshape(-1).view(np.uint8), compresslevel=1)  # the bytes, not a copy
 
 
 def _stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns
+
+
+def _stamp_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _stamp(path)
+    except FileNotFoundError:
+        return None

@@ -74,11 +74,18 @@ def test_delete_assign_lasso_undo(project):
     assert ed.labels.count == n and ed.redo() is not None
 
 
-def test_label_bytes_are_gzip_uint32(project):
+def test_label_bytes_are_gzip_16_bit_ids_while_they_fit_else_32_bit(project):
     ed = Editor(project)
     ed.open(Item(project.folder / "demo_01.tif"))
-    raw = np.frombuffer(gzip.decompress(ed.label_bytes()), "<u4").reshape(ed.labels.shape)
-    np.testing.assert_array_equal(raw, ed.labels.masks)
+    shape = ed.labels.shape
+    raw = gzip.decompress(ed.label_bytes())
+    assert len(raw) == 2 * ed.labels.masks.size  # the page tells the widths apart by the length
+    np.testing.assert_array_equal(np.frombuffer(raw, "<u2").reshape(shape), ed.labels.masks)
+    wide = np.where(ed.labels.masks > 0, ed.labels.masks.astype(np.uint32) + 70_000, 0)
+    ed.replace(wide, np.ones(int(wide.max()) + 1, np.uint16), project.class_names, keep_existing=False)
+    raw = gzip.decompress(ed.label_bytes())
+    assert len(raw) == 4 * ed.labels.masks.size
+    np.testing.assert_array_equal(np.frombuffer(raw, "<u4").reshape(shape), wide)
 
 
 def test_pixel_bytes_are_the_raw_channels_planar(project):

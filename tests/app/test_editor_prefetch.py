@@ -54,10 +54,10 @@ def test_a_prefetched_item_opens_as_read_and_encoded_ahead(project, recorded):
     n = len(encodings)
     blob = ed.label_bytes()
     assert len(encodings) == n  # encoded once, ahead
-    np.testing.assert_array_equal(np.frombuffer(gzip.decompress(blob), "<u4").reshape(96, 96),
+    np.testing.assert_array_equal(np.frombuffer(gzip.decompress(blob), "<u2").reshape(96, 96),
                                   load_labels(label_path(second.path)).masks)
     ed.delete([int(ed.labels.ids[0])])
-    after = np.frombuffer(gzip.decompress(ed.label_bytes()), "<u4").reshape(96, 96)
+    after = np.frombuffer(gzip.decompress(ed.label_bytes()), "<u2").reshape(96, 96)
     np.testing.assert_array_equal(after, ed.labels.masks)  # an edit makes the next encoding anew
     assert len(encodings) == n + 1
     ed.close()
@@ -75,7 +75,7 @@ def test_labels_changed_on_disk_after_the_read_ahead_are_read_again(project, rec
                 image_path=second.path)  # a job or another tab writes the file
     ed.open(second)
     assert ed.labels.count == 1 and ed.labels.classes.tolist() == [0, 2]
-    np.testing.assert_array_equal(np.frombuffer(gzip.decompress(ed.label_bytes()), "<u4").reshape(96, 96), masks)
+    np.testing.assert_array_equal(np.frombuffer(gzip.decompress(ed.label_bytes()), "<u2").reshape(96, 96), masks)
     assert ed.file_version is not None and not ed.dirty
     ed.delete([1])
     assert ed.save() == label_path(second.path)  # no conflict: the version kept is the one read last
