@@ -24,8 +24,10 @@ from .proto import multicellpose_pb2 as pb
 WIRE_KINDS = frozenset("biufcU")
 #: Most dimensions an array on the wire may have (numpy's own limit).
 MAX_DIMS = 32
-#: Bytes per message of a file upload or download stream.
-CHUNK_BYTES = 4 << 20
+#: Bytes per message of a file upload or download stream. 1 MiB, not more: with 4 MiB messages the
+#: server spent about 1.5x the CPU per byte received (4.1-4.5 vs 2.7-2.9 s/GiB, benchmarks/remote_bench.py
+#: setup; big fresh buffers, copied and hashed out of cache) and uploads were slower direct and through SSH.
+CHUNK_BYTES = 1 << 20
 
 
 def to_array_msg(arr: np.ndarray) -> pb.NDArray:

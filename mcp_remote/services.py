@@ -10,6 +10,7 @@ are the :class:`~mcp_core.backend.LocalBackend`'s: this module has none of its o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -106,18 +107,37 @@ def params_of(cls: type, text: str, what: str) -> Any:
 
 
 def _idle_cut(messages: Iterator, context: grpc.ServicerContext, idle_s: float) -> Iterator:
-    """*messages*, ending the call when the client sends nothing for *idle_s* seconds."""
-    while True:
-        timer = threading.Timer(idle_s, context.cancel)
-        timer.daemon = True
-        timer.start()
-        try:
-            msg = next(messages)
-        except StopIteration:
-            return
-        finally:
-            timer.cancel()
-        yield msg
+    """*messages*, ending the call when the client sends nothing for *idle_s* seconds.
+
+    Only the time spent waiting for the next message counts, not the time the caller spends on
+    one. One watchdog thread per stream, not a timer per message: starting a thread waits for it
+    to run, about 0.1-0.5 ms for each message of the stream.
+    """
+    waiting_since: list[float | None] = [time.monotonic()]  # None while the caller has a message
+    done = threading.Event()
+
+    def watch() -> None:
+        while True:
+            since = waiting_since[0]
+            left = idle_s if since is None else since + idle_s - time.monotonic()
+            if left <= 0:
+                context.cancel()
+                return
+            if done.wait(left):
+                return
+
+    threading.Thread(target=watch, name="upload-idle-cut", daemon=True).start()
+    try:
+        while True:
+            waiting_since[0] = time.monotonic()
+            try:
+                msg = next(messages)
+            except StopIteration:
+                return
+            waiting_since[0] = None
+            yield msg
+    finally:
+        done.set()
 
 
 class _Service:
@@ -175,8 +195,8 @@ class TransferService(_Service, pbg.TransferServicer):
     def Upload(self, request_iterator, context):
         user = self.user(context)
         store = self.site.storage(user)
-        with self.site.stream(user):
-            messages = _idle_cut(request_iterator, context, self.site.config.upload_idle_s)
+        messages = _idle_cut(request_iterator, context, self.site.config.upload_idle_s)
+        with self.site.stream(user), contextlib.closing(messages):
             first = next(messages, None)
             if first is None:
                 raise InvalidRequest("An upload must name its file (fields sha256 and size) in its first message.")

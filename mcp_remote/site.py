@@ -176,9 +176,10 @@ class Site:
     def limits(self) -> dict:
         """Limits a client must respect."""
         from .channel import MAX_MESSAGE_BYTES
+        from .codec import CHUNK_BYTES
 
         return {"max_upload_bytes": self.config.max_upload_bytes, "quota_bytes": self.config.quota_bytes,
-                "max_message_bytes": MAX_MESSAGE_BYTES, "chunk_bytes": 4 << 20, "max_files": self.config.max_files,
+                "max_message_bytes": MAX_MESSAGE_BYTES, "chunk_bytes": CHUNK_BYTES, "max_files": self.config.max_files,
                 "max_streams_per_user": self.config.max_streams_per_user,
                 "max_queued_jobs": self.config.max_queued_jobs}
 

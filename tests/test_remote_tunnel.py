@@ -9,6 +9,7 @@ import threading
 import asyncssh
 import pytest
 
+from mcp_remote.codec import CHUNK_BYTES
 from mcp_remote.config import RemoteConfig
 from mcp_remote.server import start_server
 from mcp_remote.testing import LocalSSHServer
@@ -104,8 +105,8 @@ def test_an_upload_resumes_after_the_tunnel_drops(site, tmp_path):
 
     def progress(done: int, total: int) -> None:
         reports.append(done)
-        if len(reports) == 3:  # two chunks sent: once the server has stored some, cut the link
-            poll(lambda: partial.exists() and partial.stat().st_size >= 4 * MiB, "the server to store 4 MiB",
+        if len(reports) == 3:  # two chunks sent: once the server has stored the first, cut the link
+            poll(lambda: partial.exists() and partial.stat().st_size >= CHUNK_BYTES, "the server to store a chunk",
                  interval=0.01)
             sshd.drop()
 
