@@ -59,7 +59,7 @@ export default {
     this.tx = 0;
     this.ty = 0;
     this.imgCanvas = document.createElement("canvas");
-    this.ovTiles = []; // {x, y, w, h, canvas, ctx} covering the image (see renderBox)
+    this.ovTiles = []; // {x, y, w, h, canvas, ctx, ready, coarse} covering the image (see renderOverlay)
     this.path = null; // points of the stroke being drawn (image coordinates)
     this.mode = null; // contour | lasso | rect | erase | split | pan
     this.pending = null; // performance.now() of the last finished action
@@ -83,6 +83,7 @@ export default {
     window.removeEventListener("mousemove", this.onMove);
     window.removeEventListener("mouseup", this.onUp);
     this.resizeObserver.disconnect();
+    clearTimeout(this.ovTimer);
   },
   watch: {
     colorMode() { this.renderBox(0, 0, this.W, this.H); this.draw(); },
@@ -127,9 +128,9 @@ export default {
       this.path = null;
       this.mode = null;
       this.setClassTable(classes, colors, false);
-      this.renderBox(0, 0, this.W, this.H);
-      const t3 = performance.now();
       if (sizeChanged || !keepView) this.fit();
+      this.renderOverlay();
+      const t3 = performance.now();
       this.loaded = true;
       this.draw();
       window.mcpLoadedAt = performance.now();
@@ -392,38 +393,109 @@ export default {
       return this.palette[cls] || this.palette[0];
     },
     renderBox(x0, y0, w, h) {
-      // One 32-bit RGBA word per pixel (little-endian: red in the low byte), everything read once out of the loop:
-      // the component's fields are reactive proxies, slow to read per pixel.
+      // Paint the box into the overlay and show it: on each overlay tile it overlaps, the box's part, or the whole
+      // tile when that was not painted yet (see renderOverlay).
       if (!this.ovData) return;
-      const W = this.W, H = this.H, L = this.labels, out = new Uint32Array(this.ovData.data.buffer);
       x0 = Math.max(0, x0); y0 = Math.max(0, y0);
-      const x1 = Math.min(W, x0 + w), y1 = Math.min(H, y0 + h);
+      const x1 = Math.min(this.W, x0 + w), y1 = Math.min(this.H, y0 + h);
+      this.paintOverlay(x0, y0, x1, y1);
+      for (const t of this.ovTiles) {
+        let ax = Math.max(x0, t.x), ay = Math.max(y0, t.y), bx = Math.min(x1, t.x + t.w), by = Math.min(y1, t.y + t.h);
+        if (!(ax < bx && ay < by)) continue;
+        if (!t.ready) { // the tile's first painting in full: the rest of it too
+          if (bx - ax < t.w || by - ay < t.h) this.paintOverlay(t.x, t.y, t.x + t.w, t.y + t.h);
+          [ax, ay, bx, by] = [t.x, t.y, t.x + t.w, t.y + t.h];
+          t.ready = true;
+          t.coarse = null;
+        }
+        t.ctx.putImageData(this.ovData, -t.x, -t.y, ax, ay, bx - ax, by - ay);
+      }
+    },
+    renderOverlay() {
+      // The whole overlay, soon: the tiles in view now (when the view shrinks them to half or less, at that coarser
+      // resolution: a quarter of the pixels or fewer), then every tile in full one at a time after the frame, those
+      // in view first. An edit paints the tiles it touches in full at once (renderBox).
+      clearTimeout(this.ovTimer);
+      const step = Math.floor(1 / this.scale), seen = this.inView();
+      for (const t of this.ovTiles) {
+        t.ready = false;
+        t.coarse = null;
+        if (!seen(t)) continue;
+        if (step >= 2) this.paintCoarse(t, step);
+        else this.renderBox(t.x, t.y, t.w, t.h);
+      }
+      const todo = [...this.ovTiles.filter(seen), ...this.ovTiles.filter((t) => !seen(t))];
+      const next = () => {
+        const t = todo.find((u) => !u.ready);
+        if (!t) return;
+        this.renderBox(t.x, t.y, t.w, t.h);
+        this.draw();
+        this.ovTimer = setTimeout(next, 0);
+      };
+      this.ovTimer = setTimeout(next, 0);
+    },
+    inView() {
+      // (tile) => whether any of the tile ({x, y, w, h} in image pixels) is in the view
+      const view = this.$refs.view, x0 = -this.tx / this.scale, y0 = -this.ty / this.scale;
+      const x1 = (view.width - this.tx) / this.scale, y1 = (view.height - this.ty) / this.scale;
+      return (t) => t.x < x1 && t.x + t.w > x0 && t.y < y1 && t.y + t.h > y0;
+    },
+    overlayWords() {
+      // (id) => [inner, border]: the RGBA words of a mask's inside and edge pixels (little-endian: red in the low
+      // byte), as the class table, palette, colour mode, fill and selection now say.
       const fill = this.fillAlpha, outline = this.outline, sel = this.selection, hasSel = sel.size > 0;
       const byClass = this.colorMode !== "instance", classes = this.classes, palette = this.palette;
       const word = (c, a) => (c[0] | (c[1] << 8) | (c[2] << 16) | (a << 24)) >>> 0;
-      const white = word([255, 255, 255], 255);
+      const white = word([255, 255, 255], 255), both = [0, 0];
+      return (id) => {
+        const col = byClass ? palette[id < classes.length ? classes[id] : 0] || palette[0] : instanceColor(id);
+        const selected = hasSel && sel.has(id);
+        both[0] = word(col, selected ? Math.min(255, fill + 70) : outline ? 0 : fill);
+        both[1] = selected ? white : word(col, EDGE_ALPHA);
+        return both;
+      };
+    },
+    paintOverlay(x0, y0, x1, y1) {
+      // The overlay's pixels of the box [x0, x1) x [y0, y1) from the labels, one 32-bit word each; everything read
+      // once out of the loop: the component's fields are reactive proxies, slow to read per pixel.
+      const W = this.W, H = this.H, L = this.labels, out = new Uint32Array(this.ovData.data.buffer);
+      const wordsOf = this.overlayWords();
       let lastId = -1, inner = 0, border = 0;
       for (let y = y0; y < y1; y++) {
+        const up = y > 0 ? W : 0, down = y < H - 1 ? W : 0; // 0: the pixel itself, never an edge
         let i = y * W + x0;
         for (let x = x0; x < x1; x++, i++) {
           const id = L[i];
           if (id === 0) { out[i] = 0; continue; }
-          if (id !== lastId) { // as colorOf(id), without reading the component per mask
-            const col = byClass ? palette[id < classes.length ? classes[id] : 0] || palette[0] : instanceColor(id);
-            const selected = hasSel && sel.has(id);
-            inner = word(col, selected ? Math.min(255, fill + 70) : outline ? 0 : fill);
-            border = selected ? white : word(col, EDGE_ALPHA);
-            lastId = id;
-          }
-          const edge = (x > 0 && L[i - 1] !== id) || (x < W - 1 && L[i + 1] !== id) ||
-                       (y > 0 && L[i - W] !== id) || (y < H - 1 && L[i + W] !== id);
+          if (id !== lastId) { const words = wordsOf(id); inner = words[0]; border = words[1]; lastId = id; }
+          const edge = L[i - up] !== id || L[i + down] !== id || (x > 0 && L[i - 1] !== id) || (x < W - 1 && L[i + 1] !== id);
           out[i] = edge ? border : inner;
         }
       }
-      for (const t of this.ovTiles) { // the box's part of each overlay canvas it overlaps
-        const ax = Math.max(x0, t.x), ay = Math.max(y0, t.y), bx = Math.min(x1, t.x + t.w), by = Math.min(y1, t.y + t.h);
-        if (ax < bx && ay < by) t.ctx.putImageData(this.ovData, -t.x, -t.y, ax, ay, bx - ax, by - ay);
+    },
+    paintCoarse(t, step) {
+      // A tile's overlay from every step-th pixel each way, edges against the pixels step away, on a canvas of its
+      // own (t.coarse) that draw() stretches over the tile until the tile is painted in full.
+      const W = this.W, H = this.H, L = this.labels, w = Math.ceil(t.w / step), h = Math.ceil(t.h / step);
+      const canvas = document.createElement("canvas");
+      canvas.width = w;
+      canvas.height = h;
+      const ctx = canvas.getContext("2d"), data = ctx.createImageData(w, h), out = new Uint32Array(data.data.buffer);
+      const wordsOf = this.overlayWords();
+      let lastId = -1, inner = 0, border = 0, k = 0;
+      for (let y = t.y; y < t.y + t.h; y += step) {
+        const up = y >= step ? step * W : 0, down = y + step < H ? step * W : 0;
+        for (let x = t.x, i = y * W + t.x; x < t.x + t.w; x += step, i += step, k++) {
+          const id = L[i];
+          if (id === 0) continue;
+          if (id !== lastId) { const words = wordsOf(id); inner = words[0]; border = words[1]; lastId = id; }
+          const edge = L[i - up] !== id || L[i + down] !== id || (x >= step && L[i - step] !== id) ||
+                       (x + step < W && L[i + step] !== id);
+          out[k] = edge ? border : inner;
+        }
       }
+      ctx.putImageData(data, 0, 0);
+      t.coarse = canvas;
     },
     makeOverlay() {
       // The overlay's pixels (ovData, one RGBA word per image pixel) and the canvases that show them, in tiles.
@@ -459,7 +531,12 @@ export default {
       this.drawTiles(ctx);
       if (this.overlay) {
         ctx.globalAlpha = this.opacity;
-        for (const t of this.ovTiles) ctx.drawImage(t.canvas, t.x, t.y);
+        const seen = this.inView();
+        for (const t of this.ovTiles) {
+          if (!seen(t)) continue;
+          if (t.ready) ctx.drawImage(t.canvas, t.x, t.y);
+          else if (t.coarse) ctx.drawImage(t.coarse, t.x, t.y, t.w, t.h);
+        }
         ctx.globalAlpha = 1;
       }
       this.drawPluginLayers(ctx);

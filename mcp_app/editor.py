@@ -57,6 +57,7 @@ class Frame:
     image_stamp: tuple[int, int]  # (size, mtime_ns) of the image file
     pixel_blob: bytes
     label_blob: bytes
+    extremes: tuple[list[float], float] | None  # each channel's minimum and the image's maximum (None: large)
 
 
 #: Longest side of the level the browser gets first (about a screen's width); finer levels of a larger image come
@@ -81,6 +82,8 @@ class Editor:
         self.kind = kind
         self.item: Item | None = None
         self.image: np.ndarray | None = None  # the whole frame; None for a large image (see :attr:`pyramid`)
+        #: Each channel's minimum and :attr:`image`'s maximum (the contrast sliders' ranges), found with the read
+        self.extremes: tuple[list[float], float] | None = None
         self.pyramid: Pyramid | None = None  # levels of the frame for display
         self.labels: LabelSet | None = None
         self.display = Display()
@@ -114,7 +117,7 @@ class Editor:
             labels = self.project.adopt(labels)  # the file names classes the project lacked (or it changed since)
             labels.index_boxes()  # now, so edits touch only their boxes
         self.item, self.image, self.pyramid, self.labels = item, frame.image, frame.pyramid, labels
-        self.file_version = frame.file_version
+        self.file_version, self.extremes = frame.file_version, frame.extremes
         self._blobs = {"pixels": (self.edits, frame.pixel_blob), "labels": (self.edits, frame.label_blob)}
         self.saved_edits = self.edits
         self.version += 1
@@ -156,7 +159,10 @@ class Editor:
                              f"{labels.shape} but the image is {pyramid.shape}; the file was left untouched.")
         labels.index_boxes()
         overview = pyramid.read(pyramid.level_within(OVERVIEW_SIDE))
-        return Frame(image, pyramid, labels, file_version, stamp, encode_pixels(overview), encode_labels(labels.masks))
+        extremes = None if image is None else ([float(image[..., c].min()) for c in range(image.shape[2])],
+                                               float(image.max()))
+        return Frame(image, pyramid, labels, file_version, stamp, encode_pixels(overview), encode_labels(labels.masks),
+                     extremes)
 
     def _fresh(self, key: tuple[Path, str], frame: Frame) -> bool:
         """Whether the image and label files still have the size and modification time they had when *frame* was

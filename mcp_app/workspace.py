@@ -458,10 +458,11 @@ class Workspace:
                 for k, colour in enumerate(("Red", "Green", "Blue")):
                     ui.select(options, value=d.rgb[k] if d.rgb[k] is not None and d.rgb[k] < n else None, label=colour,
                               on_change=lambda e, k=k: self._set_rgb(k, e.value)).props("dense").classes("flex-grow")
-            top = float(img.max()) if img.dtype.kind == "f" else float(255 if img.dtype.itemsize == 1 else img.max())
+            minima, peak = self.editor.extremes  # found with the read, off the event loop
+            top = 255.0 if img.dtype.kind != "f" and img.dtype.itemsize == 1 else peak
             self.limits = []
             for c in range(n):
-                lowest, highest = float(min(img[..., c].min(), 0)), max(top, d.high[c])
+                lowest, highest = min(minima[c], 0.0), max(top, d.high[c])
                 with ui.row().classes("items-center w-full no-wrap gap-1"):
                     ui.label(f"ch {c}").classes("text-xs whitespace-nowrap")
                     low = ui.number(value=round(d.low[c], 4), on_change=lambda e, c=c: self._typed_limit(c)
