@@ -322,7 +322,7 @@ export default {
         for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);
         this.renderBox(patch.x - 1, patch.y - 1, patch.w + 2, patch.h + 2);
       }
-      this.draw();
+      this.draw(patch.w > 0 && patch.h > 0 && !patch.colors ? [patch.x - 1, patch.y - 1, patch.w + 2, patch.h + 2] : null);
       if (this.pending !== null) {
         const now = performance.now();
         window.mcpLatency.push(now - this.pending);
@@ -518,11 +518,25 @@ export default {
       if (this.fitted) this.fit();
       else this.draw();
     },
-    draw() {
+    draw(box = null) {
+      // The view; with box ([x, y, w, h] in image pixels: an edit's), only the screen pixels over it (the rest is as
+      // drawn: a large image's view is many tiles to draw again).
       const view = this.$refs.view;
       if (!view) return;
       const ctx = view.getContext("2d");
+      ctx.save();
       ctx.setTransform(1, 0, 0, 1, 0, 0);
+      if (box) {
+        const x = Math.floor(this.tx + box[0] * this.scale), y = Math.floor(this.ty + box[1] * this.scale);
+        ctx.beginPath();
+        ctx.rect(x, y, Math.ceil(this.tx + (box[0] + box[2]) * this.scale) - x,
+                 Math.ceil(this.ty + (box[1] + box[3]) * this.scale) - y);
+        ctx.clip();
+      }
+      this.paintView(ctx, view);
+      ctx.restore();
+    },
+    paintView(ctx, view) {
       ctx.clearRect(0, 0, view.width, view.height);
       if (!this.W) return;
       ctx.imageSmoothingEnabled = false;

@@ -68,8 +68,8 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
 
     def apply(self, patch: Patch | None) -> None:
         if patch is not None:
-            if patch.classes is not None:
-                self._props["classNames"] = list(self.editor.labels.class_names)
+            if patch.classes is not None and self._props.get("classNames") != self.editor.labels.class_names:
+                self._props["classNames"] = list(self.editor.labels.class_names)  # not resent after every edit
                 self.update()
             self.run_method("applyPatch", self._wire(patch))
 

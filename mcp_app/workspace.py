@@ -351,7 +351,7 @@ class Workspace:
 
     # --------------------------------------------------------------------- save
     def set_status(self, text: str) -> None:
-        if self.status is not None:
+        if self.status is not None and self.status.text != text:  # an edit after an edit changes nothing here
             self.status.text = text
             self.status.props["title"] = text  # the whole text on hover when the ellipsis cuts it
 
