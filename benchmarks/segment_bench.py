@@ -1,7 +1,9 @@
 """Throughput of ``mcp_core.segment.segment`` against a per-image loop of upstream ``CellposeModel.eval``.
 
-Both run the same network with the same weights on the same synthetic images: ours batches the
-tiles of all images together and adds the per-mask class vote; upstream runs image by image.
+Both run the same network with the same weights, threads and warm-up on the same synthetic images:
+ours batches the tiles of all images together, finishes each image (dynamics, per-mask class vote
+and confidence scores) in a worker thread while the network goes on, and upstream runs image by
+image.
 Also prints training throughput (samples/s). On the CPU the net is the ``tiny`` architecture,
 trained here first so that the masks (and so the dynamics' work) are realistic; with CUDA the
 ViT-L (``cpsam`` architecture, random weights: the network's speed does not depend on them,
@@ -62,7 +64,7 @@ def compare(path: str, images: list[np.ndarray], device: str, batch_size: int, r
     n_up = np.mean([m.max() for m in upstream])
     n = len(images) * rounds
     print(f"  segment():              {n / t_ours:7.2f} images/s  ({t_ours:6.2f} s, {n_ours:.0f} masks/image, "
-          f"{ours.n_classes} class channels + per-mask vote)")
+          f"{ours.n_classes} class channels + per-mask vote and confidence)")
     print(f"  upstream eval() loop:   {n / t_up:7.2f} images/s  ({t_up:6.2f} s, {n_up:.0f} masks/image)")
     print(f"  ratio segment/upstream: {t_up / t_ours:7.2f}x   (rounds: {' '.join(f'{r:.2f}' for r in ratios)}; "
           f"batch_size {batch_size}, {ours.bsize}-pixel tiles)")

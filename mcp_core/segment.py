@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ from .preprocess import prepare_image
 
 #: Masks larger than this fraction of the image are dropped (cellpose's default).
 MAX_SIZE_FRACTION = 0.4
+#: Images whose network outputs may wait for the finishing worker while the network goes on.
+IN_FLIGHT = 2
 
 
 def segment(model: MultiClassModel | str | os.PathLike, images: Sequence[np.ndarray], params: SegmentParams | None = None,
@@ -102,31 +106,45 @@ def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], param
             for t in range(len(tiled)):
                 yield i, t, tiled[t]
 
-    done = 0
     batch: list[tuple[int, int, np.ndarray]] = []
     stream = tiles()
-    while True:
-        item = next(stream, None)
-        if item is not None:
-            batch.append(item)
-            if len(batch) < params.batch_size:
-                continue
-        if batch:
-            out = _forward(net, np.stack([b[2] for b in batch]), device)
-            for (i, t, _), y in zip(batch, out):
-                entry = pending[i]
-                if entry["out"] is None:
-                    entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
-                entry["out"][t] = y
-                entry["left"] -= 1
-                if entry["left"] == 0:
-                    results[i] = _finish(model, pending.pop(i), params, rsz, diameter, k)
-                    done += 1
-                    if progress:
-                        progress(done, len(images))
-            batch = []
-        if item is None:
-            break
+    finishing: deque[tuple[int, Future]] = deque()
+    done = 0
+
+    def collect(keep: int) -> None:
+        """Take the finished images in order, waiting while more than *keep* are in the worker's hands."""
+        nonlocal done
+        while finishing and (len(finishing) > keep or finishing[0][1].done()):
+            i, future = finishing.popleft()
+            results[i] = future.result()
+            done += 1
+            if progress:
+                progress(done, len(images))
+
+    # One worker finishes an image (cellpose's dynamics, class vote, confidence) while the network runs
+    # on the next tiles; at most IN_FLIGHT images wait for it, so outputs do not pile up.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-finish") as worker:
+        while True:
+            item = next(stream, None)
+            if item is not None:
+                batch.append(item)
+                if len(batch) < params.batch_size:
+                    continue
+            if batch:
+                out = _forward(net, np.stack([b[2] for b in batch]), device)
+                for (i, t, _), y in zip(batch, out):
+                    entry = pending[i]
+                    if entry["out"] is None:
+                        entry["out"] = np.zeros((entry["left"], *y.shape), np.float32)
+                    entry["out"][t] = y
+                    entry["left"] -= 1
+                    if entry["left"] == 0:
+                        finishing.append((i, worker.submit(_finish, model, pending.pop(i), params, rsz, diameter, k)))
+                collect(IN_FLIGHT)
+                batch = []
+            if item is None:
+                break
+        collect(0)
     return results  # type: ignore[return-value]
 
 
