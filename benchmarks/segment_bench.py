@@ -51,14 +51,16 @@ def compare(path: str, images: list[np.ndarray], device: str, batch_size: int, r
 
     # Rounds alternate ours and upstream's, so a machine whose load changes slows both alike.
     t_ours, t_up, ratios = 0.0, 0.0, []
+    cpu_ours, cpu_up = 0.0, 0.0  # CPU seconds of this process: less swayed than wall time by others' load
     for _ in range(rounds):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         results = segment(ours, images, params)
-        a = time.perf_counter() - t
-        t = time.perf_counter()
+        a, ca = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
         upstream = [theirs.eval(img, channel_axis=-1, batch_size=batch_size, bsize=ours.bsize)[0] for img in images]
-        b = time.perf_counter() - t
+        b, cb = time.perf_counter() - t, time.process_time() - c
         t_ours, t_up = t_ours + a, t_up + b
+        cpu_ours, cpu_up = cpu_ours + ca, cpu_up + cb
         ratios.append(b / a)
     n_ours = np.mean([r.masks.max() for r in results])
     n_up = np.mean([m.max() for m in upstream])
@@ -68,6 +70,7 @@ def compare(path: str, images: list[np.ndarray], device: str, batch_size: int, r
     print(f"  upstream eval() loop:   {n / t_up:7.2f} images/s  ({t_up:6.2f} s, {n_up:.0f} masks/image)")
     print(f"  ratio segment/upstream: {t_up / t_ours:7.2f}x   (rounds: {' '.join(f'{r:.2f}' for r in ratios)}; "
           f"batch_size {batch_size}, {ours.bsize}-pixel tiles)")
+    print(f"  CPU seconds:            {cpu_ours:7.1f} ours, {cpu_up:.1f} upstream ({cpu_up / cpu_ours:.2f}x)")
 
 
 def main() -> None:
