@@ -17,6 +17,7 @@ if [ ! -f "$STAMP" ]; then
 fi
 if [ "${1:-}" = "test" ]; then
     shift
-    exec "$VENV/bin/python" -m pytest "$@"
+    # One worker process per core, at most 4 (each imports torch and starts its own app servers); later -n wins.
+    exec "$VENV/bin/python" -m pytest -n auto --maxprocesses 4 "$@"
 fi
 exec "$VENV/bin/multicellpose" "$@"

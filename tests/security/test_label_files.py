@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from app.browser import App
+from waiting import apoll
 from mcp_core.errors import LabelFileError
 from mcp_core.labels import load_labels
 from mcp_core.labels.npyfile import read_label_dict, read_npy
@@ -160,7 +161,8 @@ async def test_trainer_marks_a_poisoned_image_unreadable_and_never_writes_it(use
     from mcp_app.workspace import OPEN_WORKSPACES
 
     [ws] = [w for w in OPEN_WORKSPACES if w.project.folder == (tmp_path / "project").resolve()]
-    assert 0 in ws.unreadable and ws.index == 1  # the page went on to the next image
+    assert 0 in ws.unreadable
+    await apoll(lambda: ws.index == 1, "the page going on to the next image")
     ws.edit(lambda: ws.editor.delete([int(ws.editor.labels.ids[0])]))
     ws.flush_sync()
     await ws.step(-1)  # going back tries the refused file again, and stays where it is
