@@ -41,6 +41,8 @@ from mcp_core.labels import LabelSet, save_labels  # noqa: E402
 
 REPEAT = 5
 TARGET_MS = {"contour": 20, "delete": 20, "assign": 20, "lasso": 60, "next image": 200}
+#: Issue 17's targets for a large image (past 2048x2048): every edit <= 40 ms; next image has none.
+LARGE_TARGET_MS = {"contour": 40, "delete": 40, "assign": 40, "lasso": 40, "next image": None}
 LASSO_R = 280  # image pixels: a lasso of about 200 masks
 #: Every edit is made in the image's top-left REGION x REGION pixels, shown in the view as a user zooms in to edit
 #: (the whole image at the default size).
@@ -197,9 +199,10 @@ def main() -> None:
         app.stop()
     print(f"UI latency, {args.side}x{args.side} image with {labels.count} masks, input to first frame showing the "
           f"result, median of {REPEAT} (min-max), ms ({args.work:g} s on each image before the next):")
+    targets = TARGET_MS if args.side <= 2048 else LARGE_TARGET_MS
     for name, values in results.items():
-        print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   "
-              f"target <= {TARGET_MS[name]}")
+        target = f"target <= {targets[name]}" if targets[name] else "no target"
+        print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   {target}")
     print(f"  (each lasso touched {min(lassoed)}-{max(lassoed)} masks)")
     print("  edits, medians of their phases (ms): server's edit / rest of the round trip (transfers, queues) / "
           "page's drawing / input and frame")
