@@ -34,7 +34,12 @@ def main() -> None:
         y, x = rng.integers(0, 2030, 2)
         masks[y:y + 15, x:x + 15] = i
     labels = LabelSet(masks, None)
-    path = Path(tempfile.mkdtemp()) / "a_seg.npy"
+    with tempfile.TemporaryDirectory(prefix="label-file-bench-") as folder:
+        report(Path(folder) / "a_seg.npy", labels)
+
+
+def report(path: Path, labels: LabelSet) -> None:
+    """Print the save and load timings of *labels* in a label file at *path*."""
     save_labels(path, labels)
     version = [FileVersion.of(path)]
 
