@@ -66,8 +66,8 @@ def segment(model: MultiClassModel | str | os.PathLike, images: Sequence[np.ndar
     params = params or SegmentParams()
     model = model if isinstance(model, MultiClassModel) else open_model(model)
     channels = params.channels if params.channels is not None else model.meta.get("channels")
-    prepared = [prepare_image(img, channels, tuple(params.normalize)) for img in images]
-    return segment_prepared(model, prepared, params, progress)
+    normalize = tuple(params.normalize)
+    return _segment(model, images, lambda img: prepare_image(img, channels, normalize), params, progress)
 
 
 def _rescale(model: MultiClassModel, diameter: float) -> tuple[float, float]:
@@ -79,6 +79,12 @@ def _rescale(model: MultiClassModel, diameter: float) -> tuple[float, float]:
 def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], params: SegmentParams,
                      progress: Callable[[int, int], None] | None = None) -> list[SegmentResult]:
     """:func:`segment` for images already made ``(Y, X, 3)`` by :func:`mcp_core.preprocess.prepare_image`."""
+    return _segment(model, images, lambda img: img, params, progress)
+
+
+def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Callable[[np.ndarray], np.ndarray],
+             params: SegmentParams, progress: Callable[[int, int], None] | None) -> list[SegmentResult]:
+    """Segment *images*, each prepared by *prepare* only when its tiles are made (not all held at once)."""
     bsize = model.bsize if params.bsize is None else int(params.bsize)
     if bsize != model.bsize:
         raise ParameterError(f"This model works on {model.bsize}-pixel tiles; set bsize to {model.bsize} (got {bsize}).")
@@ -91,6 +97,7 @@ def segment_prepared(model: MultiClassModel, images: Sequence[np.ndarray], param
 
     def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
         for i, img in enumerate(images):
+            img = prepare(img)
             shape = img.shape[:2]
             if rsz != 1.0:
                 img = transforms.resize_image(img, rsz=rsz)
