@@ -66,10 +66,9 @@ def polygon_box(rows, cols, shape: tuple[int, int]) -> tuple[tuple[slice, slice]
     # Inside where an odd number of crossings lie at or left of the pixel: from ceil(1st) up to ceil(2nd), ...
     start = np.clip(np.ceil(at[0::2]), x0, x1).astype(np.int64) - x0
     stop = np.clip(np.ceil(at[1::2]), x0, x1).astype(np.int64) - x0
-    steps = np.zeros((y1 - y0, x1 - x0 + 1), np.int32)
-    np.add.at(steps, (row[0::2], start), 1)
-    np.add.at(steps, (row[0::2], stop), -1)
-    inside = np.cumsum(steps, axis=1)[:, :-1] > 0
+    inside = np.zeros((y1 - y0, x1 - x0), bool)
+    for r, a, b in zip(row[0::2].tolist(), start.tolist(), stop.tolist()):  # a span a row: few (a cumsum: slow)
+        inside[r, a:b] = True
     # Pixels on or next to an edge, and rows through a vertex, as skimage decides them.
     near = np.abs(at - np.round(at)) < NEAR
     px, py = np.round(at[near]).astype(np.int64), row[near]
