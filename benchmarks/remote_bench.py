@@ -3,19 +3,22 @@ and the segmentation round trip of a 2048x2048 image on the server versus locall
 
     python benchmarks/remote_bench.py [--mib 256] [--repeats 3] [--upload-only]
 
-The server and the SSH server (asyncssh) run here too, each in a process of its own
-(``remote_node.py``), as sshd and the server would on the remote node, so the figures measure the
-protocol and tunnel overheads, not a network. Next to our uploads, the same rounds time the bare
-SSH port forward (asyncssh, same cipher, same SSH server) into a sink that discards the bytes: the
-most any tunnel made with asyncssh could carry here. The model is the small random ``tiny``
-architecture (no weights are downloaded): its forward pass over 2048x2048 tiles is real work, its
-masks are few unless ``--many-masks``.
+The server and the SSH servers run here too, each in a process of its own (``remote_node.py``), as
+sshd and the server would on the remote node, so the figures measure the protocol and tunnel
+overheads, not a network. Two SSH servers are timed: asyncssh's, a stand-in in Python, and
+OpenSSH's sshd (what a real node runs) when it is installed. Next to our uploads, the same rounds
+time the bare SSH port forward of each (our asyncssh client, same cipher) into a sink that
+discards the bytes: the most any tunnel made with asyncssh could carry here. Each route's CPU
+seconds per GiB are given per process (client: this one; server; SSH server with its children).
+The model is the small random ``tiny`` architecture (no weights are downloaded): its forward pass
+over 2048x2048 tiles is real work, its masks are few unless ``--many-masks``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -24,50 +27,93 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from remote_node import find_sshd  # noqa: E402
 
 
-def upload_rate(backend, folder: Path, mib: int) -> float:
-    """MB/s of one upload of a fresh random file (content-addressed: never the same twice)."""
+@dataclasses.dataclass
+class Round:
+    """One timed transfer: MB/s, and CPU seconds per GiB of each process."""
+
+    rate: float
+    cpu: dict[str, float]
+
+
+class Meter:
+    """Wall time and CPU seconds of the bench's processes over a timed transfer."""
+
+    def __init__(self, nodes: dict[str, int]) -> None:
+        self.procs = {"client": psutil.Process(), **{name: psutil.Process(pid) for name, pid in nodes.items()}}
+
+    def _cpu(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            family = [proc] if name == "client" else [proc, *proc.children(recursive=True)]
+            out[name] = sum(_cpu_seconds(p) for p in family)
+        return out
+
+    def time(self, send: Callable[[], None], mib: int) -> Round:
+        """Run *send*, which carries *mib* MiB."""
+        before, start = self._cpu(), time.perf_counter()
+        send()
+        wall, after = time.perf_counter() - start, self._cpu()
+        return Round(mib * 1.048576 / wall, {name: (after[name] - before[name]) * 1024 / mib for name in after})
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    try:
+        times = proc.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
+
+
+def upload_round(backend, folder: Path, mib: int, meter: Meter) -> Round:
+    """One upload of a fresh random file (content-addressed: never the same twice)."""
     path = folder / f"blob-{id(backend)}.bin"
     path.write_bytes(os.urandom(mib << 20))
-    start = time.perf_counter()
-    backend.upload(path)
-    rate = mib * 1.048576 / (time.perf_counter() - start)
+    result = meter.time(lambda: backend.upload(path), mib)
     path.unlink()
     backend.clear_training_files()
-    return rate
+    return result
 
 
-def forward_rate(address: str, mib: int) -> float:
-    """MB/s of *mib* MiB sent into a ``remote_node.py`` sink at *address* until the sink counts them all."""
+def forward_round(address: str, mib: int, meter: Meter) -> Round:
+    """*mib* MiB sent into a ``remote_node.py`` sink at *address* until the sink counts them all."""
     data = os.urandom(mib << 20)
     host, port = address.rsplit(":", 1)
-    start = time.perf_counter()
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        reply = b""
-        while len(reply) < 8 and (part := sock.recv(8 - len(reply))):
-            reply += part
-    rate = mib * 1.048576 / (time.perf_counter() - start)
+    reply = bytearray()
+
+    def send() -> None:
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            while len(reply) < 8 and (part := sock.recv(8 - len(reply))):
+                reply.extend(part)
+
+    result = meter.time(send, mib)
     if int.from_bytes(reply, "big") != len(data):
         raise RuntimeError(f"the sink got {int.from_bytes(reply, 'big')} of {len(data)} bytes")
-    return rate
+    return result
 
 
-def upload_rates(senders: dict, folder: Path, mib: int, repeats: int) -> dict[str, list[float]]:
-    """MB/s per sender (a backend, or the address of a sink) over *repeats* rounds; they alternate so a
-    busy machine slows all alike."""
-    rates: dict[str, list[float]] = {name: [] for name in senders}
+def upload_rounds(senders: dict, folder: Path, mib: int, repeats: int, meter: Meter) -> dict[str, list[Round]]:
+    """*repeats* rounds per sender (a backend, or the address of a sink); they alternate so a busy
+    machine slows all alike."""
+    rounds: dict[str, list[Round]] = {name: [] for name in senders}
     for _ in range(repeats):
         for name, sender in senders.items():
-            rate = forward_rate(sender, mib) if isinstance(sender, str) else upload_rate(sender, folder, mib)
-            rates[name].append(rate)
-    return rates
+            if isinstance(sender, str):
+                rounds[name].append(forward_round(sender, mib, meter))
+            else:
+                rounds[name].append(upload_round(sender, folder, mib, meter))
+    return rounds
 
 
 @contextlib.contextmanager
@@ -89,14 +135,61 @@ def remote_node(*args: str) -> Iterator[dict]:
             proc.wait()
 
 
-def _rates(rates: list[float]) -> str:
-    return f"{max(rates):7.0f} MB/s best  ({' '.join(f'{r:.0f}' for r in rates)})"
+#: The SSH servers a tunnel is timed through, as ``remote_node.py`` roles.
+SSH_SERVERS = {"asyncssh": "asyncssh stand-in SSH server", "openssh": "OpenSSH sshd"}
 
 
-def _ratios(num: list[float], den: list[float]) -> str:
-    ratios = [n / d for n, d in zip(num, den)]
-    return (f"{statistics.median(ratios):7.2f} median of the rounds ({' '.join(f'{r:.2f}' for r in ratios)}), "
-            f"best/best {max(num) / max(den):.2f}")
+def ssh_servers(stack: contextlib.ExitStack, root: Path, token_socket: str) -> dict[str, dict]:
+    """The SSH servers' ``remote_node.py`` processes: asyncssh's, and OpenSSH's sshd when it is installed."""
+    nodes = {"asyncssh": stack.enter_context(remote_node("sshd", token_socket, str(root / "id.pub")))}
+    if find_sshd():
+        (root / "openssh").mkdir()
+        nodes["openssh"] = stack.enter_context(remote_node("openssh", str(root / "id.pub"), str(root / "openssh")))
+    return nodes
+
+
+def open_tunnel(root: Path, node: dict, remote_port: int):
+    """A tunnel through the SSH server of *node* (a ``remote_node.py`` reply) to a loopback port there."""
+    from mcp_remote.tunnel import Tunnel
+
+    known_hosts = root / f"known_hosts-{node['port']}"
+    known_hosts.write_text(node["known_hosts"])
+    return Tunnel("127.0.0.1", node["user"], port=node["port"], client_keys=[str(root / "id")],
+                  known_hosts=known_hosts, remote_port=remote_port, ssh_config=[]).open()
+
+
+def _rates(rounds: list[Round]) -> str:
+    rates = [r.rate for r in rounds]
+    return f"{max(rates):5.0f} ({' '.join(f'{r:.0f}' for r in rates)})"
+
+
+def _cpu(rounds: list[Round], processes: list[str]) -> str:
+    """Median CPU s/GiB of each process, and of all together, under column titles as wide as the names."""
+    medians = [statistics.median(r.cpu[p] for r in rounds) for p in processes]
+    medians.append(statistics.median(sum(r.cpu.values()) for r in rounds))
+    return "  ".join(f"{m:{max(len(p), 4)}.1f}" for p, m in zip([*processes, "all"], medians))
+
+
+def _ratios(num: list[Round], den: list[Round]) -> str:
+    ratios = [n.rate / d.rate for n, d in zip(num, den)]
+    best = max(n.rate for n in num) / max(d.rate for d in den)
+    rounds = " ".join(f"{r:.2f}" for r in ratios)
+    return f"{statistics.median(ratios):5.2f} median of the rounds ({rounds}), best/best {best:.2f}"
+
+
+def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, str]) -> None:
+    """Rates and CPU per route, then the ratios of each SSH server's routes to direct gRPC."""
+    processes = list(next(iter(rounds.values()))[0].cpu)
+    print(f"  {'route':<30}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join([*processes, ' all'])}")
+    for name, rs in rounds.items():
+        print(f"  {name:<30}{_rates(rs):<38}{'':11}{_cpu(rs, processes)}")
+    direct = rounds["direct gRPC"]
+    for server, title in ssh_servers.items():
+        tunnel, bare = rounds[f"tunnel via {server}"], rounds[f"bare forward via {server}"]
+        print(f"  {title}:")
+        print(f"    tunnel/direct  {_ratios(tunnel, direct)}   (target >= 0.7)")
+        print(f"    tunnel/bare    {_ratios(tunnel, bare)}")
+        print(f"    bare/direct    {_ratios(bare, direct)}")
 
 
 def segment_times(backends: dict, image: np.ndarray, params, repeats: int) -> dict[str, float]:
@@ -131,8 +224,6 @@ def main() -> None:
     from mcp_core.synthetic import make_sample
     from mcp_remote.auth import request_token
     from mcp_remote.client import RemoteBackend
-    from mcp_remote.config import RemoteConfig
-    from mcp_remote.tunnel import Tunnel, connect
 
     with tempfile.TemporaryDirectory(prefix="remote-bench-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
@@ -140,33 +231,32 @@ def main() -> None:
         key.write_private_key(str(root / "id"))
         key.write_public_key(str(root / "id.pub"))
         server = stack.enter_context(remote_node("server", str(root)))
-        sshd = stack.enter_context(remote_node("sshd", server["token_socket"], str(root / "id.pub")))
-        (root / "known_hosts").write_text(sshd["known_hosts"])
+        nodes = ssh_servers(stack, root, server["token_socket"])
+        token = request_token(server["token_socket"])["token"]
         grpc_port = int(server["grpc"].rsplit(":", 1)[1])
-        direct = stack.enter_context(RemoteBackend(server["grpc"], request_token(server["token_socket"])["token"]))
-        tunnelled = stack.enter_context(connect("127.0.0.1", "bench", key=root / "id", port=sshd["port"],
-                                                known_hosts=root / "known_hosts", ssh_config=[],
-                                                config=RemoteConfig(ssh_remote_port=grpc_port)))
-        bare = Tunnel("127.0.0.1", "bench", port=sshd["port"], client_keys=[str(root / "id")],
-                      known_hosts=root / "known_hosts", remote_port=server["sink"], ssh_config=[]).open()
-        stack.callback(bare.close)
-        print(f"upload of {args.mib} MiB files, {args.repeats} alternating rounds (sha256 on both sides included; "
-              f"server and SSH server in processes of their own):")
-        rates = upload_rates({"direct": direct, "bare": bare.address, "tunnel": tunnelled}, root, args.mib,
-                             args.repeats)
-        print(f"  direct gRPC            {_rates(rates['direct'])}")
-        print(f"  bare SSH forward       {_rates(rates['bare'])}   (no gRPC, no sha256: into a sink)")
-        print(f"  upload through tunnel  {_rates(rates['tunnel'])}   ({tunnelled.tunnel.cipher()})")
-        print(f"  ratio tunnel/direct    {_ratios(rates['tunnel'], rates['direct'])}   (target >= 0.7)")
-        print(f"  ratio tunnel/bare      {_ratios(rates['tunnel'], rates['bare'])}")
-        print(f"  ratio bare/direct      {_ratios(rates['bare'], rates['direct'])}")
+        direct = stack.enter_context(RemoteBackend(server["grpc"], token))
+        senders, titles = {"direct gRPC": direct}, {}
+        for name, node in nodes.items():
+            tunnel = open_tunnel(root, node, grpc_port)
+            tunnelled = stack.enter_context(RemoteBackend(tunnel.address, token, tunnel=tunnel))
+            bare = open_tunnel(root, node, server["sink"])
+            stack.callback(bare.close)
+            senders[f"bare forward via {name}"] = bare.address
+            senders[f"tunnel via {name}"] = tunnelled
+            titles[name] = f"{SSH_SERVERS[name]} ({tunnel.cipher()})"
+        print(f"upload of {args.mib} MiB files, {args.repeats} alternating rounds (sha256 on both sides included; a "
+              f"bare forward: no gRPC, no sha256, into a sink; server and SSH servers in processes of their own):")
+        if "openssh" not in nodes:
+            print("  (OpenSSH's sshd is not installed: apt-get install openssh-server to time it too)")
+        meter = Meter({"server": server["pid"], **{f"{name}-sshd": node["pid"] for name, node in nodes.items()}})
+        print_uploads(upload_rounds(senders, root, args.mib, args.repeats, meter), titles)
         if args.upload_only:
             return
 
         model = root / "tiny.pth"
         build_model("tiny", class_names=["unassigned", "a", "b"], device="cpu", seed=3).save(model)
         local = LocalBackend(root / "local")
-        for b in (local, direct, tunnelled):
+        for b in (local, direct, tunnelled):  # through the last SSH server: OpenSSH's when it is installed
             b.add_model(model)
         image = make_sample(5, shape=(2048, 2048))[0]
         params = SegmentParams(model="tiny", bsize=256, flow_threshold=0.0 if args.many_masks else 0.4,
