@@ -1,7 +1,10 @@
 // Annotation canvas: the browser holds the label image and draws it; Python owns the labels.
 // The browser fetches the label ids once (raw little-endian uint16, or uint32 past 65535 ids, gzip over HTTP), colours them
 // itself (by class or by instance), draws contours, lassos and selections locally, and emits only
-// finished actions. Python answers an edit with a patch of the changed box.
+// finished actions. Python answers an edit with a patch of the changed box. A new contour, a deletion, a class
+// assignment and a lasso are drawn here at once, by the server's rules (the same pixels, ids and masks), and settled
+// by the server's patch: the patch wins where it differs, a refused edit is taken back, a failed one fetches the
+// labels again (see optimistic, applyPatch, resync).
 
 const FILL_ALPHA = 80;
 const EDGE_ALPHA = 230;
@@ -17,6 +20,90 @@ function instanceColor(id) {
   // A stable pseudo-random bright colour per mask id.
   let h = (id * 2654435761) >>> 0;
   return [64 + (h & 127) + 64 * ((h >> 7) & 1), 64 + ((h >> 8) & 191), 64 + ((h >> 16) & 191)];
+}
+
+const NEAR = 1e-6; // crossings this close to a pixel are decided by inPolygon, as mcp_core/labels/polygon.py does
+const VERTEX_EPS = 1e-12;
+
+function roundHalfEven(v) {
+  // numpy's rounding (half to even), which the server's outlines use
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function inPolygon(x, y, xp, yp) {
+  // Whether (x, y) is inside, on an edge or on a vertex of the polygon (xp, yp): skimage.draw.polygon's test, with
+  // the arithmetic of mcp_core/labels/polygon.py in_polygon.
+  let right = 0, left = 0;
+  for (let i = 0, n = xp.length; i < n; i++) {
+    const j = i === 0 ? n - 1 : i - 1;
+    const x0 = xp[i] - x, y0 = yp[i] - y, x1 = xp[j] - x, y1 = yp[j] - y;
+    if (Math.abs(x0) < VERTEX_EPS && Math.abs(y0) < VERTEX_EPS) return true;
+    const at = (x0 * y1 - x1 * y0) / (y1 - y0);
+    if ((y0 > 0) !== (y1 > 0) && at > 0) right++;
+    if ((y0 < 0) !== (y1 < 0) && at < 0) left++;
+  }
+  return right % 2 === 1 || left % 2 === 1;
+}
+
+function fillPolygon(xp, yp, W, H) {
+  // The pixels inside a polygon clipped to a W x H image, as mcp_core/labels/polygon.py polygon_box gives them:
+  // {x0, y0, w, h, inside: Uint8Array(w * h)}, or null when none can be.
+  let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
+  for (let i = 0; i < xp.length; i++) {
+    minX = Math.min(minX, xp[i]); maxX = Math.max(maxX, xp[i]);
+    minY = Math.min(minY, yp[i]); maxY = Math.max(maxY, yp[i]);
+  }
+  const y0 = Math.max(Math.floor(minY), 0), y1 = Math.min(Math.ceil(maxY), H - 1) + 1;
+  const x0 = Math.max(Math.floor(minX), 0), x1 = Math.min(Math.ceil(maxX), W - 1) + 1;
+  if (y1 <= y0 || x1 <= x0) return null;
+  const w = x1 - x0, h = y1 - y0, inside = new Uint8Array(w * h), n = xp.length, vertexYs = new Set(yp);
+  const at = [];
+  for (let r = 0; r < h; r++) {
+    const y = y0 + r, row = r * w;
+    if (vertexYs.has(y)) { // a row through a vertex: every pixel by the exact test
+      for (let x = x0; x < x1; x++) inside[row + x - x0] = inPolygon(x, y, xp, yp) ? 1 : 0;
+      continue;
+    }
+    at.length = 0;
+    for (let i = 0; i < n; i++) { // edge i runs from vertex i - 1 to vertex i
+      const j = i === 0 ? n - 1 : i - 1;
+      if ((yp[i] > y) !== (yp[j] > y)) at.push(xp[i] + (xp[j] - xp[i]) * (y - yp[i]) / (yp[j] - yp[i]));
+    }
+    at.sort((a, b) => a - b);
+    for (let k = 0; k + 1 < at.length; k += 2) {
+      const a = Math.min(Math.max(Math.ceil(at[k]), x0), x1), b = Math.min(Math.max(Math.ceil(at[k + 1]), x0), x1);
+      inside.fill(1, row + a - x0, row + b - x0);
+    }
+    for (const c of at) { // pixels on or next to an edge, as the exact test decides them
+      const px = Math.round(c);
+      if (Math.abs(c - px) < NEAR && px >= x0 && px < x1) inside[row + px - x0] = inPolygon(px, y, xp, yp) ? 1 : 0;
+    }
+  }
+  return { x0, y0, w, h, inside };
+}
+
+function lineCells(r0, c0, r1, c1, visit) {
+  // visit(r, c) for each pixel of the line from (r0, c0) to (r1, c1) as skimage.draw.line draws it (Bresenham).
+  const steep = Math.abs(r1 - r0) > Math.abs(c1 - c0);
+  let r = steep ? c0 : r0, c = steep ? r0 : c0;
+  const [dr, dc] = steep ? [Math.abs(c1 - c0), Math.abs(r1 - r0)] : [Math.abs(r1 - r0), Math.abs(c1 - c0)];
+  const sr = (steep ? c1 - c0 : r1 - r0) > 0 ? 1 : -1, sc = (steep ? r1 - r0 : c1 - c0) > 0 ? 1 : -1;
+  let d = 2 * dr - dc;
+  for (let i = 0; i < dc; i++) {
+    if (steep) visit(c, r); else visit(r, c);
+    while (d >= 0) { r += sr; d -= 2 * dc; }
+    c += sc;
+    d += 2 * dr;
+  }
+  visit(r1, c1);
+}
+
+function union(a, b) {
+  // The box [x0, y0, x1, y1] holding boxes a and b (either may be null).
+  if (!a) return b;
+  if (!b) return a;
+  return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
 }
 
 function b64ToBytes(b64) {
@@ -62,10 +149,16 @@ export default {
     this.ovTiles = []; // {x, y, w, h, canvas, ctx, ready, coarse} covering the image (see renderOverlay)
     this.path = null; // points of the stroke being drawn (image coordinates)
     this.mode = null; // contour | lasso | rect | erase | split | pan
-    this.pending = null; // performance.now() of the last finished action
+    this.pending = null; // performance.now() of the last finished action the page does not draw itself
+    this.boxes = new Int32Array(0); // [y0, y1, x0, x1] per mask id, holding all its pixels (y1 <= y0: none)
+    this.editSeq = 0; // the number of the last edit drawn here ahead of the server
+    this.unconfirmed = []; // those not settled by the server yet: {seq, op, change, t} (see optimistic)
+    this.resyncing = null; // while the labels are fetched again: the patches that came meanwhile
     this.cursor = null;
     this.pluginLayers = []; // measurement plugins' overlay layers, image coordinates (see setPluginLayers)
-    window.mcpLatency = window.mcpLatency || [];
+    window.mcpLatency = window.mcpLatency || []; // ms from an edit's input to its server's patch applied
+    window.mcpDrawn = window.mcpDrawn || []; // ms from an edit's input to the page's own result drawn
+    window.mcpCorrected = window.mcpCorrected || 0; // patches that changed what the page had drawn
     window.mcpCanvas = this; // the page's canvas, for browser tests and benchmarks
     const view = this.$refs.view;
     view.addEventListener("mousedown", this.onDown);
@@ -96,15 +189,16 @@ export default {
   },
   methods: {
     // ------------------------------------------------------------ called from Python
-    async load(pixelsUrl, labelsUrl, classes, colors, keepView, pixels) {
+    async load(pixelsUrl, labelsUrl, boxesUrl, classes, colors, keepView, pixels) {
       // pixels: {width, height, channels, dtype: uint8|uint16|float32, display: {rgb, low, high},
       //          levels: [[h, w], ...] full resolution first, level: the one pixelsUrl sends, tile, tileUrl}.
       // A large image comes as a coarser level (the overview); tiles of finer levels are fetched where zoomed in.
       const levels = pixels.levels || [[pixels.height, pixels.width]], level = pixels.level || 0;
       const [rawH, rawW] = levels[level];
       const t0 = performance.now();
-      const [raw, buf] = await Promise.all([this.fetchPixels(pixelsUrl, pixels, rawW * rawH),
-                                            this.fetchLabels(labelsUrl, pixels.width * pixels.height)]);
+      const [raw, { ids: buf }, boxes] = await Promise.all([this.fetchPixels(pixelsUrl, pixels, rawW * rawH),
+                                                            this.fetchLabels(labelsUrl, pixels.width * pixels.height),
+                                                            this.fetchBoxes(boxesUrl)]);
       const t1 = performance.now();
       const sizeChanged = pixels.width !== this.W || pixels.height !== this.H;
       this.W = pixels.width;
@@ -122,6 +216,9 @@ export default {
       this.renderImage();
       const t2 = performance.now();
       this.labels = buf;
+      this.boxes = boxes;
+      this.unconfirmed = [];
+      this.resyncing = null;
       this.pluginLayers = [];
       if (sizeChanged || !this.ovData) this.makeOverlay();
       this.selection.clear();
@@ -280,9 +377,83 @@ export default {
     },
     applyPatch(patch) {
       // patch: {x, y, w, h, data: base64 uint32 LE ids of the box, or runIds and runLengths: those ids in runs
-      // along the box's rows, or cleared: ids whose pixels in the box became background; classes?: the class of every id, or classAt, classTo, classCount: the entries that
-      // changed and the table's length; colors?: [...]; ms?: the server's time on the edit}
+      // along the box's rows, or cleared: ids whose pixels in the box became background; classes?: the class of
+      // every id, or classAt, classTo, classCount: the entries that changed and the table's length; colors?: [...];
+      // ms?: the server's time on the edit; edits: the server's edit count after it; seq?: the number of the edit
+      // the page drew itself that this settles; refused?: that edit changed nothing on the server}
       const t0 = performance.now();
+      if (this.resyncing) { this.resyncing.push(patch); return true; }
+      const k = patch.seq === undefined ? -1 : this.unconfirmed.findIndex((u) => u.seq === patch.seq);
+      const mine = k >= 0 ? this.unconfirmed[k] : null;
+      if (patch.refused && !mine) return true;
+      if (mine && this.unconfirmed.length === 1 && this.agrees(patch, mine.change)) {
+        this.unconfirmed = []; // the page shows the server's result already
+      } else {
+        const [box, full] = this.settle(patch, k);
+        if (box) this.renderBox(box[0] - 1, box[1] - 1, box[2] - box[0] + 2, box[3] - box[1] + 2);
+        this.draw(box && !full ? [box[0] - 1, box[1] - 1, box[2] - box[0] + 2, box[3] - box[1] + 2] : null);
+        if (mine) window.mcpCorrected++;
+      }
+      const started = mine ? mine.t : this.pending;
+      if (started !== null) {
+        const now = performance.now();
+        window.mcpLatency.push(now - started);
+        // where the time went: the server's edit, the round trip to the server besides it (transfers, queues),
+        // this drawing
+        (window.mcpPhases = window.mcpPhases || []).push({ server: patch.ms || 0, trip: t0 - started - (patch.ms || 0),
+                                                           page: now - t0 });
+        if (!mine) this.pending = null;
+      }
+      return true;
+    },
+    settle(patch, k) {
+      // Take back every edit drawn ahead of the server, apply its patch (which settles edit k of them, if any), and
+      // make again the edits after k (their patches are still to come). Returns [the box that changed, whether every
+      // colour may have].
+      let box = null;
+      for (let i = this.unconfirmed.length - 1; i >= 0; i--) box = union(box, this.undoChange(this.unconfirmed[i].change));
+      const later = this.unconfirmed.slice(k + 1);
+      this.unconfirmed = [];
+      box = union(box, this.writePatch(patch, true));
+      for (const u of later) {
+        u.change = u.op();
+        box = union(box, u.change.box);
+      }
+      this.unconfirmed = later;
+      return [box, !!patch.colors];
+    },
+    agrees(patch, change) {
+      // Whether the labels and class table hold the server's result of the one edit drawn ahead of it already.
+      if (patch.refused) return !change.at.length && !change.cls.length;
+      if (patch.colors || patch.classes) return false;
+      if ((patch.classCount ?? this.classes.length) !== this.classes.length) return false;
+      const listed = new Set(patch.classAt || []);
+      if (change.cls.some((id) => !listed.has(id))) return false;
+      if ((patch.classAt || []).some((id, i) => this.classes[id] !== patch.classTo[i])) return false;
+      const W = this.W, L = this.labels, x0 = patch.x, y0 = patch.y, x1 = x0 + patch.w, y1 = y0 + patch.h;
+      for (const i of change.at) {
+        const x = i % W, y = (i - x) / W;
+        if (x < x0 || x >= x1 || y < y0 || y >= y1) return false;
+      }
+      if (patch.cleared) {
+        const gone = new Set(change.gone);
+        return patch.cleared.length === gone.size && patch.cleared.every((id) => gone.has(id));
+      }
+      if (!patch.data && !patch.runIds) return !change.at.length;
+      const ids = patch.data ? new Uint32Array(b64ToBytes(patch.data).buffer) : null;
+      let run = 0, left = 0, id = 0, n = 0;
+      for (let y = y0; y < y1; y++) {
+        for (let i = y * W + x0, end = i + patch.w; i < end; i++, n++) {
+          if (ids) id = ids[n];
+          else if (left-- === 0) { id = patch.runIds[run]; left = patch.runLengths[run++] - 1; }
+          if (L[i] !== id) return false;
+        }
+      }
+      return true;
+    },
+    writePatch(patch, labels) {
+      // Apply the patch's class table and colours, and, when labels, its ids (keeping the boxes holding every
+      // mask); returns its box [x0, y0, x1, y1] (null when it has none).
       if (patch.classes) this.classes = Uint32Array.from(patch.classes);
       if (patch.classAt) {
         if (patch.classCount !== this.classes.length) {
@@ -293,44 +464,85 @@ export default {
         patch.classAt.forEach((id, k) => { this.classes[id] = patch.classTo[k]; });
       }
       if (patch.colors) this.palette = patch.colors.map(hexToRgb);
-      // 16-bit ids until the class table (one entry per id) outgrows them: widened once, before the new ids land
-      if (this.labels.BYTES_PER_ELEMENT === 2 && this.classes.length > 65536) this.labels = Uint32Array.from(this.labels);
-      if (patch.w > 0 && patch.h > 0) {
-        if (patch.data) {
-          const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
-          for (let r = 0; r < patch.h; r++) {
-            this.labels.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (patch.y + r) * this.W + patch.x);
-          }
-        } else if (patch.runIds) { // the box's ids in runs along its rows
-          const L = this.labels, ids = patch.runIds, lengths = patch.runLengths;
-          let k = 0, left = 0, id = 0;
-          for (let r = 0; r < patch.h; r++) {
-            for (let i = (patch.y + r) * this.W + patch.x, end = i + patch.w; i < end; i++, left--) {
-              if (left === 0) { id = ids[k]; left = lengths[k]; k++; }
-              L[i] = id;
-            }
-          }
-        } else if (patch.cleared) {
-          let top = this.classes.length;
-          for (const id of patch.cleared) top = Math.max(top, id + 1);
-          const gone = new Uint8Array(top), L = this.labels; // a lookup per pixel, not a Set's hashing
-          for (const id of patch.cleared) gone[id] = 1;
-          for (let r = 0; r < patch.h; r++) {
-            for (let i = (patch.y + r) * this.W + patch.x, end = i + patch.w; i < end; i++) if (gone[L[i]]) L[i] = 0;
+      this.widenIds(this.classes.length);
+      for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);
+      if (!(patch.w > 0 && patch.h > 0) || !labels) return null;
+      const W = this.W, L = this.labels, x0 = patch.x, y0 = patch.y, x1 = x0 + patch.w, y1 = y0 + patch.h;
+      if (patch.data) {
+        const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
+        for (let r = 0; r < patch.h; r++) L.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (y0 + r) * W + x0);
+      } else if (patch.runIds) { // the box's ids in runs along its rows
+        const ids = patch.runIds, lengths = patch.runLengths;
+        let k = 0, left = 0, id = 0;
+        for (let y = y0; y < y1; y++) {
+          for (let i = y * W + x0, end = i + patch.w; i < end; i++, left--) {
+            if (left === 0) { id = ids[k]; left = lengths[k]; k++; }
+            L[i] = id;
           }
         }
-        for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);
-        this.renderBox(patch.x - 1, patch.y - 1, patch.w + 2, patch.h + 2);
+      } else if (patch.cleared) {
+        let top = this.classes.length;
+        for (const id of patch.cleared) top = Math.max(top, id + 1);
+        const gone = new Uint8Array(top); // a lookup per pixel, not a Set's hashing
+        for (const id of patch.cleared) gone[id] = 1;
+        for (let y = y0; y < y1; y++) {
+          for (let i = y * W + x0, end = i + patch.w; i < end; i++) if (gone[L[i]]) L[i] = 0;
+        }
+        for (const id of patch.cleared) if (4 * id < this.boxes.length) this.boxes.fill(0, 4 * id, 4 * id + 4);
+        return [x0, y0, x1, y1];
       }
-      this.draw(patch.w > 0 && patch.h > 0 && !patch.colors ? [patch.x - 1, patch.y - 1, patch.w + 2, patch.h + 2] : null);
-      if (this.pending !== null) {
-        const now = performance.now();
-        window.mcpLatency.push(now - this.pending);
-        // where the time went: the server's edit, the round trip to the server besides it (transfers, queues),
-        // this drawing
-        (window.mcpPhases = window.mcpPhases || []).push({ server: patch.ms || 0, trip: t0 - this.pending - (patch.ms || 0),
-                                                           page: now - t0 });
-        this.pending = null;
+      this.growBoxes(x0, y0, x1, y1);
+      return [x0, y0, x1, y1];
+    },
+    widenIds(n) {
+      // 16-bit ids until the class table (one entry per id, n) outgrows them: widened once, before new ids land.
+      if (this.labels.BYTES_PER_ELEMENT === 2 && n > 65536) this.labels = Uint32Array.from(this.labels);
+      if (this.boxes.length < 4 * n) {
+        const boxes = new Int32Array(Math.max(4 * n, 2 * this.boxes.length));
+        boxes.set(this.boxes);
+        this.boxes = boxes;
+      }
+    },
+    growBoxes(x0, y0, x1, y1) {
+      // Grow each mask's box to hold its pixels in [x0, x1) x [y0, y1).
+      const W = this.W, L = this.labels;
+      this.widenIds(this.classes.length);
+      const B = this.boxes;
+      for (let y = y0; y < y1; y++) {
+        for (let x = x0, i = y * W + x0; x < x1; x++, i++) {
+          const id = L[i];
+          if (id === 0) continue;
+          if (4 * id >= B.length) { this.widenIds(id + 1); return this.growBoxes(x0, y0, x1, y1); }
+          const b = 4 * id;
+          if (B[b + 1] <= B[b]) { B[b] = y; B[b + 1] = y + 1; B[b + 2] = x; B[b + 3] = x + 1; continue; }
+          if (y < B[b]) B[b] = y;
+          if (y >= B[b + 1]) B[b + 1] = y + 1;
+          if (x < B[b + 2]) B[b + 2] = x;
+          if (x >= B[b + 3]) B[b + 3] = x + 1;
+        }
+      }
+    },
+    async resync(labelsUrl, classes, colors) {
+      // Fetch the labels again and take the class table (an edit drawn here failed on the server): what was drawn
+      // ahead of the server goes; patches that come meanwhile wait, and apply after to the class table, and to the
+      // labels when they are newer than the labels fetched (by the server's edit count).
+      this.unconfirmed = [];
+      this.resyncing = [];
+      this.setClassTable(classes, colors, false);
+      let fetched = null;
+      try {
+        fetched = await this.fetchLabels(labelsUrl, this.W * this.H);
+      } finally {
+        const waiting = this.resyncing;
+        this.resyncing = null;
+        if (fetched) {
+          this.labels = fetched.ids;
+          this.boxes = new Int32Array(4 * this.classes.length);
+        }
+        for (const patch of waiting) this.writePatch(patch, !fetched || patch.edits > fetched.edits);
+        if (fetched) this.growBoxes(0, 0, this.W, this.H);
+        this.renderBox(0, 0, this.W, this.H);
+        this.draw();
       }
       return true;
     },
@@ -380,11 +592,19 @@ export default {
       return Array.from({ length: pixels.channels }, (_, c) => new Type(buf, c * n * Type.BYTES_PER_ELEMENT, n));
     },
     async fetchLabels(url, n) {
-      // n ids: 16-bit when they come as 2 bytes each (every id below 65536), else 32-bit; a view, not a copy.
+      // {ids, edits}: n ids, 16-bit when they come as 2 bytes each (every id below 65536), else 32-bit (a view, not a
+      // copy), and the server's edit count when it sent them.
       const resp = await fetch(url);
       if (!resp.ok) throw new Error("labels failed to load: " + resp.status);
       const buf = await resp.arrayBuffer();
-      return buf.byteLength === 2 * n ? new Uint16Array(buf) : new Uint32Array(buf);
+      return { ids: buf.byteLength === 2 * n ? new Uint16Array(buf) : new Uint32Array(buf),
+               edits: Number(resp.headers.get("X-Edits")) };
+    },
+    async fetchBoxes(url) {
+      // Each mask id's box, [y0, y1, x0, x1] (uint32 little-endian on the wire).
+      const resp = await fetch(url);
+      if (!resp.ok) throw new Error("boxes failed to load: " + resp.status);
+      return new Int32Array(await resp.arrayBuffer());
     },
     // ----------------------------------------------------------------- rendering
     colorOf(id) {
@@ -662,11 +882,10 @@ export default {
         this.modClick = null;
         const id = this.idAt(p);
         if (!id) return;
-        this.pending = performance.now();
-        if (ctrl) this.$emit("delete", { ids: [id] });
+        if (ctrl) this.optimistic("delete", { ids: [id] }, () => this.deleteIds([id]));
         else if (shift) {
-          const ids = this.selection.has(id) ? [...this.selection] : [id];
-          this.$emit("assign", { ids, class_id: this.currentClass });
+          const ids = this.selection.has(id) ? [...this.selection] : [id], cls = this.currentClass;
+          this.optimistic("assign", { ids, class_id: cls }, () => this.assignIds(ids, cls));
         }
         return;
       }
@@ -686,8 +905,8 @@ export default {
         }
         this.$emit("select", { ids: [...this.selection] });
       } else if (mode === "lasso" && path.length > 2) {
-        this.pending = performance.now();
-        this.$emit("lasso", { points: path });
+        this.optimistic("lasso", { points: path }, () => this.lassoIds(path), true);
+        return;
       } else if (mode === "erase") {
         this.pending = performance.now();
         this.$emit("erase", { points: path, radius: this.brush });
@@ -701,11 +920,151 @@ export default {
       const path = this.path;
       this.mode = null;
       this.path = null;
-      if (path && path.length > 2) { // sent before the redraw: the server works meanwhile
-        this.pending = performance.now();
-        this.$emit("polygon", { points: path, class_id: this.currentClass });
+      if (path && path.length > 2) {
+        const cls = this.currentClass;
+        this.optimistic("polygon", { points: path, class_id: cls }, () => this.addPolygon(path, cls), true);
+        return;
       }
       this.draw();
+    },
+    // ------------------------------------------------- edits drawn ahead of the server
+    optimistic(kind, args, op, full = false) {
+      // Send an edit, then draw its result now: op() makes the change to the labels the server will make and
+      // returns it (see newChange); it runs again should a patch of an earlier edit change what it starts from.
+      // The server's patch or refusal settles it (applyPatch). full: redraw the whole view (a stroke to clear).
+      const t = performance.now();
+      if (this.resyncing) { this.pending = t; this.$emit(kind, args); if (full) this.draw(); return; }
+      const seq = ++this.editSeq;
+      this.$emit(kind, { ...args, seq }); // first: the server works while the page draws
+      const change = op();
+      this.unconfirmed.push({ seq, op, change, t });
+      const b = change.box, box = b && [b[0] - 1, b[1] - 1, b[2] - b[0] + 2, b[3] - b[1] + 2];
+      if (box) this.renderBox(...box);
+      this.draw(full ? null : box);
+      window.mcpDrawn.push(performance.now() - t);
+    },
+    newChange() {
+      // What an edit drawn here changed, to take it back: label pixels (flat index, old id), class table entries
+      // (id, old class; the table's old length), boxes (id, old box), the masks it deleted, the box it touched.
+      return { at: [], old: [], cls: [], clsOld: [], clsLength: this.classes.length, boxIds: [], boxOld: [], gone: [],
+               box: null };
+    },
+    setClass(change, id, cls) {
+      if (this.classes[id] === cls) return;
+      change.cls.push(id);
+      change.clsOld.push(this.classes[id]);
+      this.classes[id] = cls;
+    },
+    setBox(change, id, box) {
+      change.boxIds.push(id);
+      change.boxOld.push(this.boxes.slice(4 * id, 4 * id + 4));
+      this.boxes.set(box, 4 * id);
+    },
+    undoChange(change) {
+      // Take back a change (the last one made); returns the box it touched.
+      const L = this.labels, at = change.at, old = change.old;
+      for (let k = at.length - 1; k >= 0; k--) L[at[k]] = old[k];
+      for (let k = change.cls.length - 1; k >= 0; k--) this.classes[change.cls[k]] = change.clsOld[k];
+      if (this.classes.length !== change.clsLength) this.classes = this.classes.slice(0, change.clsLength);
+      for (let k = change.boxIds.length - 1; k >= 0; k--) this.boxes.set(change.boxOld[k], 4 * change.boxIds[k]);
+      return change.box;
+    },
+    boxOf(id) {
+      // [x0, y0, x1, y1] holding every pixel of mask id, or null when it has none.
+      const B = this.boxes, b = 4 * id;
+      return id > 0 && b < B.length && B[b + 1] > B[b] ? [B[b + 2], B[b], B[b + 3], B[b + 1]] : null;
+    },
+    validIds(ids) {
+      // The distinct ids of the class table's range (the server's LabelSet._valid_ids).
+      return [...new Set(ids)].filter((id) => id > 0 && id < this.classes.length);
+    },
+    deleteIds(ids) {
+      // Clear masks ids (Editor.delete): their pixels become background and their class 0.
+      const change = this.newChange(), L = this.labels, W = this.W, valid = this.validIds(ids);
+      for (const id of valid) {
+        const box = this.boxOf(id);
+        if (!box) continue;
+        const n = change.at.length;
+        for (let y = box[1]; y < box[3]; y++) {
+          for (let i = y * W + box[0], end = y * W + box[2]; i < end; i++) {
+            if (L[i] === id) { change.at.push(i); change.old.push(id); L[i] = 0; }
+          }
+        }
+        if (change.at.length > n) change.gone.push(id);
+        this.setBox(change, id, [0, 0, 0, 0]);
+        change.box = union(change.box, box);
+      }
+      if (change.at.length) for (const id of valid) this.setClass(change, id, 0);
+      return change;
+    },
+    assignIds(ids, cls) {
+      // Give masks ids class cls (Editor.assign: nothing when none of them has pixels).
+      const change = this.newChange(), valid = this.validIds(ids);
+      for (const id of valid) change.box = union(change.box, this.boxOf(id));
+      if (change.box) for (const id of valid) this.setClass(change, id, cls);
+      return change;
+    },
+    lassoIds(points) {
+      // Delete every mask with at least half of its pixels inside the lasso (Editor.lasso: the pixels inside as a
+      // contour fills them; each mask's pixels counted in its box).
+      const fill = fillPolygon(points.map((p) => p[0]), points.map((p) => p[1]), this.W, this.H);
+      if (!fill) return this.newChange();
+      const L = this.labels, W = this.W, inside = new Map(), In = fill.inside;
+      let id = 0, n = 0; // pixels of mask id inside, in a row: counted in the map when another id comes
+      for (let r = 0; r < fill.h; r++) {
+        for (let c = 0, i = (fill.y0 + r) * W + fill.x0, k = r * fill.w; c < fill.w; c++, i++, k++) {
+          if (!In[k]) continue;
+          if (L[i] === id) { n++; continue; }
+          if (id) inside.set(id, (inside.get(id) || 0) + n);
+          id = L[i];
+          n = 1;
+        }
+      }
+      if (id) inside.set(id, (inside.get(id) || 0) + n);
+      const chosen = [];
+      inside.forEach((n, id) => {
+        const box = this.boxOf(id);
+        let area = 0;
+        if (box) for (let y = box[1]; y < box[3]; y++) for (let i = y * W + box[0], end = y * W + box[2]; i < end; i++) area += L[i] === id;
+        if (n / Math.max(area, 1) >= 0.5) chosen.push(id);
+      });
+      return this.deleteIds(chosen);
+    },
+    addPolygon(points, cls) {
+      // A new mask of class cls on the free pixels inside the contour or on its edges (LabelSet.add_polygon): id
+      // one past the class table; nothing when no pixel is free.
+      const W = this.W, H = this.H, xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+      const change = this.newChange(), id = this.classes.length, fill = fillPolygon(xs, ys, W, H);
+      this.widenIds(id + 1);
+      const L = this.labels;
+      let box = null;
+      const take = (i, x, y) => {
+        if (L[i] !== 0) return;
+        change.at.push(i);
+        change.old.push(0);
+        L[i] = id;
+        box = box ? [Math.min(box[0], x), Math.min(box[1], y), Math.max(box[2], x + 1), Math.max(box[3], y + 1)]
+          : [x, y, x + 1, y + 1];
+      };
+      if (fill) {
+        for (let r = 0; r < fill.h; r++) {
+          for (let c = 0; c < fill.w; c++) if (fill.inside[r * fill.w + c]) take((fill.y0 + r) * W + fill.x0 + c, fill.x0 + c, fill.y0 + r);
+        }
+      }
+      for (let k = 0; k < points.length; k++) {
+        const a = points[k], b = points[(k + 1) % points.length];
+        lineCells(roundHalfEven(a[1]), roundHalfEven(a[0]), roundHalfEven(b[1]), roundHalfEven(b[0]), (y, x) => {
+          if (y >= 0 && y < H && x >= 0 && x < W) take(y * W + x, x, y);
+        });
+      }
+      if (!box) return change;
+      const table = new Uint32Array(id + 1);
+      table.set(this.classes);
+      this.classes = table;
+      this.setClass(change, id, cls);
+      this.setBox(change, id, [box[1], box[3], box[0], box[2]]);
+      change.box = box;
+      return change;
     },
     idsInRect(a, b) {
       const x0 = Math.max(0, Math.floor(Math.min(a[0], b[0]))), x1 = Math.min(this.W, Math.ceil(Math.max(a[0], b[0])));

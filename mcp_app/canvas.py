@@ -6,7 +6,6 @@ come back as events and are answered with small patches.
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict
@@ -51,40 +50,54 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         self.update()
 
     async def show(self, keep_view: bool = False) -> None:
-        """Send the editor's current item to the browser (raw channels and labels fetched over HTTP)."""
+        """Send the editor's current item to the browser (raw channels, labels and mask boxes fetched over HTTP)."""
         v = self.editor.version
-        classes, colors = self.editor.class_table()
-        self._sent = (np.asarray(classes, np.int64), list(colors))
+        classes, colors = self._class_table()
         self._props["classNames"] = list(self.editor.labels.class_names)
         self.update()
         pixels = {**self.editor.pixel_info(), "tileUrl": f"/mcp/media/{self.key}/tile/{{level}}/{{ty}}/{{tx}}.bin?v={v}"}
-        await self.run_method("load", f"/mcp/media/{self.key}/pixels.bin?v={v}",
-                              f"/mcp/media/{self.key}/labels.bin?v={v}",
+        await self.run_method("load", f"/mcp/media/{self.key}/pixels.bin?v={v}", *self._label_urls(),
                               classes, colors, keep_view, pixels, timeout=30)
+
+    def resync(self) -> None:
+        """Make the page fetch the labels, boxes and class table again (an edit it drew itself failed here)."""
+        classes, colors = self._class_table()
+        self.run_method("resync", *self._label_urls(), classes, colors)
+
+    def _class_table(self) -> tuple[list[int], list[str]]:
+        """The editor's class table and colours, noted as what the page holds (patches send what differs)."""
+        classes, colors = self.editor.class_table()
+        self._sent = (np.asarray(classes, np.int64), list(colors))
+        return classes, colors
+
+    def _label_urls(self) -> tuple[str, str]:
+        v = f"v={self.editor.version}&e={self.editor.edits}"
+        return f"/mcp/media/{self.key}/labels.bin?{v}", f"/mcp/media/{self.key}/boxes.bin?{v}"
 
     def show_display(self) -> None:
         """Redraw the image with the editor's channel choice and contrast (the browser maps the raw channels)."""
         self.run_method("setDisplay", asdict(self.editor.display))
 
-    def apply(self, patch: Patch | None) -> None:
+    def apply(self, patch: Patch | None, seq: int | None = None) -> None:
+        """Send *patch* to the page; *seq*: the number the page gave the edit it drew itself (the patch settles it)."""
         if patch is not None:
             if patch.classes is not None and self._props.get("classNames") != self.editor.labels.class_names:
                 self._props["classNames"] = list(self.editor.labels.class_names)  # not resent after every edit
                 self.update()
-            self.run_method("applyPatch", self._wire(patch))
+            self.run_method("applyPatch", self._wire(patch, seq))
 
-    def _wire(self, patch: Patch) -> dict:
-        """The patch as sent: the box's ids as runs along its rows (``runIds``, ``runLengths``) when that is much
-        shorter (a new mask's box: ~5 KB instead of ~200 KB); of its class table only the entries that differ from
-        the page's (``classAt`` ids, ``classTo`` classes, ``classCount`` the table's length), and the colours only
-        when they changed."""
-        data = patch.to_dict()
-        if patch.data:
-            ids = np.frombuffer(base64.b64decode(patch.data), "<u4")
-            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-            if 4 * len(starts) <= ids.size:  # a run: two numbers of JSON; a pixel: 5.3 characters of base64
-                del data["data"]
-                data.update(runIds=ids[starts].tolist(), runLengths=np.diff(np.r_[starts, ids.size]).tolist())
+    def refuse(self, seq: int) -> None:
+        """Tell the page that its edit *seq* changed nothing here: it takes back what it drew."""
+        self.run_method("applyPatch", {"x": 0, "y": 0, "w": 0, "h": 0, "seq": seq, "refused": True,
+                                       "edits": self.editor.edits})
+
+    def _wire(self, patch: Patch, seq: int | None) -> dict:
+        """The patch as sent, with the editor's edit count (``edits``) and the page's *seq*; of its class table only
+        the entries that differ from the page's (``classAt`` ids, ``classTo`` classes, ``classCount`` the table's
+        length), and the colours only when they changed."""
+        data = {**patch.to_dict(), "edits": self.editor.edits}
+        if seq is not None:
+            data["seq"] = seq
         if patch.classes is None or self._sent is None:
             return data
         new, (old, old_colors) = np.asarray(data.pop("classes"), np.int64), self._sent
@@ -107,17 +120,18 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
 
 
 def _gzipped(key: str, encode: Callable[[Editor], bytes]) -> Response:
-    """The gzip bytes *encode* makes from the canvas's editor; 404 when the canvas is gone, has no item open, or the
-    part asked for does not exist (a tile outside the image)."""
+    """The gzip bytes *encode* makes from the canvas's editor, with the editor's edit count (``X-Edits``); 404 when
+    the canvas is gone, has no item open, or the part asked for does not exist (a tile outside the image)."""
     editor = _SOURCES.get(key)
     if editor is None or editor.labels is None:
         return Response(status_code=404)
+    edits = editor.edits
     try:
         data = encode(editor)
     except IndexError:
         return Response(status_code=404)
     return Response(data, media_type="application/octet-stream",
-                    headers={"Content-Encoding": "gzip", "Cache-Control": "no-store"})
+                    headers={"Content-Encoding": "gzip", "Cache-Control": "no-store", "X-Edits": str(edits)})
 
 
 @app.get("/mcp/media/{key}/pixels.bin")
@@ -134,3 +148,8 @@ def _tile(key: str, level: int, ty: int, tx: int) -> Response:
 @app.get("/mcp/media/{key}/labels.bin")
 def _labels(key: str) -> Response:
     return _gzipped(key, Editor.label_bytes)
+
+
+@app.get("/mcp/media/{key}/boxes.bin")
+def _boxes(key: str) -> Response:
+    return _gzipped(key, Editor.box_bytes)

@@ -20,6 +20,7 @@ from mcp_core.file_version import FileVersion, write_unless_changed
 from mcp_core.filenames import LabelKind, label_path
 from mcp_core.io import open_image
 from mcp_core.labels import LabelSet, load_labels_for, save_labels
+from mcp_core.labels.polygon import polygon_box
 from mcp_core.prefetch import Prefetcher
 from mcp_core.pyramid import TILE, Pyramid, open_pyramid
 
@@ -28,22 +29,35 @@ from .project import Item, Project
 
 @dataclass
 class Patch:
-    """What the browser must redraw: the box's label ids (raw uint32, base64), or the ids whose pixels in the box
-    became background (a deletion: no pixels sent), and maybe the class table; ``ms``: the server's time on the edit
-    (the page notes it beside its own, to show where an edit's time goes)."""
+    """What the browser must redraw: the box's label ids, as runs along its rows (``run_ids``, ``run_lengths``) when
+    that is at least 4x shorter (a new mask's box) or else raw uint32 (``data``, base64), or the ids whose pixels in
+    the box became background (``cleared``: a deletion, no pixels sent), and maybe the class table; ``ms``: the
+    server's time on the edit (the page notes it beside its own, to show where an edit's time goes)."""
 
     x: int
     y: int
     w: int
     h: int
     data: str = ""
+    run_ids: list[int] | None = None
+    run_lengths: list[int] | None = None
     classes: list[int] | None = None
     colors: list[str] | None = None
     cleared: list[int] | None = None
     ms: float | None = None
 
+    def ids(self) -> np.ndarray:
+        """The box's label ids, ``(h, w)`` (zeros for a patch that sends none)."""
+        if self.run_ids is not None:
+            return np.repeat(np.asarray(self.run_ids, np.uint32), self.run_lengths).reshape(self.h, self.w)
+        if self.data:
+            return np.frombuffer(base64.b64decode(self.data), "<u4").reshape(self.h, self.w)
+        return np.zeros((self.h, self.w), np.uint32)
+
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """The fields that are set, by the names the page reads (``runIds``, ``runLengths``)."""
+        names = {"run_ids": "runIds", "run_lengths": "runLengths"}
+        return {names.get(k, k): v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass
@@ -57,6 +71,7 @@ class Frame:
     image_stamp: tuple[int, int]  # (size, mtime_ns) of the image file
     pixel_blob: bytes
     label_blob: bytes
+    box_blob: bytes
     extremes: tuple[list[float], float] | None  # each channel's minimum and the image's maximum (None: large)
 
 
@@ -94,7 +109,7 @@ class Editor:
         self.action: str | None = None  # what the next save records in the annotation history ("model run with M")
         self._lock = threading.Lock()
         self._ahead: Prefetcher[tuple[Path, str], Frame] = Prefetcher(self._read, fresh=self._fresh)
-        self._blobs: dict[str, tuple[int, bytes]] = {}  # "pixels"/"labels": (edits when encoded, gzip bytes)
+        self._blobs: dict[str, tuple[int, bytes]] = {}  # "pixels"/"labels"/"boxes": (edits when encoded, gzip bytes)
 
     # --------------------------------------------------------------------- open
     @property
@@ -118,7 +133,8 @@ class Editor:
             labels.index_boxes()  # now, so edits touch only their boxes
         self.item, self.image, self.pyramid, self.labels = item, frame.image, frame.pyramid, labels
         self.file_version, self.extremes = frame.file_version, frame.extremes
-        self._blobs = {"pixels": (self.edits, frame.pixel_blob), "labels": (self.edits, frame.label_blob)}
+        self._blobs = {"pixels": (self.edits, frame.pixel_blob), "labels": (self.edits, frame.label_blob),
+                       "boxes": (self.edits, frame.box_blob)}
         self.saved_edits = self.edits
         self.version += 1
         n = self.overview.shape[2]
@@ -162,7 +178,7 @@ class Editor:
         extremes = None if image is None else ([float(image[..., c].min()) for c in range(image.shape[2])],
                                                float(image.max()))
         return Frame(image, pyramid, labels, file_version, stamp, encode_pixels(overview), encode_labels(labels.masks),
-                     extremes)
+                     encode_boxes(labels), extremes)
 
     def _fresh(self, key: tuple[Path, str], frame: Frame) -> bool:
         """Whether the image and label files still have the size and modification time they had when *frame* was
@@ -223,6 +239,10 @@ class Editor:
         """All label ids, gzip-compressed, as :func:`encode_labels` (the browser's label buffer)."""
         return self._blob("labels", lambda: encode_labels(self.labels.masks))
 
+    def box_bytes(self) -> bytes:
+        """Every mask's bounding box, gzip-compressed, as :func:`encode_boxes` (the page's boxes)."""
+        return self._blob("boxes", lambda: encode_boxes(self.labels))
+
     def _blob(self, name: str, encode) -> bytes:
         """An encoding made once per state of the labels (read ahead with the item, or made again after edits)."""
         edits, blob = self._blobs.get(name, (None, b""))
@@ -260,24 +280,19 @@ class Editor:
         return self._patch(box, classes=True, data=False)
 
     def lasso(self, points: Sequence[Sequence[float]], min_fraction: float = 0.5) -> Patch | None:
-        """Delete every mask with at least *min_fraction* of its pixels inside the lasso."""
-        from PIL import Image, ImageDraw
-
+        """Delete every mask with at least *min_fraction* of its pixels inside the lasso (the pixels
+        :func:`~mcp_core.labels.polygon.polygon_box` fills, as for a contour: the page finds the same masks)."""
         pts = np.asarray(points, float).reshape(-1, 2)
-        h, w = self.labels.shape
-        x0, y0 = np.clip(np.floor(pts.min(axis=0)).astype(int), 0, [w, h])
-        x1, y1 = np.clip(np.ceil(pts.max(axis=0)).astype(int) + 1, 0, [w, h])
-        if len(pts) < 3 or x1 <= x0 or y1 <= y0:
+        filled = polygon_box(pts[:, 1], pts[:, 0], self.labels.shape) if len(pts) >= 3 else None
+        if filled is None:
             return None
-        area = Image.new("1", (int(x1 - x0), int(y1 - y0)))  # scanline fill: time in proportion to the area
-        ImageDraw.Draw(area).polygon([(x - x0, y - y0) for x, y in pts.tolist()], fill=1)
-        inside = np.bincount(self.labels.masks[y0:y1, x0:x1][np.asarray(area, bool)].astype(np.int64),
-                             minlength=self.labels.max_id + 1)
-        ids = np.flatnonzero(inside)
+        box, inside = filled
+        counts = np.bincount(self.labels.masks[box][inside].astype(np.int64), minlength=self.labels.max_id + 1)
+        ids = np.flatnonzero(counts)
         ids = ids[ids > 0]
         if ids.size == 0:
             return None
-        frac = inside[ids] / np.maximum(self.labels.areas(ids), 1)
+        frac = counts[ids] / np.maximum(self.labels.areas(ids), 1)
         return self.delete(ids[frac >= min_fraction].tolist())
 
     def erase(self, points: Sequence[Sequence[float]], radius: float) -> Patch | None:
@@ -377,11 +392,24 @@ class Editor:
         self.edits += 1
         y, x = box[0].start, box[1].start
         h, w = box[0].stop - y, box[1].stop - x
-        raw = self.labels.masks[box].astype("<u4").tobytes() if data and h > 0 and w > 0 else b""
-        patch = Patch(x, y, w, h, base64.b64encode(raw).decode("ascii"))
+        patch = Patch(x, y, w, h)
+        if data and h > 0 and w > 0:
+            _put_ids(patch, self.labels.masks[box])
         if classes:
             patch.classes, patch.colors = self.class_table()
         return patch
+
+
+def _put_ids(patch: Patch, ids: np.ndarray) -> None:
+    """Give *patch* the box's *ids* as runs along its rows when that is at least 4x shorter than raw (a run: two
+    numbers of JSON; a pixel: 5.3 characters of base64), else raw."""
+    flat = ids.ravel()
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    if 4 * len(starts) <= flat.size:
+        patch.run_ids = flat[starts].tolist()
+        patch.run_lengths = np.diff(np.r_[starts, flat.size]).tolist()
+    else:
+        patch.data = base64.b64encode(flat.astype("<u4").tobytes()).decode("ascii")
 
 
 def pixel_dtype(image: np.ndarray) -> str:
@@ -400,6 +428,15 @@ def encode_labels(masks: np.ndarray) -> bytes:
     see :func:`~mcp_core.labels.labelset.mask_dtype`), else uint32; the browser tells the two apart by the length."""
     ids = np.ascontiguousarray(masks, "<u2" if masks.dtype.itemsize <= 2 else "<u4")
     return gzip.compress(ids.reshape(-1).view(np.uint8), compresslevel=1)  # the bytes, not a copy
+
+
+def encode_boxes(labels: LabelSet) -> bytes:
+    """Each mask id's bounding box as little-endian uint32 ``[y0, y1, x0, x1]`` (zeros: no such mask), one row per
+    id of the class table, gzip-compressed: the page touches only a mask's box when it deletes or recolours it."""
+    boxes = np.zeros((len(labels.classes), 4), "<u4")
+    known = labels.boxes[: len(boxes)]
+    boxes[: len(known)] = known
+    return gzip.compress(boxes.tobytes(), compresslevel=1)
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -166,7 +166,7 @@ class Workspace:
             "erase": lambda a: self.editor.erase(a["points"], float(a["radius"])),
             "split": lambda a: self.editor.split(int(a["id"]), a["points"]),
         }.items():
-            self.canvas.on(event, lambda e, h=handler: self.edit(lambda: h(e.args)))
+            self.canvas.on(event, lambda e, h=handler: self.edit(lambda: h(e.args), e.args.get("seq")))
         self.canvas.on("brush", lambda e: self.brush.set_value(int(e.args["size"])))
         return self.canvas
 
@@ -311,19 +311,29 @@ class Workspace:
             index += delta
 
     # -------------------------------------------------------------------- edits
-    def edit(self, action: Callable[[], Patch | None]) -> Patch | None:
-        """Run one edit, send its patch, schedule the autosave; errors become notifications."""
+    def edit(self, action: Callable[[], Patch | None], seq: int | None = None) -> Patch | None:
+        """Run one edit, send its patch, schedule the autosave; errors become notifications.
+
+        *seq* numbers an edit the page drew already: an edit that changes nothing takes it back there, and one that
+        fails makes the page fetch the labels again.
+        """
         if self.editor.labels is None:
+            if seq is not None:
+                self.canvas.refuse(seq)
             return None
         started = time.perf_counter()
         try:
             patch = action()
         except Exception as exc:
             ui.notify(str(exc), type="negative")
+            if seq is not None:
+                self.canvas.resync()
             return None
+        if patch is None and seq is not None:
+            self.canvas.refuse(seq)
         if patch is not None:
             patch.ms = round((time.perf_counter() - started) * 1e3, 2)
-            self.canvas.apply(patch)
+            self.canvas.apply(patch, seq)
             self.schedule_save()
             for callback in self.on_edit:
                 callback()

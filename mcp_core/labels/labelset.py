@@ -135,6 +135,11 @@ class LabelSet:
         boxes = self._index()
         return np.flatnonzero(boxes[:, 1] > boxes[:, 0])
 
+    @property
+    def boxes(self) -> np.ndarray:
+        """Every mask id's bounding box as a row ``[y0, y1, x0, x1]`` (zeros: no such mask); not to be changed."""
+        return self._index()
+
     def index_boxes(self) -> None:
         """Find every mask's bounding box now (one pass over the masks; otherwise done on first need)."""
         self._index()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 
 import numpy as np
@@ -22,10 +21,6 @@ def project(tmp_path):
     return Project.open(tmp_path)
 
 
-def patch_ids(patch) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(patch.data), "<u4").reshape(patch.h, patch.w)
-
-
 def test_project_items_and_classes(project):
     assert [i.name for i in project.items()] == ["demo_01.tif", "demo_02.tif", "demo_03.tif"]
     assert project.class_names == ["unassigned", "round", "elongated"]
@@ -37,7 +32,7 @@ def test_polygon_patch_matches_labels_and_saves(project):
     assert ed.labels.count == 0 and not ed.dirty
     patch = ed.add_polygon([(10, 10), (30, 10), (30, 30), (10, 30)], 2)
     assert (patch.x, patch.y, patch.w, patch.h) == (10, 10, 21, 21)
-    np.testing.assert_array_equal(patch_ids(patch), ed.labels.masks[10:31, 10:31])
+    np.testing.assert_array_equal(patch.ids(), ed.labels.masks[10:31, 10:31])
     assert patch.classes == [0, 2] and ed.dirty
     path = ed.save()
     assert path == label_path(project.folder / "demo_02.tif")
@@ -52,7 +47,7 @@ def test_erase_across_a_mask_sends_both_pieces_and_the_new_class_entry(project):
     ed.add_polygon([(5, 5), (34, 5), (34, 14), (5, 14)], 2)  # bar x 5..34, y 5..14
     patch = ed.erase([(12, 0), (12, 20)], 1.5)  # cuts it at columns 11..13
     assert (patch.x, patch.y, patch.w, patch.h) == (5, 5, 30, 10)  # the whole bar: both pieces are redrawn
-    ids = patch_ids(patch)
+    ids = patch.ids()
     assert (ids[:, :6] == 2).all() and (ids[:, 6:9] == 0).all() and (ids[:, 9:] == 1).all()
     assert patch.classes == [0, 2, 2]
 
@@ -86,6 +81,26 @@ def test_label_bytes_are_gzip_16_bit_ids_while_they_fit_else_32_bit(project):
     raw = gzip.decompress(ed.label_bytes())
     assert len(raw) == 4 * ed.labels.masks.size
     np.testing.assert_array_equal(np.frombuffer(raw, "<u4").reshape(shape), wide)
+
+
+def test_box_bytes_hold_each_masks_box_after_edits_too(project):
+    ed = Editor(project)
+    ed.open(Item(project.folder / "demo_01.tif"))
+
+    def sent() -> np.ndarray:
+        return np.frombuffer(gzip.decompress(ed.box_bytes()), "<u4").reshape(-1, 4)
+
+    def found() -> np.ndarray:
+        boxes = np.zeros((len(ed.labels.classes), 4), np.int64)
+        for i in ed.labels.ids:
+            ys, xs = np.nonzero(ed.labels.masks == i)
+            boxes[i] = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        return boxes
+
+    np.testing.assert_array_equal(sent(), found())
+    ed.delete([int(ed.labels.ids[0])])
+    ed.add_polygon([(0, 0), (95, 0), (95, 20), (0, 20)], 1)
+    np.testing.assert_array_equal(sent(), found())
 
 
 def test_pixel_bytes_are_the_raw_channels_planar(project):

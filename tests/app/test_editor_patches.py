@@ -24,13 +24,13 @@ def test_a_deletion_sends_the_cleared_ids_and_the_browser_gets_the_same_labels(t
     shown = ed.labels.masks.astype(np.uint32)
     ids = [int(i) for i in ed.labels.ids[:3]]
     patch = ed.delete(ids)
-    assert patch.data == "" and patch.cleared == ids and patch.classes is not None
+    assert patch.data == "" and patch.run_ids is None and patch.cleared == ids and patch.classes is not None
     np.testing.assert_array_equal(redraw(shown, patch), ed.labels.masks)
     lasso = ed.lasso([(0, 0), (95, 0), (95, 95), (0, 95)])  # everything left, by the lasso
     assert lasso.data == "" and sorted(lasso.cleared) == sorted(int(i) for i in np.unique(shown)[1:] if i not in ids)
     assert not ed.labels.masks.any()
     undo = ed.undo()  # an undo brings pixels back: they are sent
-    assert undo.data and undo.cleared is None
+    assert undo.cleared is None and np.isin(undo.ids(), lasso.cleared).any()
 
 
 def test_the_page_clears_a_deleted_mask_as_the_file_does(browser, app, demo):
