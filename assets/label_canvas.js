@@ -528,9 +528,9 @@ export default {
       // labels when they are newer than the labels fetched (by the server's edit count).
       this.unconfirmed = [];
       this.resyncing = [];
-      this.setClassTable(classes, colors, false);
       let fetched = null;
       try {
+        this.setClassTable(classes, colors, false);
         fetched = await this.fetchLabels(labelsUrl, this.W * this.H);
       } finally {
         const waiting = this.resyncing;

@@ -60,9 +60,9 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
                               classes, colors, keep_view, pixels, timeout=30)
 
     def resync(self) -> None:
-        """Make the page fetch the labels, boxes and class table again (an edit it drew itself failed here)."""
+        """Make the page fetch the labels and take the class table again (an edit it drew itself failed here)."""
         classes, colors = self._class_table()
-        self.run_method("resync", *self._label_urls(), classes, colors)
+        self.run_method("resync", self._label_urls()[0], classes, colors)
 
     def _class_table(self) -> tuple[list[int], list[str]]:
         """The editor's class table and colours, noted as what the page holds (patches send what differs)."""
