@@ -4,15 +4,22 @@ Prints, per action, the time from the input that makes it (mouse-up; for a conto
 that closes it; for the next image the key press) to the first animation frame that shows the
 result, median of several repeats: new contour, delete, class assignment, lasso, and next image
 (after the autosave of the edits has finished, and ``--work`` seconds on each image before the next key,
-while the app reads the neighbours ahead), each next to its target (issue 17, on a 2-core machine). The times are taken in the page: input
-listeners note when the browser got the input, and a ``requestAnimationFrame`` loop notes the first
-frame after the canvas drew the patch (``window.mcpLatency`` grew) or the new image
-(``window.mcpLoadedAt`` changed), so the server's work, the transfers and the drawing all count. Each
-edit is also split into the server's time on it (the patch carries it), the rest of the round trip
-from the page's event to the patch's arrival (the websocket both ways, waits in the server's event
-loop, e.g. behind an autosave), the page's time drawing it, and the rest (the input's handling and the
-wait for the next frame), which tells changes apart on a loaded machine. Edits are made in the image's top-left
-2048x2048 pixels, which the view shows (a larger image is zoomed in there, as a user edits).
+while the app reads the neighbours ahead), each next to its target (issue 17, on a 2-core machine).
+
+The page draws an edit's result itself at once and then settles it with the server's patch, so each
+edit has two times: *on screen*, to the first frame after the page drew its own result
+(``window.mcpDrawn`` grew), and *confirmed*, to the first frame after the server's patch was applied
+(``window.mcpLatency`` grew; when the patch equals what the page drew, nothing is drawn again). The
+times are taken in the page: input listeners note when the browser got the input, and a
+``requestAnimationFrame`` loop notes the first frame after each of those, or after the new image
+(``window.mcpLoadedAt`` changed), so the server's work, the transfers and the drawing all count in the
+confirmed time. The on-screen time is split into the page's own edit and drawing and the rest (the
+input's handling, the wait for the frame); the confirmed time into the server's time on the edit (the
+patch carries it), the rest of the round trip from the page's event to the patch's arrival (the
+websocket both ways, waits in the server's event loop, e.g. behind an autosave), the page's time
+settling the patch, and the rest, which tells changes apart on a loaded machine. It also counts the
+patches that differed from what the page drew (``window.mcpCorrected``). Edits are made in the image's
+top-left 2048x2048 pixels, which the view shows (a larger image is zoomed in there, as a user edits).
 
 Run: ``.venv/bin/python benchmarks/ui_bench.py [--side 2048] [--masks 3000]`` (needs Debian chromium +
 chromium-driver); issue 17's large case: ``--side 8192 --masks 50000``.
@@ -41,6 +48,7 @@ from mcp_core.filenames import label_path  # noqa: E402
 from mcp_core.labels import LabelSet, save_labels  # noqa: E402
 
 REPEAT = 5
+EDITS = ("contour", "delete", "assign", "lasso")
 TARGET_MS = {"contour": 20, "delete": 20, "assign": 20, "lasso": 60, "next image": 200}
 #: Issue 17's targets for a large image (past 2048x2048): every edit <= 40 ms; next image has none.
 LARGE_TARGET_MS = {"contour": 40, "delete": 40, "assign": 40, "lasso": 40, "next image": None}
@@ -55,17 +63,20 @@ c.tx = c.ty = 0;
 c.fitted = false;
 c.draw();
 """
-#: Notes in the page when inputs arrive and the first frame after each canvas update.
+#: Notes in the page when inputs arrive, the first frame after each server's patch or new image (benchFrames) and
+#: the first frame after each edit the page drew itself (benchDrawn).
 FRAME_CLOCK = """
 window.benchDown = window.benchUp = window.benchKey = 0;
 window.benchFrames = [];
+window.benchDrawn = [];
 addEventListener("mousedown", () => { window.benchDown = performance.now(); }, true);
 addEventListener("mouseup", () => { window.benchUp = performance.now(); }, true);
 addEventListener("keydown", () => { window.benchKey = performance.now(); }, true);
-let seen = [window.mcpLatency.length, window.mcpLoadedAt];
+let seen = [window.mcpLatency.length, window.mcpLoadedAt, window.mcpDrawn.length];
 const tick = (now) => {
-  const state = [window.mcpLatency.length, window.mcpLoadedAt];
+  const state = [window.mcpLatency.length, window.mcpLoadedAt, window.mcpDrawn.length];
   if (state[0] !== seen[0] || state[1] !== seen[1]) window.benchFrames.push(performance.now());
+  if (state[2] !== seen[2]) window.benchDrawn.push(performance.now());
   seen = state;
   requestAnimationFrame(tick);
 };
@@ -94,24 +105,40 @@ def make_project(folder: Path, side: int, n_masks: int) -> LabelSet:
     return labels
 
 
-def frame_after(driver, since: str, before: int, timeout: float = 30) -> float:
-    """ms from the input noted in ``window.<since>`` to the first frame after the canvas's update number *before*."""
+def frame_after(driver, since: str, before: int, timeout: float = 30, frames: str = "benchFrames") -> float:
+    """ms from the input noted in ``window.<since>`` to the first frame after the canvas's update number *before*
+    (of the server's patches and new images, or with *frames* ``"benchDrawn"``, of the edits the page drew)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        frames = driver.execute_script("return window.benchFrames")
-        if len(frames) > before:
-            return float(frames[before]) - float(driver.execute_script(f"return window.{since}"))
+        seen = driver.execute_script(f"return window.{frames}")
+        if len(seen) > before:
+            return float(seen[before]) - float(driver.execute_script(f"return window.{since}"))
         time.sleep(0.01)
     raise TimeoutError("no canvas update")
 
 
-def note(driver, results, phases, name: str, since: str, before: int) -> None:
-    """Time an edit (see :func:`frame_after`) and split it into the server's edit, the rest of the round trip to the
-    server, the page's drawing, and the rest (the input's handling, the wait for the frame)."""
-    total = frame_after(driver, since, before)
-    results[name].append(total)
-    p = driver.execute_script("return window.mcpPhases.at(-1)")
-    phases[name].append((p["server"], p["trip"], p["page"], total - p["server"] - p["trip"] - p["page"]))
+class Edits:
+    """The times of the edits made so far: on screen (the page's own drawing) and confirmed (the server's patch),
+    each with its phases."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, list[float]] = {k: [] for k in EDITS}
+        self.confirmed: dict[str, list[float]] = {k: [] for k in EDITS}
+        self.shown_phases: dict[str, list[tuple[float, float]]] = {k: [] for k in EDITS}
+        self.phases: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in EDITS}
+        self.count = 0
+
+    def note(self, driver, name: str, since: str) -> None:
+        """Time the edit the page drew, and the server's patch settled, as canvas update number :attr:`count`."""
+        shown = frame_after(driver, since, self.count, frames="benchDrawn")
+        total = frame_after(driver, since, self.count)
+        self.count += 1
+        own = driver.execute_script("return window.mcpDrawn.at(-1)")
+        self.shown[name].append(shown)
+        self.shown_phases[name].append((own, shown - own))
+        self.confirmed[name].append(total)
+        p = driver.execute_script("return window.mcpPhases.at(-1)")
+        self.phases[name].append((p["server"], p["trip"], p["page"], total - p["server"] - p["trip"] - p["page"]))
 
 
 def contour_closed_by_right_click(driver, cx: float, cy: float, r: float, n: int = 40) -> None:
@@ -153,8 +180,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     labels = make_project(tmp / "proj", args.side, args.masks)
     app = App(tmp / "proj", tmp / "home")
     driver = make_driver(tmp / "downloads")
-    results: dict[str, list[float]] = {k: [] for k in ("contour", "delete", "assign", "lasso", "next image")}
-    edit_phases: dict[str, list[tuple[float, float, float]]] = {k: [] for k in TARGET_MS if k != "next image"}
+    edits = Edits()
+    loads: list[float] = []  # next image
     phases: list[tuple[float, float, float]] = []  # next image: until the page asks for it, fetching, drawing
     load_phases: list[dict] = []  # the page's own split of a load (see label_canvas.js load)
     lassoed: list[int] = []  # masks at least partly inside each lasso
@@ -168,19 +195,15 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         region = labels.masks[:REGION, :REGION]
         boxes = {i: np.argwhere(region[:420] == i) for i in np.unique(region[260:400, :REGION - 40])[1:12]}
         centres = [b.mean(axis=0) for b in boxes.values() if len(b)]
-        updates = 0
         for r in range(REPEAT):
             contour_closed_by_right_click(driver, 130 + 220 * r, 125, 100)
-            note(driver, results, edit_phases, "contour", "benchDown", updates)
-            updates += 1
+            edits.note(driver, "contour", "benchDown")
             y, x = centres[2 * r]
             click(driver, x, y, CTRL)
-            note(driver, results, edit_phases, "delete", "benchUp", updates)
-            updates += 1
+            edits.note(driver, "delete", "benchUp")
             y, x = centres[2 * r + 1]
             click(driver, x, y, SHIFT)
-            note(driver, results, edit_phases, "assign", "benchUp", updates)
-            updates += 1
+            edits.note(driver, "assign", "benchUp")
         pick_tool(driver, "Lasso delete", "lasso")
         for r in range(REPEAT):  # circles of 280 pixels apart from each other: about 200 masks each (the target's)
             x0, y0 = 300 + 600 * (r % 3), 800 + 600 * (r // 3)
@@ -188,8 +211,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             lassoed.append(len(np.unique(labels.masks[:REGION, :REGION][inside])) - 1)
             drag(driver, [(x0 + LASSO_R * math.cos(a), y0 + LASSO_R * math.sin(a))
                           for a in np.linspace(0, 2 * math.pi, 60)])
-            note(driver, results, edit_phases, "lasso", "benchUp", updates)
-            updates += 1
+            edits.note(driver, "lasso", "benchUp")
+        corrected = driver.execute_script("return window.mcpCorrected")
         # Next image is timed from a saved state: the autosave of the edits above has finished (a key pressed
         # while a save runs waits for it).
         wait(driver, "!document.body.innerText.includes('Unsaved changes') && "
@@ -199,29 +222,45 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             time.sleep(args.work)  # the user looks at the image: the neighbours are read meanwhile
             driver.execute_script("performance.clearResourceTimings()")
             key(driver, "ARROW_RIGHT" if r % 2 == 0 else "ARROW_LEFT")
-            results["next image"].append(frame_after(driver, "benchKey", updates, timeout=120))
-            updates += 1
+            loads.append(frame_after(driver, "benchKey", edits.count + r, timeout=120))
             wait(driver, "window.mcpCanvas.loaded")
             asked, fetched = driver.execute_script(
                 "const e = performance.getEntriesByType('resource').filter((e) => e.name.includes('/mcp/media/'));"
                 "return [Math.min(...e.map((x) => x.startTime)) - window.benchKey,"
                 "        Math.max(...e.map((x) => x.responseEnd)) - window.benchKey]")
-            phases.append((asked, fetched - asked, results["next image"][-1] - fetched))
+            phases.append((asked, fetched - asked, loads[-1] - fetched))
             load_phases.append(driver.execute_script("return window.mcpLoadPhases.at(-1)"))
     finally:
         driver.quit()
         app.stop()
-    print(f"UI latency, {args.side}x{args.side} image with {labels.count} masks, input to first frame showing the "
-          f"result, median of {REPEAT} (min-max), ms ({args.work:g} s on each image before the next):")
+    report(args, labels.count, edits, corrected, lassoed, loads, phases, load_phases)
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):7.1f} ({min(values):5.1f}-{max(values):5.1f})"
+
+
+def report(args, count: int, edits: Edits, corrected: int, lassoed: list[int], loads: list[float],
+           phases: list[tuple[float, float, float]], load_phases: list[dict]) -> None:
+    """Print the figures: each edit on screen and confirmed, next image, and their phases."""
     targets = TARGET_MS if args.side <= 2048 else LARGE_TARGET_MS
-    for name, values in results.items():
-        target = f"target <= {targets[name]}" if targets[name] else "no target"
-        print(f"  {name:11s} {statistics.median(values):7.1f}   ({min(values):.1f}-{max(values):.1f})   {target}")
-    print(f"  (each lasso touched {min(lassoed)}-{max(lassoed)} masks)")
-    print("  edits, medians of their phases (ms): server's edit / rest of the round trip (transfers, queues) / "
-          "page's drawing / input and frame")
-    for name, values in edit_phases.items():
-        print(f"  {name:11s} " + " / ".join(f"{statistics.median(v):.1f}" for v in zip(*values)))
+    print(f"UI latency, {args.side}x{args.side} image with {count} masks, input to first frame showing the "
+          f"result, median of {REPEAT} (min-max), ms ({args.work:g} s on each image before the next):")
+    print(f"  {'':11s} {'on screen (page)':>21s}   {'confirmed (server)':>21s}")
+    for name in EDITS:
+        print(f"  {name:11s} {spread(edits.shown[name])}   {spread(edits.confirmed[name])}   "
+              f"target <= {targets[name]}")
+    target = f"target <= {targets['next image']}" if targets["next image"] else "no target"
+    print(f"  {'next image':11s} {spread(loads)}   {'':21s}   {target}")
+    print(f"  (each lasso touched {min(lassoed)}-{max(lassoed)} masks; {corrected} of {edits.count} server patches "
+          "changed what the page had drawn)")
+    print("  edits on screen, medians of their phases (ms): the page's edit and drawing / input and frame")
+    for name in EDITS:
+        print(f"  {name:11s} " + " / ".join(f"{statistics.median(v):.1f}" for v in zip(*edits.shown_phases[name])))
+    print("  edits confirmed, medians of their phases (ms): server's edit / rest of the round trip (transfers, "
+          "queues) / page's settling / input and frame")
+    for name in EDITS:
+        print(f"  {name:11s} " + " / ".join(f"{statistics.median(v):.1f}" for v in zip(*edits.phases[name])))
     server, transfer, page = (statistics.median(p) for p in zip(*phases))
     print(f"  next image, medians of its phases: {server:.0f} ms until the page asks for the pixels and labels "
           f"(server: save check, open, send), {transfer:.0f} ms fetching them, {page:.0f} ms decoding and drawing")
