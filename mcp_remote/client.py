@@ -36,6 +36,8 @@ from .proto import multicellpose_pb2_grpc as pbg
 
 #: Images per Segment call are grouped to stay under this many bytes (the rest of 64 MiB is headroom).
 REQUEST_BYTES = MAX_MESSAGE_BYTES - (8 << 20)
+#: The Upload method, called with messages this client serializes itself (see :func:`codec.upload_chunk_bytes`).
+UPLOAD_METHOD = "/multicellpose.v1.Transfer/Upload"
 
 
 class RemoteBackend:
@@ -70,6 +72,7 @@ class RemoteBackend:
         self._auth = pbg.AuthStub(self._channel)
         self._server = pbg.ServerStub(self._channel)
         self._transfer = pbg.TransferStub(self._channel)
+        self._upload = self._channel.stream_unary(UPLOAD_METHOD, response_deserializer=pb.UploadStatus.FromString)
         self._models = pbg.ModelsStub(self._channel)
         self._segmentation = pbg.SegmentationStub(self._channel)
         self._datasets = pbg.DatasetsStub(self._channel)
@@ -154,8 +157,7 @@ class RemoteBackend:
                 report(status.received, size)
                 if status.complete:
                     return sha
-                reply = self._transfer.Upload(self._chunks(path, sha, size, status.received, report),
-                                              metadata=self._metadata)
+                reply = self._upload(self._chunks(path, sha, size, status.received, report), metadata=self._metadata)
                 if reply.complete:
                     return sha
             except grpc.RpcError as err:
@@ -165,12 +167,13 @@ class RemoteBackend:
                 self._recover()
         raise Unreachable(f"Uploading {path.name} did not finish after {self.retries} retries.")
 
-    def _chunks(self, path: Path, sha: str, size: int, offset: int, report: Progress) -> Iterator[pb.UploadChunk]:
+    def _chunks(self, path: Path, sha: str, size: int, offset: int, report: Progress) -> Iterator[bytes]:
+        """The serialized messages of an upload from byte *offset* on."""
         with open(path, "rb") as fh:
             fh.seek(offset)
-            yield pb.UploadChunk(sha256=sha, size=size, offset=offset)
+            yield pb.UploadChunk(sha256=sha, size=size, offset=offset).SerializeToString()
             while data := fh.read(codec.CHUNK_BYTES):
-                yield pb.UploadChunk(offset=offset, data=data)
+                yield codec.upload_chunk_bytes(offset, data)
                 offset += len(data)
                 self.bytes_sent += len(data)
                 report(offset, size)

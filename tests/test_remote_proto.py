@@ -38,6 +38,23 @@ def test_protocol_is_versioned():
     assert pb.DESCRIPTOR.package == "multicellpose.v1"
 
 
+@pytest.mark.parametrize("offset, size", [(0, 0), (5, 0), (0, 5), (127, 3), (128, 200), (1 << 40, 1 << 20),
+                                          ((1 << 63) - 1, 10)])
+def test_upload_chunks_serialize_as_protobuf_does(offset, size):
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    wire = codec.upload_chunk_bytes(offset, data)
+    assert wire == pb.UploadChunk(offset=offset, data=data).SerializeToString()
+    assert pb.UploadChunk.FromString(wire) == pb.UploadChunk(offset=offset, data=data)
+
+
+def test_the_client_uploads_to_the_stubs_method():
+    from mcp_remote.client import UPLOAD_METHOD
+
+    method = pb.DESCRIPTOR.services_by_name["Transfer"].methods_by_name["Upload"]
+    assert UPLOAD_METHOD == "/{}/{}".format(*method.full_name.rsplit(".", 1))
+    assert method.input_type.name == "UploadChunk"
+
+
 @pytest.mark.parametrize("arr", [np.arange(12, dtype=">u2").reshape(3, 4), np.zeros((0, 5), np.float32),
                                  np.array([["a", "bc"]]), np.ones((2, 3, 4), bool)[:, ::2]])
 def test_arrays_round_trip_without_pickle(arr):
