@@ -54,3 +54,8 @@ def browser(tmp_path):
     driver = make_driver(tmp_path / "downloads")
     yield driver
     driver.quit()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests first: under pytest-xdist a minutes-long test collected late runs alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
