@@ -905,7 +905,7 @@ export default {
         }
         this.$emit("select", { ids: [...this.selection] });
       } else if (mode === "lasso" && path.length > 2) {
-        this.optimistic("lasso", { points: path }, () => this.lassoIds(path), true);
+        this.optimistic("lasso", { points: path }, () => this.lassoIds(path), path);
         return;
       } else if (mode === "erase") {
         this.pending = performance.now();
@@ -922,25 +922,31 @@ export default {
       this.path = null;
       if (path && path.length > 2) {
         const cls = this.currentClass;
-        this.optimistic("polygon", { points: path, class_id: cls }, () => this.addPolygon(path, cls), true);
+        this.optimistic("polygon", { points: path, class_id: cls }, () => this.addPolygon(path, cls), path);
         return;
       }
       this.draw();
     },
     // ------------------------------------------------- edits drawn ahead of the server
-    optimistic(kind, args, op, full = false) {
+    optimistic(kind, args, op, stroke = null) {
       // Send an edit, then draw its result now: op() makes the change to the labels the server will make and
       // returns it (see newChange); it runs again should a patch of an earlier edit change what it starts from.
-      // The server's patch or refusal settles it (applyPatch). full: redraw the whole view (a stroke to clear).
+      // The server's patch or refusal settles it (applyPatch). stroke: the points of the line drawn for the edit,
+      // to clear from the view.
       const t = performance.now();
-      if (this.resyncing) { this.pending = t; this.$emit(kind, args); if (full) this.draw(); return; }
+      if (this.resyncing) { this.pending = t; this.$emit(kind, args); this.draw(); return; }
       const seq = ++this.editSeq;
       this.$emit(kind, { ...args, seq }); // first: the server works while the page draws
       const change = op();
       this.unconfirmed.push({ seq, op, change, t });
-      const b = change.box, box = b && [b[0] - 1, b[1] - 1, b[2] - b[0] + 2, b[3] - b[1] + 2];
-      if (box) this.renderBox(...box);
-      this.draw(full ? null : box);
+      const b = change.box, m = (CLOSE_PX + 3) / this.scale; // the stroke's width and a contour's closing circle
+      if (b) this.renderBox(b[0] - 1, b[1] - 1, b[2] - b[0] + 2, b[3] - b[1] + 2);
+      let shown = b && [b[0] - 1, b[1] - 1, b[2] + 1, b[3] + 1];
+      if (stroke) {
+        const xs = stroke.map((p) => p[0]), ys = stroke.map((p) => p[1]);
+        shown = union(shown, [Math.min(...xs) - m, Math.min(...ys) - m, Math.max(...xs) + m, Math.max(...ys) + m]);
+      }
+      if (shown) this.draw([shown[0], shown[1], shown[2] - shown[0], shown[3] - shown[1]]);
       window.mcpDrawn.push(performance.now() - t);
     },
     newChange() {

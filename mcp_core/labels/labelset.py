@@ -154,12 +154,8 @@ class LabelSet:
         box = self.box_of(ids[ok])
         if box is None:
             return np.zeros(len(ids), np.int64)
-        present = np.unique(ids[ok])
-        lut = np.zeros(len(boxes), np.int64)
-        lut[present] = np.arange(1, len(present) + 1)
-        counts = np.bincount(lut[self.masks[box]].ravel(), minlength=len(present) + 1)
-        at = lut[np.where(ok, ids, 0)]  # 0: not a mask
-        return np.where(at > 0, counts[at], 0)
+        counts = np.bincount(self.masks[box].ravel(), minlength=len(boxes))  # every id in the box: no lookup
+        return np.where(ok, counts[np.where(ok, ids, 0)], 0)
 
     def box_of(self, ids: Iterable[int], pad: int = 0) -> tuple[slice, slice] | None:
         """The bounding box of masks *ids* as ``(rows, cols)`` slices, grown by *pad* (``None`` when none exists)."""
@@ -596,10 +592,13 @@ class LabelSet:
             np.maximum.at(boxes[:, 1], gained, r + 1)
             np.minimum.at(boxes[:, 2], gained, c)
             np.maximum.at(boxes[:, 3], gained, c + 1)
-        lost = np.unique(old[old > 0])  # masks that lost pixels: find their boxes again, inside the old ones
+        losing = np.zeros(len(boxes), bool)  # masks that lost pixels: find their boxes again, inside the old ones
+        losing[old] = True
+        losing[0] = False
         if gone is not None:
             boxes[gone] = 0
-            lost = np.setdiff1d(lost, gone, assume_unique=True)
+            losing[gone] = False
+        lost = np.flatnonzero(losing)
         if lost.size == 0:
             return
         b = boxes[lost]
