@@ -59,19 +59,19 @@ def flow_errors(masks: np.ndarray, flows: np.ndarray, device=None) -> np.ndarray
     flows
         ``(2, Y, X)`` predicted flows (Y, X) as the network outputs them.
     device
-        Torch device for cellpose's flow computation (default CPU).
+        Torch device for cellpose's flow computation; on the CPU (default) :func:`mcp_core.flow_qc.flow_error`
+        computes it.
     """
-    import torch
-    from cellpose import dynamics
     from skimage.segmentation import relabel_sequential
+
+    from .flow_qc import flow_error
 
     n = int(masks.max(initial=0)) + 1
     out = np.full(n, np.nan)
     if n == 1:
         return out
     seq = relabel_sequential(np.asarray(masks))[0]  # cellpose expects ids 1..n
-    errors, _ = dynamics.flow_error(seq, np.asarray(flows, np.float32), device=device or torch.device("cpu"))
-    out[np.unique(masks[masks > 0])] = errors
+    out[np.unique(masks[masks > 0])] = flow_error(seq, np.asarray(flows, np.float32), device)
     return out
 
 
