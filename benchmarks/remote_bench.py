@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,10 +40,11 @@ from remote_node import find_sshd  # noqa: E402
 
 @dataclasses.dataclass
 class Round:
-    """One timed transfer: MB/s, and CPU seconds per GiB of each process."""
+    """One timed transfer: MB/s, CPU seconds per GiB of each process, and of the client's SSH threads."""
 
     rate: float
     cpu: dict[str, float]
+    ssh_threads: float
 
 
 class Meter:
@@ -60,10 +62,17 @@ class Meter:
 
     def time(self, send: Callable[[], None], mib: int) -> Round:
         """Run *send*, which carries *mib* MiB."""
-        before, start = self._cpu(), time.perf_counter()
+        before, ssh_before, start = self._cpu(), _ssh_thread_seconds(), time.perf_counter()
         send()
-        wall, after = time.perf_counter() - start, self._cpu()
-        return Round(mib * 1.048576 / wall, {name: (after[name] - before[name]) * 1024 / mib for name in after})
+        wall, after, ssh_after = time.perf_counter() - start, self._cpu(), _ssh_thread_seconds()
+        return Round(mib * 1.048576 / wall, {name: (after[name] - before[name]) * 1024 / mib for name in after},
+                     (ssh_after - ssh_before) * 1024 / mib)
+
+
+def _ssh_thread_seconds() -> float:
+    """CPU seconds of this process's tunnel threads (asyncssh's event loops, ``mcp_remote.tunnel``)."""
+    ids = {t.native_id for t in threading.enumerate() if t.name == "ssh-tunnel"}
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
@@ -164,10 +173,15 @@ def _rates(rounds: list[Round]) -> str:
 
 
 def _cpu(rounds: list[Round], processes: list[str]) -> str:
-    """Median CPU s/GiB of each process, and of all together, under column titles as wide as the names."""
-    medians = [statistics.median(r.cpu[p] for r in rounds) for p in processes]
+    """Median CPU s/GiB of the client's SSH threads, each process, and all, under titles as wide as the names."""
+    medians = [statistics.median(r.ssh_threads for r in rounds)]
+    medians += [statistics.median(r.cpu[p] for r in rounds) for p in processes]
     medians.append(statistics.median(sum(r.cpu.values()) for r in rounds))
-    return "  ".join(f"{m:{max(len(p), 4)}.1f}" for p, m in zip([*processes, "all"], medians))
+    return "  ".join(f"{m:{max(len(p), 4)}.1f}" for p, m in zip(_columns(processes), medians))
+
+
+def _columns(processes: list[str]) -> list[str]:
+    return ["client's SSH thread", *processes, " all"]
 
 
 def _ratios(num: list[Round], den: list[Round]) -> str:
@@ -180,7 +194,7 @@ def _ratios(num: list[Round], den: list[Round]) -> str:
 def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, str]) -> None:
     """Rates and CPU per route, then the ratios of each SSH server's routes to direct gRPC."""
     processes = list(next(iter(rounds.values()))[0].cpu)
-    print(f"  {'route':<30}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join([*processes, ' all'])}")
+    print(f"  {'route':<30}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join(_columns(processes))}")
     for name, rs in rounds.items():
         print(f"  {name:<30}{_rates(rs):<38}{'':11}{_cpu(rs, processes)}")
     direct = rounds["direct gRPC"]
