@@ -99,6 +99,40 @@ function lineCells(r0, c0, r1, c1, visit) {
   visit(r1, c1);
 }
 
+class Change {
+  // What an edit drawn ahead of the server changed, to take it back: label pixels (flat index at, old id; n of them),
+  // class table entries (id, old class; the table's old length), boxes (id, old box), the masks it deleted, and the
+  // box it touched [x0, y0, x1, y1].
+  constructor(classLength) {
+    this.at = new Int32Array(256);
+    this.old = new Uint32Array(256);
+    this.n = 0;
+    this.cls = [];
+    this.clsOld = [];
+    this.clsLength = classLength;
+    this.boxIds = [];
+    this.boxOld = [];
+    this.gone = [];
+    this.box = null;
+  }
+
+  pixel(i, old) {
+    if (this.n === this.at.length) {
+      const at = new Int32Array(2 * this.n), was = new Uint32Array(2 * this.n);
+      at.set(this.at);
+      was.set(this.old);
+      this.at = at;
+      this.old = was;
+    }
+    this.at[this.n] = i;
+    this.old[this.n++] = old;
+  }
+
+  get empty() {
+    return this.n === 0 && this.cls.length === 0;
+  }
+}
+
 function union(a, b) {
   // The box [x0, y0, x1, y1] holding boxes a and b (either may be null).
   if (!a) return b;
@@ -424,14 +458,14 @@ export default {
     },
     agrees(patch, change) {
       // Whether the labels and class table hold the server's result of the one edit drawn ahead of it already.
-      if (patch.refused) return !change.at.length && !change.cls.length;
+      if (patch.refused) return change.empty;
       if (patch.colors || patch.classes) return false;
       if ((patch.classCount ?? this.classes.length) !== this.classes.length) return false;
       const listed = new Set(patch.classAt || []);
       if (change.cls.some((id) => !listed.has(id))) return false;
       if ((patch.classAt || []).some((id, i) => this.classes[id] !== patch.classTo[i])) return false;
       const W = this.W, L = this.labels, x0 = patch.x, y0 = patch.y, x1 = x0 + patch.w, y1 = y0 + patch.h;
-      for (const i of change.at) {
+      for (const i of change.at.subarray(0, change.n)) {
         const x = i % W, y = (i - x) / W;
         if (x < x0 || x >= x1 || y < y0 || y >= y1) return false;
       }
@@ -439,7 +473,7 @@ export default {
         const gone = new Set(change.gone);
         return patch.cleared.length === gone.size && patch.cleared.every((id) => gone.has(id));
       }
-      if (!patch.data && !patch.runIds) return !change.at.length;
+      if (!patch.data && !patch.runIds) return change.n === 0;
       const ids = patch.data ? new Uint32Array(b64ToBytes(patch.data).buffer) : null;
       let run = 0, left = 0, id = 0, n = 0;
       for (let y = y0; y < y1; y++) {
@@ -930,30 +964,32 @@ export default {
     // ------------------------------------------------- edits drawn ahead of the server
     optimistic(kind, args, op, stroke = null) {
       // Send an edit, then draw its result now: op() makes the change to the labels the server will make and
-      // returns it (see newChange); it runs again should a patch of an earlier edit change what it starts from.
+      // returns it (a Change); it runs again should a patch of an earlier edit change what it starts from.
       // The server's patch or refusal settles it (applyPatch). stroke: the points of the line drawn for the edit,
       // to clear from the view.
       const t = performance.now();
       if (this.resyncing) { this.pending = t; this.$emit(kind, args); this.draw(); return; }
       const seq = ++this.editSeq;
       this.$emit(kind, { ...args, seq }); // first: the server works while the page draws
-      const change = op();
+      const t0 = performance.now(), change = op(), t1 = performance.now();
       this.unconfirmed.push({ seq, op, change, t });
       const b = change.box, m = (CLOSE_PX + 3) / this.scale; // the stroke's width and a contour's closing circle
       if (b) this.renderBox(b[0] - 1, b[1] - 1, b[2] - b[0] + 2, b[3] - b[1] + 2);
+      const t2 = performance.now();
       let shown = b && [b[0] - 1, b[1] - 1, b[2] + 1, b[3] + 1];
       if (stroke) {
         const xs = stroke.map((p) => p[0]), ys = stroke.map((p) => p[1]);
         shown = union(shown, [Math.min(...xs) - m, Math.min(...ys) - m, Math.max(...xs) + m, Math.max(...ys) + m]);
       }
       if (shown) this.draw([shown[0], shown[1], shown[2] - shown[0], shown[3] - shown[1]]);
-      window.mcpDrawn.push(performance.now() - t);
+      const t3 = performance.now();
+      window.mcpDrawn.push(t3 - t);
+      // where the page's time went: sending the edit, the edit, the overlay's pixels, the view
+      (window.mcpDrawnPhases = window.mcpDrawnPhases || []).push({ send: t0 - t, edit: t1 - t0, overlay: t2 - t1,
+                                                                   view: t3 - t2 });
     },
     newChange() {
-      // What an edit drawn here changed, to take it back: label pixels (flat index, old id), class table entries
-      // (id, old class; the table's old length), boxes (id, old box), the masks it deleted, the box it touched.
-      return { at: [], old: [], cls: [], clsOld: [], clsLength: this.classes.length, boxIds: [], boxOld: [], gone: [],
-               box: null };
+      return new Change(this.classes.length);
     },
     setClass(change, id, cls) {
       if (this.classes[id] === cls) return;
@@ -969,7 +1005,7 @@ export default {
     undoChange(change) {
       // Take back a change (the last one made); returns the box it touched.
       const L = this.labels, at = change.at, old = change.old;
-      for (let k = at.length - 1; k >= 0; k--) L[at[k]] = old[k];
+      for (let k = change.n - 1; k >= 0; k--) L[at[k]] = old[k];
       for (let k = change.cls.length - 1; k >= 0; k--) this.classes[change.cls[k]] = change.clsOld[k];
       if (this.classes.length !== change.clsLength) this.classes = this.classes.slice(0, change.clsLength);
       for (let k = change.boxIds.length - 1; k >= 0; k--) this.boxes.set(change.boxOld[k], 4 * change.boxIds[k]);
@@ -990,17 +1026,17 @@ export default {
       for (const id of valid) {
         const box = this.boxOf(id);
         if (!box) continue;
-        const n = change.at.length;
+        const n = change.n;
         for (let y = box[1]; y < box[3]; y++) {
           for (let i = y * W + box[0], end = y * W + box[2]; i < end; i++) {
-            if (L[i] === id) { change.at.push(i); change.old.push(id); L[i] = 0; }
+            if (L[i] === id) { change.pixel(i, id); L[i] = 0; }
           }
         }
-        if (change.at.length > n) change.gone.push(id);
+        if (change.n > n) change.gone.push(id);
         this.setBox(change, id, [0, 0, 0, 0]);
         change.box = union(change.box, box);
       }
-      if (change.at.length) for (const id of valid) this.setClass(change, id, 0);
+      if (change.n) for (const id of valid) this.setClass(change, id, 0);
       return change;
     },
     assignIds(ids, cls) {
@@ -1015,24 +1051,20 @@ export default {
       // contour fills them; each mask's pixels counted in its box).
       const fill = fillPolygon(points.map((p) => p[0]), points.map((p) => p[1]), this.W, this.H);
       if (!fill) return this.newChange();
-      const L = this.labels, W = this.W, inside = new Map(), In = fill.inside;
-      let id = 0, n = 0; // pixels of mask id inside, in a row: counted in the map when another id comes
+      const L = this.labels, W = this.W, In = fill.inside, inside = new Uint32Array(this.classes.length), seen = [];
       for (let r = 0; r < fill.h; r++) {
         for (let c = 0, i = (fill.y0 + r) * W + fill.x0, k = r * fill.w; c < fill.w; c++, i++, k++) {
-          if (!In[k]) continue;
-          if (L[i] === id) { n++; continue; }
-          if (id) inside.set(id, (inside.get(id) || 0) + n);
-          id = L[i];
-          n = 1;
+          const id = L[i];
+          if (In[k] && id && inside[id]++ === 0) seen.push(id);
         }
       }
-      if (id) inside.set(id, (inside.get(id) || 0) + n);
-      const chosen = [];
-      inside.forEach((n, id) => {
-        const box = this.boxOf(id);
+      const chosen = seen.filter((id) => {
+        const box = this.boxOf(id) || [0, 0, 0, 0]; // none: the boxes are wrong, the server's patch will tell
         let area = 0;
-        if (box) for (let y = box[1]; y < box[3]; y++) for (let i = y * W + box[0], end = y * W + box[2]; i < end; i++) area += L[i] === id;
-        if (n / Math.max(area, 1) >= 0.5) chosen.push(id);
+        for (let y = box[1]; y < box[3]; y++) {
+          for (let i = y * W + box[0], end = y * W + box[2]; i < end; i++) if (L[i] === id) area++;
+        }
+        return inside[id] / Math.max(area, 1) >= 0.5;
       });
       return this.deleteIds(chosen);
     },
@@ -1046,8 +1078,7 @@ export default {
       let box = null;
       const take = (i, x, y) => {
         if (L[i] !== 0) return;
-        change.at.push(i);
-        change.old.push(0);
+        change.pixel(i, 0);
         L[i] = id;
         box = box ? [Math.min(box[0], x), Math.min(box[1], y), Math.max(box[2], x + 1), Math.max(box[3], y + 1)]
           : [x, y, x + 1, y + 1];

@@ -124,7 +124,7 @@ class Edits:
     def __init__(self) -> None:
         self.shown: dict[str, list[float]] = {k: [] for k in EDITS}
         self.confirmed: dict[str, list[float]] = {k: [] for k in EDITS}
-        self.shown_phases: dict[str, list[tuple[float, float]]] = {k: [] for k in EDITS}
+        self.shown_phases: dict[str, list[tuple[float, ...]]] = {k: [] for k in EDITS}
         self.phases: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in EDITS}
         self.count = 0
 
@@ -133,9 +133,10 @@ class Edits:
         shown = frame_after(driver, since, self.count, frames="benchDrawn")
         total = frame_after(driver, since, self.count)
         self.count += 1
-        own = driver.execute_script("return window.mcpDrawn.at(-1)")
+        own = driver.execute_script("return window.mcpDrawnPhases.at(-1)")
         self.shown[name].append(shown)
-        self.shown_phases[name].append((own, shown - own))
+        own = [own[k] for k in ("send", "edit", "overlay", "view")]
+        self.shown_phases[name].append((*own, shown - sum(own)))
         self.confirmed[name].append(total)
         p = driver.execute_script("return window.mcpPhases.at(-1)")
         self.phases[name].append((p["server"], p["trip"], p["page"], total - p["server"] - p["trip"] - p["page"]))
@@ -254,7 +255,8 @@ def report(args, count: int, edits: Edits, corrected: int, lassoed: list[int], l
     print(f"  {'next image':11s} {spread(loads)}   {'':21s}   {target}")
     print(f"  (each lasso touched {min(lassoed)}-{max(lassoed)} masks; {corrected} of {edits.count} server patches "
           "changed what the page had drawn)")
-    print("  edits on screen, medians of their phases (ms): the page's edit and drawing / input and frame")
+    print("  edits on screen, medians of their phases (ms): the page sending the edit / making it / painting the "
+          "overlay / drawing the view / input and frame")
     for name in EDITS:
         print(f"  {name:11s} " + " / ".join(f"{statistics.median(v):.1f}" for v in zip(*edits.shown_phases[name])))
     print("  edits confirmed, medians of their phases (ms): server's edit / rest of the round trip (transfers, "
