@@ -9,7 +9,8 @@ overheads, not a network. Two SSH servers are timed: asyncssh's, a stand-in in P
 OpenSSH's sshd (what a real node runs) when it is installed. Next to our uploads, the same rounds
 time the bare SSH port forward of each (our asyncssh client, same cipher) into a sink that
 discards the bytes: the most any tunnel made with asyncssh could carry here. Each route's CPU
-seconds per GiB are given per process (client: this one; server; SSH server with its children).
+seconds per GiB are given per process (client: this one; server; SSH server with its children),
+and for the client's SSH tunnel threads (asyncssh's event loop) alone.
 The model is the small random ``tiny`` architecture (no weights are downloaded): its forward pass
 over 2048x2048 tiles is real work, its masks are few unless ``--many-masks``.
 """
