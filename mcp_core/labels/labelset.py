@@ -137,7 +137,8 @@ class LabelSet:
 
     @property
     def boxes(self) -> np.ndarray:
-        """Every mask id's bounding box as a row ``[y0, y1, x0, x1]`` (zeros: no such mask); not to be changed."""
+        """Every mask id's bounding box as a row ``[y0, y1, x0, x1]`` (zeros: no such mask; rows past :attr:`max_id`
+        may follow, all zeros); not to be changed."""
         return self._index()
 
     def index_boxes(self) -> None:
@@ -579,8 +580,9 @@ class LabelSet:
             return
         old, new = old.astype(np.int64), new.astype(np.int64)
         top = max(int(old.max()), int(new.max()), len(self.classes) - 1) + 1
-        if top > len(self._boxes):
-            self._boxes = np.concatenate([self._boxes, np.zeros((top - len(self._boxes), 4), np.int64)])
+        if top > len(self._boxes):  # room for more new masks than this one: not a copy of every box per new mask
+            more = max(top - len(self._boxes), len(self._boxes) // 2)
+            self._boxes = np.concatenate([self._boxes, np.zeros((more, 4), np.int64)])
         boxes = self._boxes
         width = box[1].stop - box[1].start
         at = np.flatnonzero(new > 0)  # grow each gaining mask's box by its new pixels
