@@ -558,8 +558,9 @@ export default {
     },
     async resync(labelsUrl, classes, colors) {
       // Fetch the labels again and take the class table (an edit drawn here failed on the server): what was drawn
-      // ahead of the server goes; patches that come meanwhile wait, and apply after to the class table, and to the
-      // labels when they are newer than the labels fetched (by the server's edit count).
+      // ahead of the server is taken back; patches that come meanwhile wait, and apply after to the class table, and
+      // to the labels when they are newer than the labels fetched (by the server's edit count).
+      for (let i = this.unconfirmed.length - 1; i >= 0; i--) this.undoChange(this.unconfirmed[i].change);
       this.unconfirmed = [];
       this.resyncing = [];
       let fetched = null;
@@ -586,10 +587,11 @@ export default {
       this.draw();
     },
     highlight(id) {
-      // Centre the view on a mask and select it.
+      // Centre the view on a mask (the mean of its pixels, found in its box) and select it.
+      const box = this.boxOf(id), L = this.labels, W = this.W;
       let sx = 0, sy = 0, n = 0;
-      for (let i = 0; i < this.labels.length; i++) {
-        if (this.labels[i] === id) { sx += i % this.W; sy += (i / this.W) | 0; n++; }
+      for (let y = box ? box[1] : 0; box && y < box[3]; y++) {
+        for (let x = box[0], i = y * W + x; x < box[2]; x++, i++) if (L[i] === id) { sx += x; sy += y; n++; }
       }
       if (!n) return false;
       const rect = this.$refs.wrap.getBoundingClientRect();
@@ -1075,13 +1077,15 @@ export default {
       const change = this.newChange(), id = this.classes.length, fill = fillPolygon(xs, ys, W, H);
       this.widenIds(id + 1);
       const L = this.labels;
-      let box = null;
+      let x0 = W, y0 = H, x1 = 0, y1 = 0; // the box of the pixels taken
       const take = (i, x, y) => {
         if (L[i] !== 0) return;
         change.pixel(i, 0);
         L[i] = id;
-        box = box ? [Math.min(box[0], x), Math.min(box[1], y), Math.max(box[2], x + 1), Math.max(box[3], y + 1)]
-          : [x, y, x + 1, y + 1];
+        if (x < x0) x0 = x;
+        if (x >= x1) x1 = x + 1;
+        if (y < y0) y0 = y;
+        if (y >= y1) y1 = y + 1;
       };
       if (fill) {
         for (let r = 0; r < fill.h; r++) {
@@ -1094,13 +1098,13 @@ export default {
           if (y >= 0 && y < H && x >= 0 && x < W) take(y * W + x, x, y);
         });
       }
-      if (!box) return change;
+      if (!change.n) return change;
       const table = new Uint32Array(id + 1);
       table.set(this.classes);
       this.classes = table;
       this.setClass(change, id, cls);
-      this.setBox(change, id, [box[1], box[3], box[0], box[2]]);
-      change.box = box;
+      this.setBox(change, id, [y0, y1, x0, x1]);
+      change.box = [x0, y0, x1, y1];
       return change;
     },
     idsInRect(a, b) {

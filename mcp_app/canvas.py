@@ -71,8 +71,8 @@ class LabelCanvas(ui.element, component=str(files("mcp_assets") / "label_canvas.
         return classes, colors
 
     def _label_urls(self) -> tuple[str, str]:
-        v = f"v={self.editor.version}&e={self.editor.edits}"
-        return f"/mcp/media/{self.key}/labels.bin?{v}", f"/mcp/media/{self.key}/boxes.bin?{v}"
+        v = self.editor.version
+        return f"/mcp/media/{self.key}/labels.bin?v={v}", f"/mcp/media/{self.key}/boxes.bin?v={v}"
 
     def show_display(self) -> None:
         """Redraw the image with the editor's channel choice and contrast (the browser maps the raw channels)."""
