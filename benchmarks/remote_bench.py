@@ -8,7 +8,8 @@ sshd and the server would on the remote node, so the figures measure the protoco
 overheads, not a network. Two SSH servers are timed: asyncssh's, a stand-in in Python, and
 OpenSSH's sshd (what a real node runs) when it is installed. Next to our uploads, the same rounds
 time the bare SSH port forward of each (our asyncssh client, same cipher) into a sink that
-discards the bytes: the most any tunnel made with asyncssh could carry here. Each route's CPU
+discards the bytes: the most any tunnel made with asyncssh could carry here; and, where OpenSSH's
+ssh client is installed too, an upload through it instead of our tunnel (the same work in C). Each route's CPU
 seconds per GiB are given per process (client: this one; server; SSH server with its children),
 and for the client's SSH tunnel threads (asyncssh's event loop) alone.
 The model is the small random ``tiny`` architecture (no weights are downloaded): its forward pass
@@ -22,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -145,6 +147,8 @@ def remote_node(*args: str) -> Iterator[dict]:
             proc.wait()
 
 
+#: The route of the reference: OpenSSH's ssh client forwarding through OpenSSH's sshd.
+REFERENCE = "tunnel via ssh client + openssh"
 #: The SSH servers a tunnel is timed through, as ``remote_node.py`` roles.
 SSH_SERVERS = {"asyncssh": "asyncssh stand-in SSH server", "openssh": "OpenSSH sshd"}
 
@@ -162,10 +166,46 @@ def open_tunnel(root: Path, node: dict, remote_port: int):
     """A tunnel through the SSH server of *node* (a ``remote_node.py`` reply) to a loopback port there."""
     from mcp_remote.tunnel import Tunnel
 
-    known_hosts = root / f"known_hosts-{node['port']}"
-    known_hosts.write_text(node["known_hosts"])
     return Tunnel("127.0.0.1", node["user"], port=node["port"], client_keys=[str(root / "id")],
-                  known_hosts=known_hosts, remote_port=remote_port, ssh_config=[]).open()
+                  known_hosts=_known_hosts(root, node), remote_port=remote_port, ssh_config=[]).open()
+
+
+def _known_hosts(root: Path, node: dict) -> Path:
+    path = root / f"known_hosts-{node['port']}"
+    path.write_text(node["known_hosts"])
+    return path
+
+
+@contextlib.contextmanager
+def openssh_forward(root: Path, node: dict, remote_port: int) -> Iterator[tuple[str, int]]:
+    """OpenSSH's ssh client forwarding a free loopback port through *node*'s SSH server to *remote_port*
+    there, as ``(address, process id)``: our tunnel's work done in C, for reference."""
+    from mcp_remote.tunnel import CIPHERS
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(["ssh", "-N", "-F", "/dev/null", "-i", str(root / "id"), "-p", str(node["port"]),
+                             "-o", f"UserKnownHostsFile={_known_hosts(root, node)}", "-o", "StrictHostKeyChecking=yes",
+                             "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-c", CIPHERS[0],
+                             "-L", f"127.0.0.1:{port}:127.0.0.1:{remote_port}", f"{node['user']}@127.0.0.1"],
+                            stdin=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, proc)
+        yield f"127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"ssh did not forward port {port} (exit status {proc.poll()})")
 
 
 def _rates(rounds: list[Round]) -> str:
@@ -192,12 +232,13 @@ def _ratios(num: list[Round], den: list[Round]) -> str:
     return f"{statistics.median(ratios):5.2f} median of the rounds ({rounds}), best/best {best:.2f}"
 
 
-def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, str]) -> None:
-    """Rates and CPU per route, then the ratios of each SSH server's routes to direct gRPC."""
+def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, str], references: dict[str, str]) -> None:
+    """Rates and CPU per route, then the ratios of each SSH server's routes to direct gRPC, and of
+    the *references* routes (name -> title)."""
     processes = list(next(iter(rounds.values()))[0].cpu)
-    print(f"  {'route':<30}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join(_columns(processes))}")
+    print(f"  {'route':<34}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join(_columns(processes))}")
     for name, rs in rounds.items():
-        print(f"  {name:<30}{_rates(rs):<38}{'':11}{_cpu(rs, processes)}")
+        print(f"  {name:<34}{_rates(rs):<38}{'':11}{_cpu(rs, processes)}")
     direct = rounds["direct gRPC"]
     for server, title in ssh_servers.items():
         tunnel, bare = rounds[f"tunnel via {server}"], rounds[f"bare forward via {server}"]
@@ -205,6 +246,9 @@ def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, str]) -
         print(f"    tunnel/direct  {_ratios(tunnel, direct)}   (target >= 0.7)")
         print(f"    tunnel/bare    {_ratios(tunnel, bare)}")
         print(f"    bare/direct    {_ratios(bare, direct)}")
+    for name, title in references.items():
+        print(f"  {title}:")
+        print(f"    tunnel/direct  {_ratios(rounds[name], direct)}")
 
 
 def segment_times(backends: dict, image: np.ndarray, params, repeats: int) -> dict[str, float]:
@@ -244,6 +288,7 @@ def main() -> None:
         root = Path(tmp)
         key = asyncssh.generate_private_key("ssh-ed25519")
         key.write_private_key(str(root / "id"))
+        (root / "id").chmod(0o600)  # or OpenSSH's ssh ignores it
         key.write_public_key(str(root / "id.pub"))
         server = stack.enter_context(remote_node("server", str(root)))
         nodes = ssh_servers(stack, root, server["token_socket"])
@@ -259,12 +304,18 @@ def main() -> None:
             senders[f"bare forward via {name}"] = bare.address
             senders[f"tunnel via {name}"] = tunnelled
             titles[name] = f"{SSH_SERVERS[name]} ({tunnel.cipher()})"
+        pids = {"server": server["pid"], **{f"{name}-sshd": node["pid"] for name, node in nodes.items()}}
+        references = {}
+        if "openssh" in nodes and shutil.which("ssh"):
+            address, pids["ssh"] = stack.enter_context(openssh_forward(root, nodes["openssh"], grpc_port))
+            senders[REFERENCE] = stack.enter_context(RemoteBackend(address, token))
+            references[REFERENCE] = "OpenSSH's ssh client instead of our asyncssh tunnel, OpenSSH sshd (reference)"
         print(f"upload of {args.mib} MiB files, {args.repeats} alternating rounds (sha256 on both sides included; a "
               f"bare forward: no gRPC, no sha256, into a sink; server and SSH servers in processes of their own):")
         if "openssh" not in nodes:
             print("  (OpenSSH's sshd is not installed: apt-get install openssh-server to time it too)")
-        meter = Meter({"server": server["pid"], **{f"{name}-sshd": node["pid"] for name, node in nodes.items()}})
-        print_uploads(upload_rounds(senders, root, args.mib, args.repeats, meter), titles)
+        meter = Meter(pids)
+        print_uploads(upload_rounds(senders, root, args.mib, args.repeats, meter), titles, references)
         if args.upload_only:
             return
 
