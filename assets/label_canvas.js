@@ -116,16 +116,14 @@ class Change {
     this.box = null;
   }
 
-  pixel(i, old) {
-    if (this.n === this.at.length) {
-      const at = new Int32Array(2 * this.n), was = new Uint32Array(2 * this.n);
-      at.set(this.at);
-      was.set(this.old);
-      this.at = at;
-      this.old = was;
-    }
-    this.at[this.n] = i;
-    this.old[this.n++] = old;
+  reserve(more) {
+    // Room for more pixels past the n recorded (the loops that change pixels write at, old and n themselves).
+    if (this.n + more <= this.at.length) return;
+    const size = Math.max(2 * this.at.length, this.n + more), at = new Int32Array(size), old = new Uint32Array(size);
+    at.set(this.at.subarray(0, this.n));
+    old.set(this.old.subarray(0, this.n));
+    this.at = at;
+    this.old = old;
   }
 
   get empty() {
@@ -1028,13 +1026,16 @@ export default {
       for (const id of valid) {
         const box = this.boxOf(id);
         if (!box) continue;
-        const n = change.n;
+        change.reserve((box[2] - box[0]) * (box[3] - box[1]));
+        const at = change.at, old = change.old, first = change.n;
+        let n = first;
         for (let y = box[1]; y < box[3]; y++) {
           for (let i = y * W + box[0], end = y * W + box[2]; i < end; i++) {
-            if (L[i] === id) { change.pixel(i, id); L[i] = 0; }
+            if (L[i] === id) { at[n] = i; old[n++] = id; L[i] = 0; }
           }
         }
-        if (change.n > n) change.gone.push(id);
+        change.n = n;
+        if (n > first) change.gone.push(id);
         this.setBox(change, id, [0, 0, 0, 0]);
         change.box = union(change.box, box);
       }
@@ -1076,28 +1077,39 @@ export default {
       const W = this.W, H = this.H, xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
       const change = this.newChange(), id = this.classes.length, fill = fillPolygon(xs, ys, W, H);
       this.widenIds(id + 1);
-      const L = this.labels;
-      let x0 = W, y0 = H, x1 = 0, y1 = 0; // the box of the pixels taken
-      const take = (i, x, y) => {
-        if (L[i] !== 0) return;
-        change.pixel(i, 0);
-        L[i] = id;
-        if (x < x0) x0 = x;
-        if (x >= x1) x1 = x + 1;
-        if (y < y0) y0 = y;
-        if (y >= y1) y1 = y + 1;
-      };
-      if (fill) {
-        for (let r = 0; r < fill.h; r++) {
-          for (let c = 0; c < fill.w; c++) if (fill.inside[r * fill.w + c]) take((fill.y0 + r) * W + fill.x0 + c, fill.x0 + c, fill.y0 + r);
-        }
-      }
+      const L = this.labels, edges = [];
       for (let k = 0; k < points.length; k++) {
         const a = points[k], b = points[(k + 1) % points.length];
         lineCells(roundHalfEven(a[1]), roundHalfEven(a[0]), roundHalfEven(b[1]), roundHalfEven(b[0]), (y, x) => {
-          if (y >= 0 && y < H && x >= 0 && x < W) take(y * W + x, x, y);
+          if (y >= 0 && y < H && x >= 0 && x < W) edges.push(y * W + x);
         });
       }
+      change.reserve(edges.length + (fill ? fill.w * fill.h : 0));
+      const at = change.at, old = change.old;
+      let n = 0, x0 = W, y0 = H, x1 = 0, y1 = 0; // the box of the pixels taken
+      for (let r = 0; fill && r < fill.h; r++) {
+        const y = fill.y0 + r, first = n;
+        for (let c = 0, i = y * W + fill.x0, k = r * fill.w; c < fill.w; c++, i++, k++) {
+          if (fill.inside[k] && L[i] === 0) { L[i] = id; at[n] = i; old[n++] = 0; }
+        }
+        if (n === first) continue;
+        y0 = Math.min(y0, y);
+        y1 = y + 1;
+        x0 = Math.min(x0, at[first] - y * W);
+        x1 = Math.max(x1, at[n - 1] - y * W + 1);
+      }
+      for (const i of edges) {
+        if (L[i] !== 0) continue;
+        L[i] = id;
+        at[n] = i;
+        old[n++] = 0;
+        const x = i % W, y = (i - x) / W;
+        x0 = Math.min(x0, x);
+        x1 = Math.max(x1, x + 1);
+        y0 = Math.min(y0, y);
+        y1 = Math.max(y1, y + 1);
+      }
+      change.n = n;
       if (!change.n) return change;
       const table = new Uint32Array(id + 1);
       table.set(this.classes);
