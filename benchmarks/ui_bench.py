@@ -13,7 +13,8 @@ edit has two times: *on screen*, to the first frame after the page drew its own 
 times are taken in the page: input listeners note when the browser got the input, and a
 ``requestAnimationFrame`` loop notes the first frame after each of those, or after the new image
 (``window.mcpLoadedAt`` changed), so the server's work, the transfers and the drawing all count in the
-confirmed time. The on-screen time is split into the page's own edit and drawing and the rest (the
+confirmed time. The on-screen time is split into the page's sending of the edit, its making of it,
+its painting of the overlay and its drawing of the view (``window.mcpDrawnPhases``), and the rest (the
 input's handling, the wait for the frame); the confirmed time into the server's time on the edit (the
 patch carries it), the rest of the round trip from the page's event to the patch's arrival (the
 websocket both ways, waits in the server's event loop, e.g. behind an autosave), the page's time
@@ -133,9 +134,9 @@ class Edits:
         shown = frame_after(driver, since, self.count, frames="benchDrawn")
         total = frame_after(driver, since, self.count)
         self.count += 1
-        own = driver.execute_script("return window.mcpDrawnPhases.at(-1)")
+        drawn = driver.execute_script("return window.mcpDrawnPhases.at(-1)")
+        own = [drawn[k] for k in ("send", "edit", "overlay", "view")]
         self.shown[name].append(shown)
-        own = [own[k] for k in ("send", "edit", "overlay", "view")]
         self.shown_phases[name].append((*own, shown - sum(own)))
         self.confirmed[name].append(total)
         p = driver.execute_script("return window.mcpPhases.at(-1)")
