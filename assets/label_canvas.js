@@ -445,7 +445,9 @@ export default {
       // make again the edits after k (their patches are still to come). Returns [the box that changed, whether every
       // colour may have].
       let box = null;
-      for (let i = this.unconfirmed.length - 1; i >= 0; i--) box = union(box, this.undoChange(this.unconfirmed[i].change));
+      for (let i = this.unconfirmed.length - 1; i >= 0; i--) {
+        box = union(box, this.undoChange(this.unconfirmed[i].change));
+      }
       const later = this.unconfirmed.slice(k + 1);
       this.unconfirmed = [];
       box = union(box, this.writePatch(patch, true));
@@ -1002,7 +1004,8 @@ export default {
       const swap = () => {
         for (const key of Object.keys(scratch)) [scratch[key], this[key]] = [this[key], scratch[key]];
       };
-      const circle = (cx, cy, r) => Array.from({ length: 40 }, (_, k) => [cx + r * Math.cos(k / 6.3), cy + r * Math.sin(k / 6.3)]);
+      const circle = (cx, cy, r) => Array.from({ length: 40 }, (_, k) => [cx + r * Math.cos(k / 6.3),
+                                                                          cy + r * Math.sin(k / 6.3)]);
       const steps = [() => this.growBoxes(0, 0, W, W)];
       for (let k = 0; k < 5; k++) {
         steps.push(() => this.undoChange(this.lassoIds(circle(128.3, 127.6, 90))));

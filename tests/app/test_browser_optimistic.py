@@ -14,7 +14,8 @@ from .test_browser import CTRL, SHIFT, click, draw_contour, drag, mouse, open_pa
 #: The canvas keeps the server's patches instead of applying them (``RELEASE`` applies them, in order).
 HOLD = """const c = window.mcpCanvas; window.mcpHeld = []; c.heldApply = c.applyPatch;
 c.applyPatch = (p) => { window.mcpHeld.push(p); return true; };"""
-RELEASE = "const c = window.mcpCanvas; c.applyPatch = c.heldApply; for (const p of window.mcpHeld.splice(0)) c.applyPatch(p);"
+RELEASE = """const c = window.mcpCanvas; c.applyPatch = c.heldApply;
+for (const p of window.mcpHeld.splice(0)) c.applyPatch(p);"""
 
 
 def page_state(browser) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +40,8 @@ def assert_page_is(browser, path) -> None:
 
 def held_edit(browser, path, make, saved) -> None:
     """Make an edit while the server's patch is held: once the patch is there, the page (its own drawing) must already
-    equal the labels saved in *path* (*saved*: a condition on them that tells the edit is saved), then it is released."""
+    equal the labels saved in *path* (*saved*: a condition on them that tells the edit is saved); then the patch is
+    released."""
     corrected = browser.execute_script("return window.mcpCorrected")
     browser.execute_script(HOLD)
     make()
@@ -115,7 +117,8 @@ def test_a_refused_edit_is_taken_back_and_a_failed_one_fetches_the_labels_again(
     saved = load_labels(path)
     some = int(np.bincount(saved.masks.ravel())[1:].argmax() + 1)  # the largest mask
     # the page deletes a mask but the server is asked to delete none: it refuses, the page takes the deletion back
-    browser.execute_script(f"const c = window.mcpCanvas; c.optimistic('delete', {{ ids: [0] }}, () => c.deleteIds([{some}]))")
+    browser.execute_script("const c = window.mcpCanvas; "
+                           f"c.optimistic('delete', {{ ids: [0] }}, () => c.deleteIds([{some}]))")
     wait(browser, "window.mcpCanvas.unconfirmed.length === 0")
     assert_page_is(browser, path)
     # a contour inside one mask has no free pixel: nothing drawn, nothing made
