@@ -24,6 +24,8 @@ from mcp_core.errors import ParameterError
 
 CONFIG_NAME = "remote_config.json"
 GiB = 1 << 30
+#: What carries an SSH tunnel's port: OpenSSH's ssh, asyncssh, or ssh when it can and asyncssh else.
+Forwarder = Literal["auto", "openssh", "asyncssh"]
 
 
 @pdataclass
@@ -38,6 +40,7 @@ class RemoteConfig:
     ssh_local_port: int = Field(0, ge=0, le=65535, description="Local end of the tunnel; 0 picks a free port.")
     ssh_remote_port: int = Field(50051, ge=1, le=65535, description="Port of the server on the SSH host.")
     ssh_remote_bind: str = Field("127.0.0.1", description="Host (seen from the SSH host) the server listens on, or a UNIX socket path.")
+    ssh_forwarder: Forwarder = Field("auto", description="What forwards the tunnel's port: 'openssh' (the ssh client on PATH, for key or agent logins; much less CPU), 'asyncssh', or 'auto': openssh when it can, else asyncssh.")
     model_root: str = Field("", description="Folder of shared models (admins write); <storage root>/shared_models when empty.")
     replay_root: str = Field("", description="Folder of labelled images mixed into training when replay is asked for.")
     replay_sample_size: int = Field(0, ge=0, description="How many replay images one training job samples; 0 takes all.")

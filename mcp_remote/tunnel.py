@@ -15,6 +15,10 @@ agent. AES-GCM ciphers come first (fastest with AES-NI); keepalive pings every 1
 3 unanswered ones (asyncssh gives up at the 4th interval) a dead link is dropped in about 6 s.
 The token is minted over the SSH login itself (``multicellpose-server token`` on the server),
 so no password for the server is needed; a password from the server's own password file works too.
+
+When OpenSSH's ``ssh`` is on PATH and the login needs no password (keys or the agent), the port is
+forwarded by ``ssh -N -L`` beside the asyncssh connection (:mod:`mcp_remote.openssh`; its C code
+carries an upload near direct gRPC speed), else, or when ssh fails, by asyncssh as before.
 """
 
 from __future__ import annotations
@@ -22,18 +26,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncssh
 
 from mcp_core.errors import MCPError
 
 from .client import RemoteBackend
-from .config import RemoteConfig
+from .config import Forwarder, RemoteConfig
+from .openssh import ForwardError, ForwardSpec, OpenSSHForward, find_ssh, free_port, ssh_argv, unusable_reason
 
 #: Preferred ciphers: AES-GCM first (about 1.6x chacha20 through asyncssh here), then the usual ones.
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -41,6 +47,7 @@ CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly130
 KEEPALIVE_S = 1.5
 KEEPALIVE_MISSES = 3
 TOKEN_COMMAND = "multicellpose-server token --json"
+LOG = logging.getLogger("mcp_remote.tunnel")
 
 
 class TunnelError(MCPError):
@@ -174,12 +181,23 @@ class Tunnel:
         The local end (0 picks one; a reopened tunnel keeps it).
     ssh_config
         SSH config files to read instead of ``~/.ssh/config``.
+    forwarder
+        What carries the port: ``"openssh"`` (OpenSSH's ``ssh -N -L``, key or agent logins only),
+        ``"asyncssh"``, or ``"auto"``: OpenSSH's when it can, else (or when it fails) asyncssh's.
+
+    Attributes
+    ----------
+    forwarded_by : {"openssh", "asyncssh"} or None
+        What carries the port while the tunnel is open.
+    fallback_reason : str or None
+        Why asyncssh carries it instead of OpenSSH's ssh (None when ssh does).
     """
 
     def __init__(self, host: str, user: str | None = None, *, port: int | None = None, password: str | None = None,
                  client_keys: Sequence[str] | None = None, known_hosts: str | os.PathLike | None = None,
                  remote_host: str = "127.0.0.1", remote_port: int = 50051, remote_path: str | None = None,
-                 local_port: int = 0, ssh_config: Sequence[str] | None = None, connect_timeout: float = 20.0) -> None:
+                 local_port: int = 0, ssh_config: Sequence[str] | None = None, connect_timeout: float = 20.0,
+                 forwarder: Forwarder = "auto") -> None:
         self.host, self.user, self.port = host, user, port
         self.password = password
         self.client_keys = list(client_keys) if client_keys else None
@@ -188,10 +206,14 @@ class Tunnel:
         self.local_port = local_port
         self.ssh_config = ssh_config
         self.connect_timeout = connect_timeout
+        self.forwarder = forwarder
+        self.forwarded_by: Literal["openssh", "asyncssh"] | None = None
+        self.fallback_reason: str | None = None
         self.host_key: HostKey | None = None
         self._loop: _Loop | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
         self._listener: Any = None
+        self._ssh: OpenSSHForward | None = None
         self._lost = threading.Event()
 
     @property
@@ -201,8 +223,8 @@ class Tunnel:
 
     @property
     def alive(self) -> bool:
-        """Whether the SSH connection is up."""
-        return self._conn is not None and not self._lost.is_set()
+        """Whether the SSH connection is up (and OpenSSH's ssh, when it forwards the port)."""
+        return self._conn is not None and not self._lost.is_set() and (self._ssh is None or self._ssh.alive)
 
     def open(self) -> Tunnel:
         """Connect and start forwarding.
@@ -212,12 +234,22 @@ class Tunnel:
         HostKeyUnknown, HostKeyChanged
             When the host key is not (or no longer) the trusted one.
         TunnelError
-            When the connection or login fails.
+            When the connection or login fails, or ``forwarder="openssh"`` cannot forward.
         """
         if self._loop is None:
             self._loop = _Loop()
+        self._call(self._connect())
         try:
-            self._loop.run(self._open(), timeout=self.connect_timeout + 10)
+            self._forward()
+        except BaseException:
+            self._drop()
+            raise
+        return self
+
+    def _call(self, coro) -> None:
+        """Run an asyncssh step on the tunnel's loop, its errors told as the tunnel's."""
+        try:
+            self._loop.run(coro, timeout=self.connect_timeout + 10)
         except asyncssh.HostKeyNotVerifiable:
             key = self._loop.run(_host_key(self.host, self.port, self.ssh_config, self.known_hosts), timeout=30)
             if _key_status(key) == "changed":
@@ -227,9 +259,8 @@ class Tunnel:
             raise TunnelError(f"SSH login to {self.host} as {self.user or 'the default user'} was refused: {exc.reason}.") from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             raise TunnelError(f"Cannot open the SSH tunnel to {self.host}: {exc}.") from exc
-        return self
 
-    async def _open(self) -> None:
+    async def _connect(self) -> None:
         lost = self._lost
 
         class _Client(asyncssh.SSHClient):
@@ -252,16 +283,7 @@ class Tunnel:
             kwargs["config"] = list(self.ssh_config)
         conn = await asyncssh.connect(self.host, **kwargs)
         self._lost.clear()
-        try:
-            if self.remote_path:
-                listener = await conn.forward_local_port_to_path("127.0.0.1", self.local_port, self.remote_path)
-            else:
-                listener = await conn.forward_local_port("127.0.0.1", self.local_port, self.remote_host, self.remote_port)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn, self._listener = conn, listener
-        self.local_port = listener.get_port()
+        self._conn = conn
         key = conn.get_server_host_key()
         if key is not None:
             self.host_key = HostKey(host=self.host, port=self.port or 22, fingerprint=key.get_fingerprint("sha256"),
@@ -269,8 +291,51 @@ class Tunnel:
                                     public_key=key.export_public_key("openssh").decode().strip(),
                                     known_hosts=str(self.known_hosts))
 
+    def _forward(self) -> None:
+        """Forward the local port with OpenSSH's ssh when it can, else with asyncssh."""
+        reason = "forwarder 'asyncssh' was asked for" if self.forwarder == "asyncssh" else self._forward_openssh()
+        if reason is None:
+            self.forwarded_by, self.fallback_reason = "openssh", None
+            return
+        if self.forwarder == "openssh":
+            raise TunnelError(f"OpenSSH's ssh cannot forward the tunnel to {self.host}: {reason}.")
+        if self.forwarder == "auto":
+            LOG.info("The tunnel to %s is forwarded by asyncssh: %s.", self.host, reason)
+        self._call(self._forward_asyncssh())
+        self.forwarded_by, self.fallback_reason = "asyncssh", reason
+
+    def _forward_openssh(self) -> str | None:
+        """Start ``ssh -N -L`` on the local port; None when it forwards, else why not."""
+        spec = self._forward_spec()
+        reason = unusable_reason(spec, self.password)
+        if reason is not None:
+            return reason
+        try:
+            spec = dataclasses.replace(spec, local_port=free_port(self.local_port))
+            self._ssh = OpenSSHForward.start(ssh_argv(find_ssh() or "ssh", spec), spec.local_port, self.connect_timeout)
+        except (ForwardError, OSError) as exc:
+            return str(exc)
+        self.local_port = spec.local_port
+        return None
+
+    def _forward_spec(self) -> ForwardSpec:
+        return ForwardSpec(host=self.host, port=self.port, user=self.user, client_keys=self.client_keys,
+                           known_hosts=self.known_hosts, ssh_config=self.ssh_config, local_port=self.local_port,
+                           remote_host=self.remote_host, remote_port=self.remote_port, remote_path=self.remote_path,
+                           ciphers=CIPHERS, keepalive_s=KEEPALIVE_S, keepalive_misses=KEEPALIVE_MISSES,
+                           connect_timeout=self.connect_timeout)
+
+    async def _forward_asyncssh(self) -> None:
+        if self.remote_path:
+            listener = await self._conn.forward_local_port_to_path("127.0.0.1", self.local_port, self.remote_path)
+        else:
+            listener = await self._conn.forward_local_port("127.0.0.1", self.local_port, self.remote_host,
+                                                           self.remote_port)
+        self._listener = listener
+        self.local_port = listener.get_port()
+
     def cipher(self) -> str:
-        """The cipher in use."""
+        """The cipher of the asyncssh connection (OpenSSH's ssh offers the same ones in the same order)."""
         return str(self._conn.get_extra_info("send_cipher")) if self._conn else ""
 
     def run(self, command: str, timeout: float = 60.0) -> str:
@@ -289,6 +354,10 @@ class Tunnel:
         return str(result.stdout)
 
     def _drop(self) -> None:
+        if self._ssh is not None:
+            ssh, self._ssh = self._ssh, None
+            ssh.close()
+        self.forwarded_by = None
         if self._conn is not None and self._loop is not None:
             conn, self._conn = self._conn, None
             listener, self._listener = self._listener, None
@@ -313,7 +382,7 @@ class Tunnel:
         return self.open()
 
     def close(self) -> None:
-        """Close the connection and its thread."""
+        """Close the connection, OpenSSH's ssh if it forwards, and the tunnel's thread."""
         self._drop()
         if self._loop is not None:
             self._loop.stop()
@@ -335,8 +404,8 @@ def connect(host: str, user: str | None = None, *, password: str | None = None, 
     known_hosts
         The known_hosts file (``~/.ssh/known_hosts`` by default).
     config
-        Where the server listens on the SSH host (``ssh_remote_bind``, ``ssh_remote_port``) and
-        the local port (``ssh_local_port``).
+        Where the server listens on the SSH host (``ssh_remote_bind``, ``ssh_remote_port``), the local
+        port (``ssh_local_port``) and what forwards it (``ssh_forwarder``, see :class:`Tunnel`).
     server_user, server_password
         Log in with the server's password file instead of minting a token for the SSH user.
     token_command
@@ -357,7 +426,7 @@ def connect(host: str, user: str | None = None, *, password: str | None = None, 
     tunnel = Tunnel(host, user, port=port or (cfg.ssh_port if cfg.ssh_port != 22 else None), password=password,
                     client_keys=[str(key)] if key else None, known_hosts=known_hosts, remote_host=bind,
                     remote_port=cfg.ssh_remote_port, remote_path=remote_path, local_port=cfg.ssh_local_port,
-                    ssh_config=ssh_config)
+                    ssh_config=ssh_config, forwarder=cfg.ssh_forwarder)
     tunnel.open()
     try:
         if server_user:
