@@ -6,12 +6,15 @@ and the segmentation round trip of a 2048x2048 image on the server versus locall
 The server and the SSH servers run here too, each in a process of its own (``remote_node.py``), as
 sshd and the server would on the remote node, so the figures measure the protocol and tunnel
 overheads, not a network. Two SSH servers are timed: asyncssh's, a stand-in in Python, and
-OpenSSH's sshd (what a real node runs) when it is installed. Next to our uploads, the same rounds
-time the bare SSH port forward of each (our asyncssh client, same cipher) into a sink that
-discards the bytes: the most any tunnel made with asyncssh could carry here; and, where OpenSSH's
-ssh client is installed too, an upload through it instead of our tunnel (the same work in C). Each route's CPU
-seconds per GiB are given per process (client: this one; server; SSH server with its children),
-and for the client's SSH tunnel threads (asyncssh's event loop) alone.
+OpenSSH's sshd (what a real node runs) when it is installed. Through each, the product's tunnel
+(``Tunnel``, forwarder ``auto``: OpenSSH's ssh client where it is installed, as here with a key
+login) is timed next to the same tunnel forced onto asyncssh's forwarder; each row names the
+forwarder it used. The same rounds time the bare asyncssh port forward of each (same cipher) into a
+sink that discards the bytes: the most any tunnel made with asyncssh could carry here; and, where
+OpenSSH's ssh client is installed, an upload through a plain ``ssh -N -L`` started by the bench
+(no ``Tunnel``), for reference. Each route's CPU seconds per GiB are given per process (client:
+this one; server; SSH server with its children; the client's ssh processes), and for the client's
+SSH tunnel threads (asyncssh's event loop) alone.
 The model is the small random ``tiny`` architecture (no weights are downloaded): its forward pass
 over 2048x2048 tiles is real work, its masks are few unless ``--many-masks``.
 """
@@ -50,6 +53,10 @@ class Round:
     ssh_threads: float
 
 
+#: The CPU column of the client's OpenSSH ssh processes (the tunnels' forwarders and the reference's).
+SSH_CLIENTS = "client's ssh"
+
+
 class Meter:
     """Wall time and CPU seconds of the bench's processes over a timed transfer."""
 
@@ -61,6 +68,7 @@ class Meter:
         for name, proc in self.procs.items():
             family = [proc] if name == "client" else [proc, *proc.children(recursive=True)]
             out[name] = sum(_cpu_seconds(p) for p in family)
+        out[SSH_CLIENTS] = sum(_cpu_seconds(p) for p in _ssh_clients())
         return out
 
     def time(self, send: Callable[[], None], mib: int) -> Round:
@@ -76,6 +84,18 @@ def _ssh_thread_seconds() -> float:
     """CPU seconds of this process's tunnel threads (asyncssh's event loops, ``mcp_remote.tunnel``)."""
     ids = {t.native_id for t in threading.enumerate() if t.name == "ssh-tunnel"}
     return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ids)
+
+
+def _ssh_clients() -> list[psutil.Process]:
+    """This process's OpenSSH ssh children."""
+    out = []
+    for child in psutil.Process().children():
+        try:
+            if child.name() == "ssh":
+                out.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
@@ -117,10 +137,12 @@ def forward_round(address: str, mib: int, meter: Meter) -> Round:
 
 def upload_rounds(senders: dict, folder: Path, mib: int, repeats: int, meter: Meter) -> dict[str, list[Round]]:
     """*repeats* rounds per sender (a backend, or the address of a sink); they alternate so a busy
-    machine slows all alike."""
+    machine slows all alike, each round starting one sender later so none is always first or last."""
     rounds: dict[str, list[Round]] = {name: [] for name in senders}
-    for _ in range(repeats):
-        for name, sender in senders.items():
+    names = list(senders)
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            sender = senders[name]
             if isinstance(sender, str):
                 rounds[name].append(forward_round(sender, mib, meter))
             else:
@@ -148,7 +170,7 @@ def remote_node(*args: str) -> Iterator[dict]:
 
 
 #: The route of the reference: OpenSSH's ssh client forwarding through OpenSSH's sshd.
-REFERENCE = "tunnel via ssh client + openssh"
+REFERENCE = "plain ssh -N -L via openssh sshd"
 #: The SSH servers a tunnel is timed through, as ``remote_node.py`` roles.
 SSH_SERVERS = {"asyncssh": "asyncssh stand-in SSH server", "openssh": "OpenSSH sshd"}
 
@@ -162,12 +184,47 @@ def ssh_servers(stack: contextlib.ExitStack, root: Path, token_socket: str) -> d
     return nodes
 
 
-def open_tunnel(root: Path, node: dict, remote_port: int):
-    """A tunnel through the SSH server of *node* (a ``remote_node.py`` reply) to a loopback port there."""
+def open_tunnel(root: Path, node: dict, remote_port: int, forwarder: str = "auto"):
+    """The product's tunnel through the SSH server of *node* (a ``remote_node.py`` reply) to a loopback
+    port there, with *forwarder* (``auto``: OpenSSH's ssh client when it is installed)."""
     from mcp_remote.tunnel import Tunnel
 
     return Tunnel("127.0.0.1", node["user"], port=node["port"], client_keys=[str(root / "id")],
-                  known_hosts=_known_hosts(root, node), remote_port=remote_port, ssh_config=[]).open()
+                  known_hosts=_known_hosts(root, node), remote_port=remote_port, ssh_config=[],
+                  forwarder=forwarder).open()
+
+
+@dataclasses.dataclass
+class Routes:
+    """The row names of one SSH server's routes: the product's tunnel, the same on asyncssh's forwarder
+    (None when the product's is already that), and the bare asyncssh forward."""
+
+    tunnel: str
+    asyncssh_tunnel: str | None
+    bare: str
+
+
+def tunnel_routes(stack: contextlib.ExitStack, root: Path, name: str, node: dict, grpc_port: int, sink_port: int,
+                  token: str, senders: dict) -> tuple[Routes, object]:
+    """Add the routes through SSH server *name* to *senders*; return their names and the product's
+    tunnelled backend."""
+    from mcp_remote.client import RemoteBackend
+
+    tunnel = open_tunnel(root, node, grpc_port)
+    tunnelled = stack.enter_context(RemoteBackend(tunnel.address, token, tunnel=tunnel))
+    routes = Routes(f"tunnel via {name} sshd, {tunnel.forwarded_by} fwd", None,
+                    f"bare forward via {name} sshd, asyncssh fwd")
+    if tunnel.fallback_reason:
+        print(f"  (the tunnel via {name} is forwarded by asyncssh: {tunnel.fallback_reason})")
+    bare = open_tunnel(root, node, sink_port, "asyncssh")
+    stack.callback(bare.close)
+    senders[routes.bare] = bare.address
+    senders[routes.tunnel] = tunnelled
+    if tunnel.forwarded_by != "asyncssh":
+        routes.asyncssh_tunnel = f"tunnel via {name} sshd, asyncssh fwd"
+        plain = open_tunnel(root, node, grpc_port, "asyncssh")
+        senders[routes.asyncssh_tunnel] = stack.enter_context(RemoteBackend(plain.address, token, tunnel=plain))
+    return routes, tunnelled
 
 
 def _known_hosts(root: Path, node: dict) -> Path:
@@ -177,9 +234,9 @@ def _known_hosts(root: Path, node: dict) -> Path:
 
 
 @contextlib.contextmanager
-def openssh_forward(root: Path, node: dict, remote_port: int) -> Iterator[tuple[str, int]]:
+def openssh_forward(root: Path, node: dict, remote_port: int) -> Iterator[str]:
     """OpenSSH's ssh client forwarding a free loopback port through *node*'s SSH server to *remote_port*
-    there, as ``(address, process id)``: our tunnel's work done in C, for reference."""
+    there, as its address: a plain ``ssh -N -L`` without ``Tunnel``, for reference."""
     from mcp_remote.tunnel import CIPHERS
 
     with socket.create_server(("127.0.0.1", 0)) as probe:
@@ -191,7 +248,7 @@ def openssh_forward(root: Path, node: dict, remote_port: int) -> Iterator[tuple[
                             stdin=subprocess.DEVNULL)
     try:
         _wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}", proc.pid
+        yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -232,23 +289,26 @@ def _ratios(num: list[Round], den: list[Round]) -> str:
     return f"{statistics.median(ratios):5.2f} median of the rounds ({rounds}), best/best {best:.2f}"
 
 
-def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, str], references: dict[str, str]) -> None:
-    """Rates and CPU per route, then the ratios of each SSH server's routes to direct gRPC, and of
-    the *references* routes (name -> title)."""
+def print_uploads(rounds: dict[str, list[Round]], ssh_servers: dict[str, tuple[str, Routes]],
+                  references: dict[str, str]) -> None:
+    """Rates and CPU per route (its SSH server and forwarder in its name), then the ratios of each SSH server's
+    routes (title, row names) to direct gRPC, and of the *references* routes (name -> title)."""
     processes = list(next(iter(rounds.values()))[0].cpu)
-    print(f"  {'route':<34}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join(_columns(processes))}")
+    print(f"  {'route':<44}{'MB/s: best (each round)':<38}CPU s/GiB: {'  '.join(_columns(processes))}")
     for name, rs in rounds.items():
-        print(f"  {name:<34}{_rates(rs):<38}{'':11}{_cpu(rs, processes)}")
+        print(f"  {name:<44}{_rates(rs):<38}{'':11}{_cpu(rs, processes)}")
     direct = rounds["direct gRPC"]
-    for server, title in ssh_servers.items():
-        tunnel, bare = rounds[f"tunnel via {server}"], rounds[f"bare forward via {server}"]
+    for title, routes in ssh_servers.values():
+        tunnel, bare = rounds[routes.tunnel], rounds[routes.bare]
         print(f"  {title}:")
-        print(f"    tunnel/direct  {_ratios(tunnel, direct)}   (target >= 0.7)")
-        print(f"    tunnel/bare    {_ratios(tunnel, bare)}")
-        print(f"    bare/direct    {_ratios(bare, direct)}")
+        print(f"    tunnel/direct           {_ratios(tunnel, direct)}   (target >= 0.7; {routes.tunnel})")
+        if routes.asyncssh_tunnel:
+            print(f"    asyncssh tunnel/direct  {_ratios(rounds[routes.asyncssh_tunnel], direct)}")
+        print(f"    tunnel/bare             {_ratios(tunnel, bare)}")
+        print(f"    bare/direct             {_ratios(bare, direct)}")
     for name, title in references.items():
         print(f"  {title}:")
-        print(f"    tunnel/direct  {_ratios(rounds[name], direct)}")
+        print(f"    tunnel/direct           {_ratios(rounds[name], direct)}")
 
 
 def segment_times(backends: dict, image: np.ndarray, params, repeats: int) -> dict[str, float]:
@@ -297,19 +357,14 @@ def main() -> None:
         direct = stack.enter_context(RemoteBackend(server["grpc"], token))
         senders, titles = {"direct gRPC": direct}, {}
         for name, node in nodes.items():
-            tunnel = open_tunnel(root, node, grpc_port)
-            tunnelled = stack.enter_context(RemoteBackend(tunnel.address, token, tunnel=tunnel))
-            bare = open_tunnel(root, node, server["sink"])
-            stack.callback(bare.close)
-            senders[f"bare forward via {name}"] = bare.address
-            senders[f"tunnel via {name}"] = tunnelled
-            titles[name] = f"{SSH_SERVERS[name]} ({tunnel.cipher()})"
+            routes, tunnelled = tunnel_routes(stack, root, name, node, grpc_port, server["sink"], token, senders)
+            titles[name] = (f"{SSH_SERVERS[name]} ({tunnelled.tunnel.cipher()})", routes)
         pids = {"server": server["pid"], **{f"{name}-sshd": node["pid"] for name, node in nodes.items()}}
         references = {}
         if "openssh" in nodes and shutil.which("ssh"):
-            address, pids["ssh"] = stack.enter_context(openssh_forward(root, nodes["openssh"], grpc_port))
+            address = stack.enter_context(openssh_forward(root, nodes["openssh"], grpc_port))
             senders[REFERENCE] = stack.enter_context(RemoteBackend(address, token))
-            references[REFERENCE] = "OpenSSH's ssh client instead of our asyncssh tunnel, OpenSSH sshd (reference)"
+            references[REFERENCE] = "a plain ssh -N -L started by the bench (no Tunnel), OpenSSH sshd (reference)"
         print(f"upload of {args.mib} MiB files, {args.repeats} alternating rounds (sha256 on both sides included; a "
               f"bare forward: no gRPC, no sha256, into a sink; server and SSH servers in processes of their own):")
         if "openssh" not in nodes:
