@@ -1,9 +1,10 @@
 """Throughput of ``mcp_core.segment.segment`` against a per-image loop of upstream ``CellposeModel.eval``.
 
 Both run the same network with the same weights, threads and warm-up on the same synthetic images:
-ours batches the tiles of all images together, finishes each image (dynamics, per-mask class vote
-and confidence scores) in a worker thread while the network goes on, and upstream runs image by
-image.
+ours streams the tiles of all images through the network (on the CPU one tile per pass), finishes
+each image (dynamics, flow-error QC with numpy, per-mask class vote and confidence scores) in a
+worker thread while the network goes on, and upstream runs image by image; the masks of both
+must be equal (printed).
 Also prints training throughput (samples/s). On the CPU the net is the ``tiny`` architecture,
 trained here first so that the masks (and so the dynamics' work) are realistic; with CUDA the
 ViT-L (``cpsam`` architecture, random weights: the network's speed does not depend on them,
@@ -71,6 +72,8 @@ def compare(path: str, images: list[np.ndarray], device: str, batch_size: int, r
     print(f"  ratio segment/upstream: {t_up / t_ours:7.2f}x   (rounds: {' '.join(f'{r:.2f}' for r in ratios)}; "
           f"batch_size {batch_size}, {ours.bsize}-pixel tiles)")
     print(f"  CPU seconds:            {cpu_ours:7.1f} ours, {cpu_up:.1f} upstream ({cpu_up / cpu_ours:.2f}x)")
+    same = sum(np.array_equal(r.masks, m) for r, m in zip(results, upstream))
+    print(f"  masks equal upstream's: {same}/{len(images)} images{'' if same == len(images) else '  <- DIFFERENT'}")
 
 
 def main() -> None:

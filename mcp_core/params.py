@@ -54,7 +54,8 @@ class SegmentParams:
                                        **_in("basic"))
     bsize: int | None = Field(None, ge=32, le=2048, title="Tile size",
                               description="Tile size in pixels; empty: the model's own (the size it was trained at).")
-    batch_size: int = Field(8, ge=1, le=512, title="Tiles per batch", description="Tiles per forward pass.")
+    batch_size: int = Field(8, ge=1, le=512, title="Tiles per batch",
+                            description="Tiles per forward pass on a GPU (the CPU runs one per pass: faster there).")
     tile_overlap: float = Field(0.1, ge=0, le=0.5, title="Tile overlap", description="Fraction of overlap between tiles.")
     augment: bool = Field(False, title="Test-time augmentation", description="Average over flipped tiles (slower, smoother).")
     niter: int = Field(0, ge=0, le=10000, title="Dynamics iterations",

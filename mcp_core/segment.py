@@ -1,9 +1,10 @@
 """Inference: masks, per-mask classes, class map and (on request) flows for a list of images.
 
-Tiles of all images go through the network together in batches of ``batch_size`` (so a
-folder of small images keeps the device busy), each image's tiles are averaged with cellpose's
-``average_tiles`` as soon as they are all back, masks and their flow errors come from cellpose's
-dynamics (:func:`mcp_core.masks.masks_and_flow_errors`), each mask's class is the majority vote
+Tiles of all images go through the network together in batches of ``batch_size`` on a GPU (so a
+folder of small images keeps the device busy; the CPU takes :data:`CPU_TILES_PER_PASS` at a time),
+each image's tiles are averaged with cellpose's ``average_tiles`` as soon as they are all back, and
+a worker thread finishes the image while the network goes on: masks and their flow errors come from
+cellpose's dynamics (:func:`mcp_core.masks.masks_and_flow_errors`), each mask's class is the majority vote
 of the per-pixel class argmax over its pixels (:func:`mcp_core.labels.majority_class`, one
 ``bincount``) and each mask's confidence scores come from :func:`mcp_core.confidence.object_confidence`.
 """
@@ -36,6 +37,14 @@ from .preprocess import prepare_image
 MAX_SIZE_FRACTION = 0.4
 #: Images whose network outputs may wait for the finishing worker while the network goes on.
 IN_FLIGHT = 2
+#: Tiles per forward pass on the CPU (at most ``batch_size``): several tiles' attention maps outgrow
+#: the caches, so a pass of 8 tiles costs more per tile (e.g. 224 vs 165 ms of CPU for the tiny ViT on
+#: 256-pixel tiles, one thread, 2 cores with 4 MiB L2 each). A tile's outputs do not depend on the
+#: other tiles of its pass, though the pass's size may change the kernels' rounding (not at 256 pixels here).
+CPU_TILES_PER_PASS = 1
+#: Torch threads of the worker that finishes images (per thread: the network keeps its own), so
+#: that cellpose's dynamics do not compete with the network for all cores.
+FINISH_THREADS = 1
 
 
 def segment(model: MultiClassModel | str | os.PathLike, images: Sequence[np.ndarray], params: SegmentParams | None = None,
@@ -91,6 +100,7 @@ def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Call
     rsz, diameter = _rescale(model, params.diameter)
     net, device = model.net, model.device
     net.eval()
+    per_pass = params.batch_size if device.type != "cpu" else min(params.batch_size, CPU_TILES_PER_PASS)
     k = model.n_classes
     results: list[SegmentResult | None] = [None] * len(images)
     pending: dict[int, dict] = {}
@@ -130,12 +140,13 @@ def _segment(model: MultiClassModel, images: Sequence[np.ndarray], prepare: Call
 
     # One worker finishes an image (cellpose's dynamics, class vote, confidence) while the network runs
     # on the next tiles; at most IN_FLIGHT images wait for it, so outputs do not pile up.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-finish") as worker:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-finish", initializer=torch.set_num_threads,
+                            initargs=(FINISH_THREADS,)) as worker:
         while True:
             item = next(stream, None)
             if item is not None:
                 batch.append(item)
-                if len(batch) < params.batch_size:
+                if len(batch) < per_pass:
                     continue
             if batch:
                 out = _forward(net, np.stack([b[2] for b in batch]), device)

@@ -11,6 +11,7 @@ from mcp_core.errors import ParameterError
 from mcp_core.labels import load_labels_for
 from mcp_core.model import build_model
 from mcp_core.params import SegmentParams
+from mcp_core import segment as segment_module
 from mcp_core.predictions import save_prediction
 from mcp_core.segment import segment, segment_files
 from mcp_core.synthetic import make_sample
@@ -35,7 +36,8 @@ def model():
     return _rig(build_model("tiny", NAMES, device="cpu", seed=7, bsize=128), [0.0, 0.0, 0.0])
 
 
-def test_tiles_batched_across_images_give_the_per_image_results(model):
+def test_tiles_batched_across_images_give_the_per_image_results(model, monkeypatch):
+    monkeypatch.setattr(segment_module, "CPU_TILES_PER_PASS", 8)  # passes of several tiles, also on the CPU
     images = [make_sample(i, shape=s)[0] for i, s in enumerate([(300, 280), (128, 128), (90, 410)])]
     together = segment(model, images, SegmentParams(bsize=128, batch_size=8, return_flows=True, **LOOSE))
     alone = [segment(model, [img], SegmentParams(bsize=128, batch_size=1, return_flows=True, **LOOSE))[0] for img in images]
@@ -44,6 +46,24 @@ def test_tiles_batched_across_images_give_the_per_image_results(model):
         np.testing.assert_allclose(a.flows, b.flows, atol=1e-5)
         np.testing.assert_array_equal(a.masks, b.masks)
         assert a.masks.max() > 0 and len(a.classes) == a.masks.max() + 1
+
+
+def test_the_cpu_runs_tiles_one_per_pass_with_the_results_of_larger_passes(model, monkeypatch):
+    images = [make_sample(i, shape=(200, 260))[0] for i in range(2)]
+    params = SegmentParams(bsize=128, batch_size=8, return_flows=True, **LOOSE)
+    passes = []
+    forward = segment_module._forward
+    monkeypatch.setattr(segment_module, "_forward",
+                        lambda net, x, device: passes.append(len(x)) or forward(net, x, device))
+    single = segment(model, images, params)
+    assert set(passes) == {1}
+    monkeypatch.setattr(segment_module, "CPU_TILES_PER_PASS", 8)
+    passes.clear()
+    several = segment(model, images, params)
+    assert max(passes) == 8
+    for a, b in zip(single, several):
+        np.testing.assert_allclose(a.flows, b.flows, atol=1e-5)  # a pass's size may change kernels' rounding
+        np.testing.assert_array_equal(a.masks, b.masks)
 
 
 def test_a_bad_image_among_good_ones_raises_a_clear_error(model):
