@@ -85,11 +85,11 @@ def find_ssh() -> str | None:
     return shutil.which("ssh")
 
 
-def unusable_reason(spec: ForwardSpec, password: str | None) -> str | None:
-    """Why ``ssh`` cannot carry this forward, or None when it can try."""
+def unusable_reason(spec: ForwardSpec, password: str | None, ssh: str | None) -> str | None:
+    """Why *ssh* (None: not found) cannot carry this forward, or None when it can try."""
     if password is not None:
         return "the login uses a password, which is never handed to ssh"
-    if find_ssh() is None:
+    if ssh is None:
         return "OpenSSH's ssh is not on PATH"
     if spec.ssh_config is not None and len(spec.ssh_config) > 1:
         return "ssh reads one config file, and several were given"

@@ -31,11 +31,11 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import asyncssh
 
-from mcp_core.errors import MCPError
+from mcp_core.errors import MCPError, ParameterError
 
 from .client import RemoteBackend
 from .config import Forwarder, RemoteConfig
@@ -206,6 +206,8 @@ class Tunnel:
         self.local_port = local_port
         self.ssh_config = ssh_config
         self.connect_timeout = connect_timeout
+        if forwarder not in get_args(Forwarder):
+            raise ParameterError(f"forwarder must be one of {', '.join(get_args(Forwarder))}, not {forwarder!r}.")
         self.forwarder = forwarder
         self.forwarded_by: Literal["openssh", "asyncssh"] | None = None
         self.fallback_reason: str | None = None
@@ -306,13 +308,13 @@ class Tunnel:
 
     def _forward_openssh(self) -> str | None:
         """Start ``ssh -N -L`` on the local port; None when it forwards, else why not."""
-        spec = self._forward_spec()
-        reason = unusable_reason(spec, self.password)
+        spec, ssh = self._forward_spec(), find_ssh()
+        reason = unusable_reason(spec, self.password, ssh)
         if reason is not None:
             return reason
         try:
             spec = dataclasses.replace(spec, local_port=free_port(self.local_port))
-            self._ssh = OpenSSHForward.start(ssh_argv(find_ssh() or "ssh", spec), spec.local_port, self.connect_timeout)
+            self._ssh = OpenSSHForward.start(ssh_argv(ssh, spec), spec.local_port, self.connect_timeout)
         except (ForwardError, OSError) as exc:
             return str(exc)
         self.local_port = spec.local_port

@@ -3,6 +3,7 @@ port forwarded by OpenSSH's ssh client (key logins) or asyncssh (password logins
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -13,11 +14,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from mcp_core.errors import ParameterError
 from mcp_remote.codec import CHUNK_BYTES
 from mcp_remote.config import RemoteConfig
+from mcp_remote.openssh import ForwardError, OpenSSHForward, free_port, ssh_argv
 from mcp_remote.server import start_server
 from mcp_remote.testing import LocalSSHServer
-from mcp_remote.openssh import ForwardError, OpenSSHForward, free_port, ssh_argv
 from mcp_remote.tunnel import (KEEPALIVE_MISSES, KEEPALIVE_S, HostKeyChanged, HostKeyUnknown, Tunnel, TunnelError,
                                connect, fetch_host_key, trust_host_key)
 from waiting import patience, poll
@@ -100,8 +102,7 @@ def test_keepalive_notices_a_dead_link(site):
 @pytest.mark.parametrize("forwarder", ["asyncssh", pytest.param("openssh", marks=needs_ssh)])
 def test_an_upload_resumes_after_the_tunnel_drops(site, tmp_path, forwarder):
     server, sshd, where, root = site
-    login = {"password": "correct horse", **where} if forwarder == "asyncssh" else _by_key(where, root, forwarder)
-    backend = connect("127.0.0.1", "alice", **login)
+    backend = connect("127.0.0.1", "alice", **_by_key(where, root, forwarder))
     assert backend.tunnel.forwarded_by == forwarder
     data = os.urandom(48 * MiB)
     path = tmp_path / "big.bin"
@@ -167,9 +168,11 @@ def test_openssh_checks_the_host_key_itself(site, tmp_path):
         connect("127.0.0.1", "alice", **{**fresh, "config": _by_key(where, root, "auto")["config"]})
     tunnel = Tunnel("127.0.0.1", "alice", port=sshd.port, client_keys=[str(root / "id")], known_hosts=fresh["known_hosts"],
                     ssh_config=[])
-    spec = tunnel._forward_spec()
-    with pytest.raises(ForwardError, match="exited"):
-        OpenSSHForward.start(ssh_argv(shutil.which("ssh"), spec), free_port(0), timeout=patience(60))
+    spec = dataclasses.replace(tunnel._forward_spec(), local_port=free_port(0))
+    for known in (impostor, None):  # changed, then unknown
+        fresh["known_hosts"].write_text(f"[127.0.0.1]:{sshd.port} {known}\n" if known else "")
+        with pytest.raises(ForwardError, match="Host key verification failed"):
+            OpenSSHForward.start(ssh_argv(shutil.which("ssh"), spec), spec.local_port, timeout=patience(60))
 
 
 def test_a_password_login_is_forwarded_by_asyncssh(site):
@@ -183,6 +186,8 @@ def test_a_password_login_is_forwarded_by_asyncssh(site):
     config = RemoteConfig(ssh_remote_port=where["config"].ssh_remote_port, ssh_forwarder="openssh")
     with pytest.raises(TunnelError, match="password"):
         connect("127.0.0.1", "alice", password="correct horse", **{**where, "config": config})
+    with pytest.raises(ParameterError, match="forwarder"):
+        Tunnel("127.0.0.1", "alice", forwarder="OpenSSH")
 
 
 def test_auto_falls_back_to_asyncssh_without_ssh_on_path(site, tmp_path, monkeypatch):
@@ -211,6 +216,8 @@ def test_auto_falls_back_to_asyncssh_when_ssh_fails(site, tmp_path, monkeypatch)
         assert backend.list_models()[0].scope == "builtin"
     finally:
         backend.close()
+    with pytest.raises(TunnelError, match="no route"):  # asked for by name: no fallback
+        connect("127.0.0.1", "alice", **_by_key(where, root, "openssh"))
 
 
 @needs_ssh
