@@ -166,8 +166,8 @@ def test_openssh_checks_the_host_key_itself(site, tmp_path):
     fresh["known_hosts"].write_text(f"[127.0.0.1]:{sshd.port} {impostor}\n")
     with pytest.raises(HostKeyChanged):
         connect("127.0.0.1", "alice", **{**fresh, "config": _by_key(where, root, "auto")["config"]})
-    tunnel = Tunnel("127.0.0.1", "alice", port=sshd.port, client_keys=[str(root / "id")], known_hosts=fresh["known_hosts"],
-                    ssh_config=[])
+    tunnel = Tunnel("127.0.0.1", "alice", port=sshd.port, client_keys=[str(root / "id")],
+                    known_hosts=fresh["known_hosts"], ssh_config=[])
     spec = dataclasses.replace(tunnel._forward_spec(), local_port=free_port(0))
     for known in (impostor, None):  # changed, then unknown
         fresh["known_hosts"].write_text(f"[127.0.0.1]:{sshd.port} {known}\n" if known else "")
