@@ -36,6 +36,8 @@ LOG = logging.getLogger("mcp_remote.tunnel")
 READY_POLL_S = 0.05
 #: Lines of ssh's standard error kept for the message when it fails.
 STDERR_LINES = 20
+#: No console window for ssh.exe when the app has none (Windows only; 0 elsewhere).
+_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 
 
 class ForwardError(MCPError):
@@ -164,10 +166,6 @@ def free_port(port: int) -> int:
             return probe.getsockname()[1]
     except OSError as exc:
         raise ForwardError(f"the local port {port} is taken ({exc})") from exc
-
-
-#: No console window for ssh.exe when the app has none (Windows only; 0 elsewhere).
-_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 
 
 class OpenSSHForward:
