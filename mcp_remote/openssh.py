@@ -2,8 +2,9 @@
 
 The forward is the same as asyncssh's, but its bytes are encrypted and framed in C: on a 2-core
 machine asyncssh's event loop costs 2-3.5 CPU s per GiB carried, which caps an upload well below
-direct gRPC; the ssh process 0.7-1.2 s (``benchmarks/remote_bench.py``). The tunnel keeps its asyncssh connection for the host-key check, the login, running
-commands and liveness, and starts ``ssh`` beside it when the login needs no password.
+direct gRPC; the ssh process 0.7-1.6 s (``benchmarks/remote_bench.py``). The tunnel keeps its
+asyncssh connection for the host-key check, the login, running commands and liveness, and starts
+``ssh`` beside it when the login needs no password.
 
 ``ssh`` checks the host key itself against the tunnel's known_hosts only (``StrictHostKeyChecking=yes``,
 never writing that file), logs in by key or agent only (``BatchMode=yes``: it never asks for, and is
