@@ -86,7 +86,8 @@ def _diffuse(same: list[np.ndarray], centers: np.ndarray, steps: int, dtype: typ
     return heat
 
 
-def flow_error(masks: np.ndarray, flows: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+def flow_error(masks: np.ndarray, flows: np.ndarray, device: torch.device | None = None,
+               niter: int | None = None) -> np.ndarray:
     """Cellpose's ``dynamics.flow_error(masks, flows, device)[0]``: per mask id ``1..n``, the mean squared error.
 
     Parameters
@@ -96,10 +97,13 @@ def flow_error(masks: np.ndarray, flows: np.ndarray, device: torch.device | None
     flows
         ``(2, Y, X)`` flows as the network outputs them.
     device
-        A non-CPU device runs cellpose's own function there; the CPU (default) runs :func:`masks_to_flows`.
+        A non-CPU device runs cellpose's ``masks_to_flows_gpu`` there; the CPU (default) runs :func:`masks_to_flows`.
+    niter
+        Diffusion steps (default cellpose's, from the largest mask).
     """
     if device is not None and device.type != "cpu":
-        return dynamics.flow_error(masks, flows, device)[0]
-    recomputed, slices = masks_to_flows(masks)
+        recomputed, slices = dynamics.masks_to_flows_gpu(masks, device=device, niter=niter)
+    else:
+        recomputed, slices = masks_to_flows(masks, niter)
     err = ((recomputed - flows / 5.) ** 2).sum(axis=0)
     return np.array([err[s][masks[s] == j + 1].mean() for j, s in enumerate(slices)])
