@@ -227,7 +227,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             loads.append(frame_after(driver, "benchKey", edits.count + r, timeout=120))
             wait(driver, "window.mcpCanvas.loaded")
             asked, fetched = driver.execute_script(
-                "const e = performance.getEntriesByType('resource').filter((e) => e.name.includes('/mcp/media/'));"
+                "const e = performance.getEntriesByType('resource').filter((e) => e.startTime >= window.benchKey"
+                "  && /[/](pixels|labels|boxes)[.]bin/.test(e.name));"
                 "return [Math.min(...e.map((x) => x.startTime)) - window.benchKey,"
                 "        Math.max(...e.map((x) => x.responseEnd)) - window.benchKey]")
             phases.append((asked, fetched - asked, loads[-1] - fetched))

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from .proto import multicellpose_pb2_grpc as pbg
 REQUEST_BYTES = MAX_MESSAGE_BYTES - (8 << 20)
 #: The Upload method, called with messages this client serializes itself (see :func:`codec.upload_chunk_bytes`).
 UPLOAD_METHOD = "/multicellpose.v1.Transfer/Upload"
+#: Seconds a call waits for a dropped link to come back, and between checks of whether the tunnel died meanwhile.
+RECOVER_S, RECHECK_S = 15.0, 0.5
 
 
 class RemoteBackend:
@@ -105,13 +108,20 @@ class RemoteBackend:
             raise from_rpc_error(err) from None
 
     def _recover(self) -> None:
-        """After a dropped link: reopen the tunnel if it died, then wait for the channel."""
-        if self.tunnel is not None and not self.tunnel.alive:
-            self.tunnel.reopen()
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=15)
-        except grpc.FutureTimeoutError:
-            raise Unreachable(f"The MultiCellPose server at {self.address} cannot be reached.") from None
+        """After a dropped link: wait for the channel, reopening the tunnel whenever it is found dead (its end
+        may show only after the call failed: the forwarding ssh process exits, or the keepalive gives up)."""
+        deadline = time.monotonic() + RECOVER_S
+        while True:
+            if self.tunnel is not None and not self.tunnel.alive:
+                self.tunnel.reopen()
+            ready = grpc.channel_ready_future(self._channel)
+            try:
+                ready.result(timeout=max(min(RECHECK_S, deadline - time.monotonic()), 0.01))
+                return
+            except grpc.FutureTimeoutError:
+                ready.cancel()
+                if time.monotonic() >= deadline:
+                    raise Unreachable(f"The MultiCellPose server at {self.address} cannot be reached.") from None
 
     def close(self) -> None:
         """Close the channel and the tunnel."""
