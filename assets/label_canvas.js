@@ -138,6 +138,15 @@ function union(a, b) {
   return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
 }
 
+function patchIds(patch) {
+  // A patch's box of ids, row after row: its base64 data, or its runs along the box's rows spelled out.
+  if (patch.data) return new Uint32Array(b64ToBytes(patch.data).buffer);
+  const ids = new Uint32Array(patch.w * patch.h);
+  let at = 0;
+  patch.runIds.forEach((id, k) => { ids.fill(id, at, at + patch.runLengths[k]); at += patch.runLengths[k]; });
+  return ids;
+}
+
 function b64ToBytes(b64) {
   const bin = atob(b64);
   const out = new Uint8Array(bin.length);
@@ -476,14 +485,9 @@ export default {
         return patch.cleared.length === gone.size && patch.cleared.every((id) => gone.has(id));
       }
       if (!patch.data && !patch.runIds) return change.n === 0;
-      const ids = patch.data ? new Uint32Array(b64ToBytes(patch.data).buffer) : null;
-      let run = 0, left = 0, id = 0, n = 0;
-      for (let y = y0; y < y1; y++) {
-        for (let i = y * W + x0, end = i + patch.w; i < end; i++, n++) {
-          if (ids) id = ids[n];
-          else if (left-- === 0) { id = patch.runIds[run]; left = patch.runLengths[run++] - 1; }
-          if (L[i] !== id) return false;
-        }
+      const ids = patchIds(patch);
+      for (let y = y0, n = 0; y < y1; y++) {
+        for (let i = y * W + x0, end = i + patch.w; i < end; i++, n++) if (L[i] !== ids[n]) return false;
       }
       return true;
     },
@@ -504,18 +508,9 @@ export default {
       for (const id of [...this.selection]) if (id >= this.classes.length) this.selection.delete(id);
       if (!(patch.w > 0 && patch.h > 0) || !labels) return null;
       const W = this.W, L = this.labels, x0 = patch.x, y0 = patch.y, x1 = x0 + patch.w, y1 = y0 + patch.h;
-      if (patch.data) {
-        const ids = new Uint32Array(b64ToBytes(patch.data).buffer);
+      if (patch.data || patch.runIds) {
+        const ids = patchIds(patch);
         for (let r = 0; r < patch.h; r++) L.set(ids.subarray(r * patch.w, (r + 1) * patch.w), (y0 + r) * W + x0);
-      } else if (patch.runIds) { // the box's ids in runs along its rows
-        const ids = patch.runIds, lengths = patch.runLengths;
-        let k = 0, left = 0, id = 0;
-        for (let y = y0; y < y1; y++) {
-          for (let i = y * W + x0, end = i + patch.w; i < end; i++, left--) {
-            if (left === 0) { id = ids[k]; left = lengths[k]; k++; }
-            L[i] = id;
-          }
-        }
       } else if (patch.cleared) {
         let top = this.classes.length;
         for (const id of patch.cleared) top = Math.max(top, id + 1);
